@@ -1,0 +1,76 @@
+"""The `schedopt` command line: one module per group of subcommands.
+
+Every subcommand module defines `register(subparsers)`, which adds its parsers with
+`set_defaults(func=...)`; `func(args)` returns the exit code. Bad input raises ValueError (or
+OSError), which `main` prints as one line on stderr with exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Subcommand modules, in the order their commands appear in --help.
+_MODULES = ("core", "profile")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="schedopt",
+        description="Optimal unmasking schedules for masked diffusion models.",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bars (results still go to stdout)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name in _MODULES:
+        importlib.import_module(f"{__name__}.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.quiet:
+        from .. import _progress
+
+        _progress.QUIET = True
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, OSError) as e:
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"schedopt {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("schedopt: interrupted", file=sys.stderr)
+        return 130
+
+
+def load_profile(path: str, regularize: bool = False):
+    """Load a profile file for a subcommand; with regularize, project noisy curves first."""
+    from ..profile import EntropyProfile
+
+    if regularize:
+        return EntropyProfile.load(path, check=False).regularize()
+    return EntropyProfile.load(path)
+
+
+def add_profile_argument(parser: argparse.ArgumentParser) -> None:
+    """--profile and --regularize, shared by every subcommand that reads a profile."""
+    parser.add_argument("--profile", required=True, metavar="P.json", help="profile file")
+    parser.add_argument(
+        "--regularize",
+        action="store_true",
+        help="project the curve onto concave, non-decreasing ones first (for noisy estimates)",
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

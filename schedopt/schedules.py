@@ -1,0 +1,215 @@
+"""The `Schedule` type, its file format, and the baselines from the literature (THEORY 5)."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from . import _io
+from .divergence import check_tokens_per_step, expected_kl
+from .profile import EntropyProfile
+
+FORMAT = "schedopt.schedule"
+VERSION = 1
+
+
+@struct.dataclass
+class Schedule:
+    """Integer tokens unmasked per step, with the expected KL they incur.
+
+    Attributes:
+        tokens_per_step: int[T], each >= 1, summing to n.
+        expected_kl: the exact expected KL (nats) under the profile it was built for.
+        method: how it was made ("optax", "exact", "uniform", "cosine", "tc", "dtc", ...).
+        relaxed_kl: the optimizer's relaxed objective (nats) before rounding, if any.
+        meta: free-form metadata kept in the file.
+    """
+
+    tokens_per_step: jnp.ndarray
+    expected_kl: jnp.ndarray
+    method: str = struct.field(pytree_node=False, default="custom")
+    relaxed_kl: float | None = struct.field(pytree_node=False, default=None)
+    meta: dict = struct.field(pytree_node=False, default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        """Sequence length (tokens)."""
+        return int(np.sum(np.asarray(self.tokens_per_step)))
+
+    @property
+    def steps(self) -> int:
+        """Number of steps T."""
+        return int(np.asarray(self.tokens_per_step).shape[-1])
+
+    @property
+    def cumulative(self) -> np.ndarray:
+        """int[T + 1] revealed counts N_0 = 0, N_1, ..., N_T = n."""
+        return np.concatenate([[0], np.cumsum(np.asarray(self.tokens_per_step))])
+
+    @classmethod
+    def from_tokens(
+        cls, profile: EntropyProfile, tokens_per_step, method: str = "custom", **kwargs
+    ) -> Schedule:
+        """A schedule for `profile` from its tokens per step, with the exact expected KL."""
+        s = check_tokens_per_step(tokens_per_step, profile.n)
+        if s.ndim != 1:
+            raise ValueError(f"tokens_per_step must be 1-D, got shape {s.shape}")
+        kl = expected_kl(profile, s)
+        return cls(tokens_per_step=jnp.asarray(s), expected_kl=kl, method=method, **kwargs)
+
+    def to_json(self) -> dict:
+        """The schedule as a `schedopt.schedule` version 1 dict."""
+        out = {
+            "format": FORMAT,
+            "version": VERSION,
+            "n": self.n,
+            "steps": self.steps,
+            "tokens_per_step": [int(s) for s in np.asarray(self.tokens_per_step)],
+            "expected_kl": float(self.expected_kl),
+            "unit": "nats",
+            "method": self.method,
+            "meta": dict(self.meta),
+        }
+        if self.relaxed_kl is not None:
+            out["meta"]["relaxed_kl"] = float(self.relaxed_kl)
+        return out
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the schedule atomically as JSON."""
+        _io.write_json(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, profile: EntropyProfile | None = None) -> Schedule:
+        """Read a `schedopt.schedule` version 1 file.
+
+        Args:
+            path: the file.
+            profile: when given, the schedule is checked against its n and its expected KL
+                is recomputed under it.
+        """
+        obj = _io.check_format(_io.read_json(path, "schedule"), path, FORMAT, VERSION)
+        _io.require_keys(obj, path, ("n", "tokens_per_step"))
+        try:
+            s = check_tokens_per_step(obj["tokens_per_step"], int(obj["n"]))
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{str(path)!r}: {e}") from None
+        if profile is not None and int(obj["n"]) != profile.n:
+            raise ValueError(
+                f"schedule {str(path)!r} is for n = {obj['n']} tokens but the profile has "
+                f"n = {profile.n}; use a schedule made for this profile's sequence length"
+            )
+        kl = expected_kl(profile, s) if profile is not None else obj.get("expected_kl", np.nan)
+        return cls(
+            tokens_per_step=jnp.asarray(s),
+            expected_kl=jnp.asarray(kl, dtype=jnp.float64),
+            method=str(obj.get("method", "custom")),
+            meta=dict(obj.get("meta") or {}),
+        )
+
+
+# --------------------------------------------------------------------------- baselines
+def check_steps(steps, n: int) -> int:
+    """Check a step budget: a whole number in [1, n]."""
+    if isinstance(steps, bool) or not float(steps).is_integer():
+        raise ValueError(f"steps must be a whole number, got {steps!r}")
+    steps = int(steps)
+    if not 1 <= steps <= n:
+        raise ValueError(
+            f"steps must be between 1 and n = {n} (each step unmasks at least one token), "
+            f"got {steps}"
+        )
+    return steps
+
+
+def uniform_tokens(n: int, steps: int) -> np.ndarray:
+    """LLaDA's get_num_transfer_tokens: floor(n/T) each, the remainder to the first steps."""
+    s = np.full(steps, n // steps, dtype=np.int64)
+    s[: n % steps] += 1
+    return s
+
+
+def cosine_tokens(n: int, steps: int) -> np.ndarray:
+    """MaskGIT's cosine schedule: floor(n cos(pi/2 k/T)) still masked after step k.
+
+    Each step unmasks at least one token (the masked count is kept in [T - k, m_{k-1} - 1]).
+    """
+    masked = [n]
+    for k in range(1, steps + 1):
+        m = math.floor(n * math.cos(math.pi / 2 * k / steps))
+        masked.append(min(max(m, steps - k), masked[-1] - 1))
+    return -np.diff(np.asarray(masked, dtype=np.int64))
+
+
+def tc_tokens(n: int, eps: float, tc_bound: float) -> np.ndarray:
+    """Chen-Cong-Li's TC schedule (App. D): big steps first, then single tokens."""
+    zeta = _zeta(eps, tc_bound)
+    if zeta >= n + 1:
+        return np.ones(n, dtype=np.int64)
+    counts = [0]
+    for _ in range(_num_geometric_steps(n, zeta)):
+        counts.append(counts[-1] + (n - counts[-1]) // zeta)
+    counts.extend(range(counts[-1] + 1, n + 1))
+    return _steps_from_counts(counts)
+
+
+def dtc_tokens(n: int, eps: float, dtc_bound: float) -> np.ndarray:
+    """The DTC schedule, TC's mirror image: single tokens first, then geometric growth."""
+    zeta = _zeta(eps, dtc_bound)
+    if zeta >= n + 1:
+        return np.ones(n, dtype=np.int64)
+    masked = [n]
+    for _ in range(_num_geometric_steps(n, zeta)):
+        masked.append(-((-masked[-1] * (zeta - 1)) // zeta))  # ceil(N (1 - 1/zeta))
+    masked.extend(range(masked[-1] - 1, -1, -1))
+    return _steps_from_counts(masked[::-1])
+
+
+def _zeta(eps: float, bound: float) -> int:
+    if not (eps > 0 and math.isfinite(eps)):
+        raise ValueError(f"the target KL eps must be a positive number of nats, got {eps}")
+    if not (bound >= 0 and math.isfinite(bound)):
+        raise ValueError(f"the correlation bound must be a finite number >= 0, got {bound}")
+    return 1 + math.ceil(bound / eps)
+
+
+def _num_geometric_steps(n: int, zeta: int) -> int:
+    if zeta == 1:
+        return 1  # no correlation: one step unmasks everything
+    return math.floor(math.log(n - zeta + 1) / math.log(1 / (1 - 1 / zeta))) + 2
+
+
+def _steps_from_counts(counts) -> np.ndarray:
+    s = np.diff(np.asarray(counts, dtype=np.int64))
+    return s[s > 0]
+
+
+def uniform(profile: EntropyProfile, steps: int) -> Schedule:
+    """The uniform schedule (LLaDA) with its expected KL under `profile`."""
+    steps = check_steps(steps, profile.n)
+    return Schedule.from_tokens(profile, uniform_tokens(profile.n, steps), "uniform")
+
+
+def cosine(profile: EntropyProfile, steps: int) -> Schedule:
+    """MaskGIT's cosine schedule with its expected KL under `profile`."""
+    steps = check_steps(steps, profile.n)
+    return Schedule.from_tokens(profile, cosine_tokens(profile.n, steps), "cosine")
+
+
+def tc_schedule(profile: EntropyProfile, eps: float, tc_bound: float | None = None) -> Schedule:
+    """The TC schedule guaranteeing E KL <= eps, given tc_bound >= TC (default: exact TC)."""
+    bound = profile.total_correlation if tc_bound is None else tc_bound
+    s = tc_tokens(profile.n, eps, bound)
+    return Schedule.from_tokens(profile, s, "tc", meta={"eps": eps, "tc_bound": bound})
+
+
+def dtc_schedule(
+    profile: EntropyProfile, eps: float, dtc_bound: float | None = None
+) -> Schedule:
+    """The DTC schedule guaranteeing E KL <= eps, given dtc_bound >= DTC (default: exact)."""
+    bound = profile.dual_total_correlation if dtc_bound is None else dtc_bound
+    s = dtc_tokens(profile.n, eps, bound)
+    return Schedule.from_tokens(profile, s, "dtc", meta={"eps": eps, "dtc_bound": bound})
