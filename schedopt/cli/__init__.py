@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order their commands appear in --help.
-_MODULES = ("core", "profile")
+_MODULES = ("core", "profile", "export", "learned")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,15 +1,174 @@
-"""CLI for trained models: `profile --model`, `nll` (issue 4)."""
+"""CLI for trained models: `profile --model` and `nll` (issue 4).
+
+    schedopt profile --model digits --data digits --out digits.json
+    schedopt nll --model digits --schedule opt8.json --schedule uniform8.json
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import math
 
-def add_model_arguments(parser) -> None:
-    parser.add_argument("--model", help="a trained model (not yet available)")
+DEFAULT_FULL_GRID = 256  # up to this n the data curve is estimated at every revealed count
 
 
-def profile_from_model(args):
-    raise ValueError("--model is not available yet")
+def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+    """--model, --data, --kind, --sequences, --split, --batch-size."""
+    parser.add_argument(
+        "--model", required=required, metavar="digits|PATH",
+        help="a trained masked diffusion model: 'digits' (shipped) or a checkpoint .json",
+    )
+    parser.add_argument(
+        "--data", choices=("digits", "text", "hmm"), default=None,
+        help="held-out data to measure on (default: the data the model was trained on)",
+    )
+    parser.add_argument(
+        "--kind", choices=("data", "model"), default="data",
+        help="'data': held-out cross-entropy curve (default; optimize schedules on it); "
+        "'model': the model's predictive-entropy curve",
+    )
+    parser.add_argument(
+        "--sequences", type=int, default=None, metavar="M",
+        help="use the first M held-out sequences (default: the whole held-out split)",
+    )
+    parser.add_argument(
+        "--split", choices=("test", "valid", "train"), default="test",
+        help="which split to measure on (default: test, the held-out split)",
+    )
+    parser.add_argument("--batch-size", type=int, default=256, help="rows per forward pass")
+
+
+def load_model_and_data(args: argparse.Namespace):
+    """(model, record, data int32[M, n], description dict) for --model/--data/--split/--sequences."""
+    from ..data import check_sequences, load_dataset
+    from ..models import load_checkpoint
+
+    model, record = load_checkpoint(args.model)
+    name = args.data or record.get("data")
+    if name is None:
+        raise ValueError(
+            f"checkpoint {args.model!r} does not say what it was trained on; pass --data"
+        )
+    kwargs = {} if name == "digits" else {"length": model.config.length}
+    if name == "hmm":
+        kwargs["train"] = 1  # only held-out sequences are needed here
+    dataset = load_dataset(name, **kwargs)
+    data = dataset.split(args.split)
+    if args.sequences is not None:
+        if args.sequences < 2:
+            raise ValueError(
+                f"--sequences must be at least 2 (for an interval), got {args.sequences}"
+            )
+        data = data[: args.sequences]
+    data = check_sequences(data, length=model.config.length,
+                           vocab_size=model.config.vocab_size, what=f"--data {name}")
+    info = {"model": str(args.model), "data": name, "split": args.split,
+            "sequences": int(data.shape[0]), "heldout_masked_ce": record.get("test_ce")}
+    return model, data, info
+
+
+def _grid(n: int):
+    return None if n > DEFAULT_FULL_GRID else n
+
+
+def profile_from_model(args: argparse.Namespace):
+    """The --kind curve of --model on held-out --data, regularised, with stderr (profile cmd)."""
+    import jax
+
+    from ..estimate import estimate_profile
+    from ..models import logits_fn
+
+    model, data, info = load_model_and_data(args)
+    profile = estimate_profile(
+        logits_fn(model), data, key=jax.random.key(args.seed), kind=args.kind,
+        grid=_grid(data.shape[1]), batch_size=args.batch_size, quiet=False,
+    )
+    return profile.replace(meta={**profile.meta, **info})
 
 
 def register(sub) -> None:
-    pass
+    p = sub.add_parser(
+        "nll",
+        help="held-out T-step NLL of schedules under a trained model",
+        description="Score schedules on held-out data with a trained model's own conditionals: "
+        "the T-step NLL with a 95%% interval, its excess over one token per step (the "
+        "schedule's KL for this model and data) and, beside it, the excess the data curve "
+        "predicts (THEORY 9 and 11). The two should agree within their intervals.",
+    )
+    add_model_arguments(p, required=True)
+    p.add_argument("--schedule", action="append", required=True, metavar="S.json",
+                   help="a schedule file (repeat for several)")
+    p.add_argument("--seed", type=int, default=0, help="random seed for the orders (default 0)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=run_nll)
+
+
+def run_nll(args: argparse.Namespace) -> int:
+    import jax
+    import numpy as np
+
+    from ..estimate import estimate_curves, interpolation_matrix
+    from ..models import logits_fn
+    from ..nll import schedules_nll
+    from ..schedules import Schedule
+
+    schedules = [Schedule.load(path) for path in args.schedule]
+    model, data, info = load_model_and_data(args)
+    n = data.shape[1]
+    for path, s in zip(args.schedule, schedules, strict=True):
+        if s.n != n:
+            raise ValueError(
+                f"schedule {path!r} is for n = {s.n} tokens but the data has n = {n}; "
+                "use schedules made for this model's sequence length"
+            )
+    fn = logits_fn(model)
+    k_nll, k_curve = jax.random.split(jax.random.key(args.seed))
+    results = schedules_nll(fn, data, schedules, k_nll, quiet=False)
+    # The prediction: THEORY 3's formula on the raw held-out cross-entropy curve, which is
+    # linear in the curve, so per-sequence curves give per-sequence predictions and a stderr.
+    estimate = estimate_curves(fn, data, key=k_curve, grid=_grid(n),
+                               batch_size=args.batch_size, quiet=False)
+    to_full = interpolation_matrix(estimate.revealed, n)
+    rows = []
+    for path, s, r in zip(args.schedule, schedules, results, strict=True):
+        steps = np.asarray(s.tokens_per_step)
+        weights = -np.ones(n)
+        np.add.at(weights, s.cumulative[:-1], steps)
+        per_sequence = estimate.cross_entropy @ (to_full.T @ weights)
+        rows.append({"schedule": path, **r.to_json(),
+                     "predicted_excess": float(per_sequence.mean()),
+                     "predicted_excess_stderr": float(per_sequence.std(ddof=1)
+                                                      / math.sqrt(per_sequence.size))})
+    if args.json:
+        print(json.dumps({**info, "results": rows}, indent=1))
+        return 0
+    print(_table(info, rows, n))
+    return 0
+
+
+def _table(info: dict, rows: list[dict], n: int) -> str:
+    ce = info.get("heldout_masked_ce")
+    head = (f"model {info['model']}"
+            + (f" (held-out masked CE {ce:.3f} nats/token)" if ce is not None else "")
+            + f"; data {info['data']} {info['split']} split, {info['sequences']} sequences")
+    first = rows[0]
+    lines = [
+        head,
+        f"one token per step (T = {n}): NLL {first['one_by_one']:.2f} "
+        f"+- {1.96 * first['one_by_one_stderr']:.2f} nats",
+        f"{'schedule':<28} {'T':>4}  {'NLL [95% CI]':<24} {'excess [95% CI]':<24} "
+        "predicted excess (data curve)",
+    ]
+    for r in rows:
+        lo, hi = r["interval"]
+        elo, ehi = r["excess_interval"]
+        lines.append(
+            f"{r['schedule'][-28:]:<28} {r['steps']:>4}  "
+            f"{r['nll']:8.2f} [{lo:.2f}, {hi:.2f}]".ljust(59)
+            + f" {r['excess']:7.3f} [{elo:.3f}, {ehi:.3f}]".ljust(25)
+            + f" {r['predicted_excess']:7.3f} +- {1.96 * r['predicted_excess_stderr']:.3f}"
+        )
+    lines.append("nats per sequence; excess = NLL - one-token-per-step NLL (same orders); "
+                 "the prediction is expected_kl of the held-out cross-entropy curve")
+    return "\n".join(lines)

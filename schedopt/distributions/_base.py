@@ -1,0 +1,238 @@
+"""The interface every known distribution implements, and the input checks they share.
+
+A distribution is a law mu over sequences x in {0..V-1}^n. It samples, gives the conditional
+marginals mu(x_i | x_revealed) of every position, scores sequences, and knows its entropy
+profile (THEORY 2 and 8): exactly where a formula or an enumeration exists, otherwise by the
+Rao-Blackwellised Monte Carlo estimator of `schedopt.estimate`.
+"""
+
+from __future__ import annotations
+
+import abc
+import itertools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..profile import EntropyProfile
+
+# Enumerating V^n sequences (Distribution.table) is refused above this many.
+MAX_ENUMERATION = 2**16
+
+# Probabilities given by users may carry rounding from text files; anything further off
+# than this is a mistake, not rounding.
+_SUM_TOLERANCE = 1e-6
+
+
+class Distribution(abc.ABC):
+    """A known law over length-n token sequences with vocabulary size V.
+
+    Subclasses implement `_conditionals` on 2-D batches, `sample` and `log_prob`; exact
+    profiles override `profile`.
+
+    Attributes:
+        n: sequence length (tokens).
+        vocab_size: V, the number of token values.
+    """
+
+    n: int
+    vocab_size: int
+
+    # ---------------------------------------------------------------- to implement
+    @abc.abstractmethod
+    def sample(self, key: jax.Array, num: int) -> jnp.ndarray:
+        """`num` independent sequences from mu: int32[num, n]."""
+
+    @abc.abstractmethod
+    def log_prob(self, x: Any) -> jnp.ndarray:
+        """log mu(x) in nats for x int[..., n]: float64[...] (-inf outside the support)."""
+
+    @abc.abstractmethod
+    def _conditionals(self, x: jnp.ndarray, revealed: jnp.ndarray) -> jnp.ndarray:
+        """`conditionals` on x int32[B, n], revealed bool[B, n] (traceable)."""
+
+    # ---------------------------------------------------------------- shared
+    @property
+    def exact_profile(self) -> bool:
+        """Whether `profile()` is exact (True) or a Monte Carlo estimate (False)."""
+        return False
+
+    def conditionals(self, x: Any, revealed: Any) -> jnp.ndarray:
+        """The conditional marginals mu(x_i = v | x_revealed) of every position.
+
+        Args:
+            x: int[..., n] tokens; values at unrevealed positions are ignored.
+            revealed: bool[..., n], which positions are observed.
+
+        Returns:
+            float64[..., n, V] probabilities. At a masked position i, the law of X_i given the
+            revealed tokens; at a revealed position, the point mass on x_i.
+        """
+        x, revealed = self._check_batch(x, revealed)
+        lead = x.shape[:-1]
+        out = self._conditionals(x.reshape(-1, self.n), revealed.reshape(-1, self.n))
+        return out.reshape(*lead, self.n, self.vocab_size)
+
+    def log_conditionals(self, x: Any, revealed: Any) -> jnp.ndarray:
+        """log of `conditionals` (nats; -inf where a value is impossible).
+
+        Pass this as `logits_fn` to `schedopt.estimate_profile`: log-probabilities are
+        logits whose softmax is the conditional itself.
+        """
+        return log_or_neg_inf(self.conditionals(x, revealed))
+
+    def profile(
+        self,
+        *,
+        key: jax.Array | None = None,
+        samples: int = 1024,
+        grid: Any = None,
+        quiet: bool = True,
+    ) -> EntropyProfile:
+        """The entropy profile H_0..H_n (nats).
+
+        This default is the Rao-Blackwellised Monte Carlo estimate (THEORY 8): `samples`
+        sequences from mu, one random order each, and at every grid point the mean entropy of
+        the exact conditionals of the masked positions. The result carries standard errors
+        and is regularised. Exact subclasses ignore `key`, `samples` and `grid`.
+
+        Args:
+            key: JAX PRNG key (default: key 0, so results are reproducible).
+            samples: number of sequences.
+            grid: revealed counts to evaluate (default: `schedopt.estimate.revealed_grid`).
+            quiet: no progress bar.
+        """
+        from ..estimate import estimate_profile
+
+        samples = check_count(samples, "samples")
+        key = jax.random.key(0) if key is None else key
+        k_data, k_order = jax.random.split(key)
+        data = self.sample(k_data, samples)
+        return estimate_profile(
+            self.log_conditionals, data, key=k_order, kind="model", grid=grid, quiet=quiet
+        )
+
+    def table(self) -> np.ndarray:
+        """The joint probabilities as float64[V, ..., V] (n axes), by enumeration.
+
+        Raises:
+            ValueError: V^n exceeds `MAX_ENUMERATION`.
+        """
+        size = check_enumerable(self.vocab_size, self.n, "the distribution")
+        grid = np.asarray(list(itertools.product(range(self.vocab_size), repeat=self.n)))
+        logp = np.asarray(self.log_prob(jnp.asarray(grid.reshape(size, self.n), jnp.int32)))
+        return np.exp(logp).reshape((self.vocab_size,) * self.n)
+
+    def _check_batch(self, x: Any, revealed: Any) -> tuple[jnp.ndarray, jnp.ndarray]:
+        x = jnp.asarray(x)
+        revealed = jnp.asarray(revealed)
+        if x.ndim < 1 or x.shape[-1] != self.n:
+            raise ValueError(
+                f"x has shape {x.shape} but the distribution has n = {self.n}; "
+                f"give tokens of shape [..., {self.n}]"
+            )
+        if revealed.shape != x.shape:
+            raise ValueError(
+                f"revealed has shape {revealed.shape} but x has {x.shape}; give one flag "
+                "per token"
+            )
+        return x.astype(jnp.int32), revealed.astype(bool)
+
+
+# --------------------------------------------------------------------------- helpers
+def point_mass(x: jnp.ndarray, revealed: jnp.ndarray, probs: jnp.ndarray) -> jnp.ndarray:
+    """Replace the conditionals at revealed positions by the point mass on x_i."""
+    onehot = jax.nn.one_hot(x, probs.shape[-1], dtype=probs.dtype)
+    return jnp.where(revealed[..., None], onehot, probs)
+
+
+def entropy_nats(p: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Shannon entropy -sum p log p (nats) along `axis`, with 0 log 0 = 0."""
+    p = np.asarray(p, dtype=np.float64)
+    safe = np.where(p > 0, p, 1.0)
+    return -np.sum(p * np.log(safe), axis=axis)
+
+
+def check_length(n: Any, name: str = "n") -> int:
+    """A sequence length: a whole number >= 1."""
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise ValueError(f"{name} must be a whole number of tokens >= 1, got {n!r}")
+    return int(n)
+
+
+def check_count(num: Any, name: str) -> int:
+    """A number of samples or sequences: a whole number >= 1."""
+    if isinstance(num, bool) or not isinstance(num, int | np.integer) or num < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {num!r}")
+    return int(num)
+
+
+def check_probabilities(p: Any, name: str, ndim: int) -> np.ndarray:
+    """Check an array of distributions along its last axis and renormalise rounding away.
+
+    Args:
+        p: the array.
+        name: its argument name, for messages.
+        ndim: the number of axes it must have.
+
+    Returns:
+        float64 array whose last axis sums to 1 exactly (to rounding).
+    """
+    try:
+        a = np.asarray(p, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an array of numbers") from None
+    if a.ndim != ndim or 0 in a.shape:
+        raise ValueError(
+            f"{name} must be a non-empty {ndim}-D array of probabilities, got shape {a.shape}"
+        )
+    if not np.all(np.isfinite(a)):
+        idx = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+        raise ValueError(f"{name}{list(idx)} is {a[idx]}; probabilities must be finite numbers")
+    if np.any(a < 0):
+        idx = tuple(int(i) for i in np.argwhere(a < 0)[0])
+        raise ValueError(f"{name}{list(idx)} = {a[idx]:.6g} is negative; probabilities must be >= 0")
+    sums = a.sum(axis=-1)
+    bad = np.argwhere(np.abs(sums - 1.0) > _SUM_TOLERANCE)
+    if bad.size:
+        idx = tuple(int(i) for i in bad[0])
+        where = f"{name}{list(idx)}" if idx else name
+        raise ValueError(
+            f"{where} sums to {sums[idx]:.6g}, not 1; normalise each distribution along the "
+            "last axis so it sums to 1"
+        )
+    return a / sums[..., None]
+
+
+def check_enumerable(vocab_size: int, n: int, what: str) -> int:
+    """V^n, after refusing tables too large to enumerate."""
+    size = vocab_size**n
+    if size > MAX_ENUMERATION:
+        raise ValueError(
+            f"{what} has V^n = {vocab_size}^{n} = {size:.3g} sequences, more than the "
+            f"{MAX_ENUMERATION} that exact enumeration allows; use a structured distribution "
+            "(MarkovChain, HiddenMarkov, MixtureOfProducts) or estimate the profile by Monte "
+            "Carlo with schedopt.estimate_profile"
+        )
+    return size
+
+
+def safe_normalize(w: jnp.ndarray, axis: int = -1) -> jnp.ndarray:
+    """w / sum(w) along `axis`; rows that sum to 0 (impossible evidence) become uniform."""
+    total = jnp.sum(w, axis=axis, keepdims=True)
+    uniform = jnp.ones_like(w) / w.shape[axis]
+    return jnp.where(total > 0, w / jnp.where(total > 0, total, 1.0), uniform)
+
+
+def log_nonneg(p: np.ndarray) -> np.ndarray:
+    """NumPy log p with log 0 = -inf and no warnings (for parameters kept as constants)."""
+    p = np.asarray(p, dtype=np.float64)
+    return np.where(p > 0, np.log(np.where(p > 0, p, 1.0)), -np.inf)
+
+
+def log_or_neg_inf(p: jnp.ndarray) -> jnp.ndarray:
+    """log p with log 0 = -inf and no warnings or NaN gradients."""
+    return jnp.where(p > 0, jnp.log(jnp.where(p > 0, p, 1.0)), -jnp.inf)
+

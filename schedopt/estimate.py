@@ -1,0 +1,382 @@
+"""Estimating a profile from any model of the conditionals: Rao-Blackwellised Monte Carlo.
+
+THEORY sections 8 and 11. For each sequence x and one random order of its positions, reveal
+the first j positions for every j on a grid and ask the model for its predicted distributions
+at all positions (one forward pass per sequence and grid point). At the masked positions
+average
+
+- the cross-entropy -log p(x_i | x_revealed): the held-out curve c_j (kind "data"), the right
+  curve for a trained model, since schedules optimized on it minimise the KL from the data
+  to what the sampler produces, model error included;
+- the predictive entropy H(p(. | x_revealed)): the model's own curve (kind "model").
+
+Both come from the same forward passes. For a known law passed as its own conditionals (log
+probabilities as logits), both are unbiased for g_j; "model" has the lower variance. The same
+order serves every grid point (common random numbers make differences of g precise). Batches
+are split across all JAX devices (Mesh + NamedSharding over the batch axis).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from ._progress import progress
+from .profile import EntropyProfile
+
+LogitsFn = Callable[[jax.Array, jax.Array], jax.Array]
+
+KINDS = ("data", "model")
+
+
+def revealed_grid(n: int, size: int = 33) -> np.ndarray:
+    """Revealed counts from 0 to n - 1, denser at both ends (cosine spacing).
+
+    g changes fastest near the ends of the curve (the first revealed tokens and the last
+    masked ones), so grid points cluster there.
+
+    Args:
+        n: sequence length.
+        size: number of grid points wanted (fewer when n is small; every count when
+            size >= n).
+
+    Returns:
+        int64[<= size], strictly increasing, starting at 0 and ending at n - 1.
+    """
+    if n < 1 or size < 2:
+        raise ValueError(f"a revealed grid needs n >= 1 and size >= 2, got n={n}, size={size}")
+    if size >= n:
+        return np.arange(n)
+    u = np.linspace(0.0, 1.0, size)
+    return np.unique(np.round((n - 1) * (1 - np.cos(np.pi * u)) / 2).astype(np.int64))
+
+
+@struct.dataclass
+class CurveEstimate:
+    """Per-sequence Monte Carlo values of both curves at the grid points.
+
+    Attributes:
+        revealed: int64[G] revealed counts (0 .. n-1).
+        cross_entropy: float64[M, G] mean over masked positions of -log p(x_i | x_revealed)
+            for each sequence (nats per token): samples of the data curve c.
+        predictive_entropy: float64[M, G] mean predictive entropy (nats per token): samples
+            of the model curve.
+        n: sequence length.
+        forward_passes: number of forward passes made (one per sequence and grid point).
+    """
+
+    revealed: np.ndarray
+    cross_entropy: np.ndarray
+    predictive_entropy: np.ndarray
+    n: int = struct.field(pytree_node=False)
+    forward_passes: int = struct.field(pytree_node=False)
+
+    @property
+    def sequences(self) -> int:
+        """Number of sequences M."""
+        return int(self.cross_entropy.shape[0])
+
+    def values(self, kind: str) -> np.ndarray:
+        """float64[M, G] per-sequence values of the chosen curve."""
+        return self.cross_entropy if _check_kind(kind) == "data" else self.predictive_entropy
+
+    def curve(
+        self, kind: str = "data", *, bootstrap: int = 0, seed: int = 0
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Mean of the curve at each grid point and its standard error (nats per token).
+
+        Args:
+            kind: "data" (cross-entropy) or "model" (predictive entropy).
+            bootstrap: 0 for the across-sequence standard error std / sqrt(M); else the
+                number of bootstrap resamples of the sequences.
+            seed: bootstrap seed.
+
+        Returns:
+            (mean float64[G], stderr float64[G] or None when M = 1).
+        """
+        v = self.values(kind)
+        return v.mean(axis=0), _stderr(v, bootstrap, seed)
+
+    @property
+    def calibration_gap(self) -> tuple[float, float]:
+        """(gap, stderr) in nats: the data curve's H_n minus the model curve's H_n.
+
+        Positive when the model is overconfident (its entropy under-states the held-out
+        cross-entropy). About 0 for a known law scored by its own conditionals.
+        """
+        per_sequence = (self.cross_entropy - self.predictive_entropy) @ _sum_weights(
+            self.revealed, self.n
+        )
+        se = _stderr(per_sequence[:, None], 0, 0)
+        return float(per_sequence.mean()), float(se[0]) if se is not None else float("nan")
+
+    def profile(self, kind: str = "data", *, bootstrap: int = 0, seed: int = 0) -> EntropyProfile:
+        """The regularised profile of one curve, with stderr and diagnostics in `meta`."""
+        mean, se = self.curve(kind, bootstrap=bootstrap, seed=seed)
+        per_sequence_h = self.values(kind) @ _sum_weights(self.revealed, self.n)
+        h_se = _stderr(per_sequence_h[:, None], bootstrap, seed)
+        gap, gap_se = self.calibration_gap
+        meta = {
+            "source": "monte carlo",
+            "kind": kind,
+            "sequences": self.sequences,
+            "forward_passes": self.forward_passes,
+            "grid": [int(j) for j in self.revealed],
+            "raw_conditional_entropy": [float(g) for g in mean],
+            "joint_entropy_stderr": float(h_se[0]) if h_se is not None else None,
+            "calibration_gap": gap,
+            "calibration_gap_stderr": gap_se,
+        }
+        raw = EntropyProfile.from_conditional_entropy(
+            mean, self.revealed, n=self.n, stderr=se, meta=meta, check=False
+        )
+        return raw.regularize()
+
+
+def estimate_curves(
+    logits_fn: LogitsFn,
+    data: Any,
+    *,
+    key: jax.Array,
+    grid: Any = None,
+    batch_size: int = 128,
+    jit: bool = True,
+    quiet: bool = True,
+) -> CurveEstimate:
+    """Evaluate both curves on `data` with one random order per sequence.
+
+    Args:
+        logits_fn: (tokens int32[B, n], revealed bool[B, n]) -> logits float[B, n, V]; it must
+            ignore tokens at unrevealed positions (a model replaces them by its mask token).
+            For a known distribution pass its `log_conditionals`.
+        data: int[M, n] sequences (held-out data for a trained model; samples for a known law).
+        key: JAX PRNG key for the random orders.
+        grid: revealed counts to evaluate: None (33 points, `revealed_grid`), an int (that
+            many points) or an explicit list (0 and n - 1 are added if missing).
+        batch_size: rows per forward pass (rounded up to a multiple of the device count);
+            shapes are fixed, so the model compiles once.
+        jit: compile logits_fn with the statistics; pass False for a function that JAX
+            cannot trace (a PyTorch model behind a callback, say).
+        quiet: no progress bar.
+
+    Returns:
+        A `CurveEstimate`; call `.profile(kind)` for the regularised profile.
+    """
+    tokens = _check_data(data)
+    m, n = tokens.shape
+    grid = _make_grid(grid, n)
+    sharding, batch = batch_sharding(batch_size, m * grid.size)
+    vocab = _check_logits_shape(logits_fn, batch, n, jit)
+    if tokens.max() >= vocab:
+        raise ValueError(
+            f"data holds token {int(tokens.max())} but logits_fn predicts only V = {vocab} "
+            f"values; tokens must lie in 0..{vocab - 1}"
+        )
+    order = np.asarray(
+        jax.vmap(lambda k: jax.random.permutation(k, n))(jax.random.split(key, m)), np.int32
+    )
+    rows = m * grid.size
+    results = []
+    for start in progress(
+        range(0, rows, batch), description="estimating the curve", quiet=quiet
+    ):
+        idx = np.arange(start, start + batch)
+        idx = np.where(idx < rows, idx, 0)  # padding rows repeat row 0 and are dropped
+        seq, point = idx // grid.size, idx % grid.size
+        args = [jax.device_put(a, sharding) for a in (tokens[seq], order[seq], grid[point])]
+        results.append(
+            _row_statistics(logits_fn, *args) if jit else _eager_row_statistics(logits_fn, *args)
+        )
+    ce, ent, bad = (np.concatenate([np.asarray(r[i]) for r in results])[:rows] for i in range(3))
+    if bad.any():
+        raise ValueError(
+            "logits_fn returned NaN logits; check the model (and that it handles fully "
+            "masked and fully revealed inputs)"
+        )
+    if not np.all(np.isfinite(ce)):
+        raise ValueError(
+            "the model gives probability 0 to a token in the data (infinite cross-entropy); "
+            "check that the data matches the model's vocabulary"
+        )
+    return CurveEstimate(
+        revealed=grid,
+        cross_entropy=ce.reshape(m, grid.size),
+        predictive_entropy=ent.reshape(m, grid.size),
+        n=n,
+        forward_passes=rows,
+    )
+
+
+def estimate_profile(
+    logits_fn: LogitsFn,
+    data: Any,
+    *,
+    key: jax.Array,
+    kind: str = "data",
+    grid: Any = None,
+    batch_size: int = 128,
+    bootstrap: int = 0,
+    jit: bool = True,
+    quiet: bool = True,
+) -> EntropyProfile:
+    """Estimate an entropy profile from a model's conditionals (THEORY 8 and 11).
+
+    Args:
+        logits_fn: (tokens int32[B, n], revealed bool[B, n]) -> logits float[B, n, V].
+        data: int[M, n] held-out sequences (or samples of a known law).
+        key: JAX PRNG key for the random orders (and the bootstrap).
+        kind: "data" (held-out cross-entropy curve, the default: optimize schedules on it)
+            or "model" (the model's predictive-entropy curve).
+        grid: revealed counts (see `estimate_curves`).
+        batch_size: rows per forward pass.
+        bootstrap: 0 for across-sequence standard errors, else this many bootstrap
+            resamples over sequences.
+        jit: compile logits_fn (False for untraceable models).
+        quiet: no progress bar.
+
+    Returns:
+        The profile with g projected onto non-increasing sequences (`regularize`), stderr per
+        revealed count, and `meta` holding the grid, the raw curve, the number of forward
+        passes and the calibration gap (nats, data curve minus model curve in H_n).
+
+    Example:
+        >>> import jax, numpy as np, schedopt
+        >>> chain = schedopt.distributions.MarkovChain(0.8 * np.eye(4) + 0.05, n=32)
+        >>> x = chain.sample(jax.random.key(0), 256)
+        >>> p = schedopt.estimate_profile(chain.log_conditionals, x, key=jax.random.key(1))
+        >>> abs(p.joint_entropy - chain.profile().joint_entropy) < 1.0
+        True
+    """
+    _check_kind(kind)
+    estimate = estimate_curves(
+        logits_fn, data, key=key, grid=grid, batch_size=batch_size, jit=jit, quiet=quiet
+    )
+    seed = int(jax.random.randint(jax.random.fold_in(key, 1), (), 0, 2**31 - 1))
+    return estimate.profile(kind, bootstrap=bootstrap, seed=seed)
+
+
+# --------------------------------------------------------------------------- kernels
+def _masked_means(logits, tokens, revealed):
+    """Per row: mean cross-entropy and mean predictive entropy over masked positions."""
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    p = jnp.exp(logp)
+    entropy = -jnp.sum(jnp.where(p > 0, p * logp, 0.0), axis=-1)
+    ce = -jnp.take_along_axis(logp, tokens[..., None], axis=-1)[..., 0]
+    masked = ~revealed
+    count = jnp.sum(masked, axis=-1)
+    ce_mean = jnp.sum(jnp.where(masked, ce, 0.0).astype(jnp.float64), axis=-1) / count
+    ent_mean = jnp.sum(jnp.where(masked, entropy, 0.0).astype(jnp.float64), axis=-1) / count
+    bad = jnp.any(jnp.isnan(logits), axis=(-2, -1))
+    return ce_mean, ent_mean, bad
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _row_statistics(logits_fn, tokens, order, counts):
+    revealed = order < counts[:, None]
+    return _masked_means(logits_fn(tokens, revealed), tokens, revealed)
+
+
+_masked_means_jit = jax.jit(_masked_means)
+
+
+def _eager_row_statistics(logits_fn, tokens, order, counts):
+    revealed = order < counts[:, None]
+    logits = jnp.asarray(logits_fn(tokens, revealed))
+    return _masked_means_jit(logits, tokens, revealed)
+
+
+# --------------------------------------------------------------------------- helpers
+def batch_sharding(batch_size: int, rows: int) -> tuple[NamedSharding, int]:
+    """A sharding that splits axis 0 over every JAX device, and a fixed batch size.
+
+    The batch is at most `batch_size` (and no larger than `rows` needs), rounded up to a
+    multiple of the device count so each device gets an equal share.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+    devices = jax.devices()
+    sharding = NamedSharding(Mesh(np.asarray(devices), ("batch",)), PartitionSpec("batch"))
+    batch = -(-max(1, min(int(batch_size), rows)) // len(devices)) * len(devices)
+    return sharding, batch
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be 'data' or 'model', got {kind!r}")
+    return kind
+
+
+def _check_data(data: Any) -> np.ndarray:
+    x = np.asarray(data)
+    if x.ndim != 2:
+        raise ValueError(f"data must be a 2-D array of token sequences [M, n], got shape {x.shape}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"data is empty (shape {x.shape}); give at least one sequence")
+    if not np.issubdtype(x.dtype, np.integer):
+        if not (np.all(np.isfinite(x)) and np.all(x == np.round(x))):
+            raise ValueError("data must hold whole-number token ids")
+    if x.min() < 0:
+        raise ValueError(f"data holds token {int(x.min())}; token ids must be >= 0")
+    return x.astype(np.int32)
+
+
+def _make_grid(grid: Any, n: int) -> np.ndarray:
+    if grid is None:
+        return revealed_grid(n)
+    if isinstance(grid, int | np.integer) and not isinstance(grid, bool):
+        return revealed_grid(n, int(grid))
+    g = np.asarray(grid)
+    if g.ndim != 1 or not np.all(g == np.round(g)) or g.min() < 0 or g.max() > n - 1:
+        raise ValueError(
+            f"grid must be a list of revealed counts between 0 and n - 1 = {n - 1}, got {grid!r}"
+        )
+    return np.unique(np.concatenate([[0, n - 1], g.astype(np.int64)]))
+
+
+def _check_logits_shape(logits_fn: LogitsFn, batch: int, n: int, jit: bool) -> int:
+    """V, after checking that logits_fn maps [B, n] to [B, n, V]."""
+    tokens = jax.ShapeDtypeStruct((batch, n), jnp.int32)
+    revealed = jax.ShapeDtypeStruct((batch, n), jnp.bool_)
+    if jit:
+        shape = jax.eval_shape(logits_fn, tokens, revealed).shape
+    else:
+        shape = np.shape(logits_fn(jnp.zeros((batch, n), jnp.int32), jnp.zeros((batch, n), bool)))
+    if len(shape) != 3 or shape[:2] != (batch, n) or shape[2] < 1:
+        raise ValueError(
+            f"logits_fn returned shape {tuple(shape)} for tokens of shape ({batch}, {n}); it "
+            f"must return logits of shape ({batch}, {n}, V)"
+        )
+    return int(shape[2])
+
+
+def _stderr(values: np.ndarray, bootstrap: int, seed: int) -> np.ndarray | None:
+    """Standard error of the column means of values[M, G]; None when M = 1."""
+    m = values.shape[0]
+    if m < 2:
+        return None
+    if bootstrap <= 0:
+        return values.std(axis=0, ddof=1) / np.sqrt(m)
+    rng = np.random.default_rng(seed)
+    means = np.stack([values[rng.integers(0, m, m)].mean(axis=0) for _ in range(bootstrap)])
+    return means.std(axis=0, ddof=1)
+
+
+def interpolation_matrix(revealed: np.ndarray, n: int) -> np.ndarray:
+    """float64[n, G] A with A @ values = values linearly interpolated onto 0..n-1.
+
+    Any linear function of the full curve (H_n, an expected KL) is then a fixed weighting of
+    the grid values, which turns per-sequence grid values into per-sequence estimates.
+    """
+    return np.stack([np.interp(np.arange(n), revealed, e) for e in np.eye(revealed.size)], 1)
+
+
+def _sum_weights(revealed: np.ndarray, n: int) -> np.ndarray:
+    """float64[G] w with sum_{j<n} interp(j) = values @ w (per-sequence H_n)."""
+    return interpolation_matrix(revealed, n).sum(axis=0)

@@ -1,0 +1,206 @@
+"""Judging a schedule on held-out data: the T-step negative log-likelihood (THEORY 9, 11).
+
+For each held-out sequence x, one random order of its positions splits them into the
+schedule's blocks (block k = the positions ranked N_{k-1}..N_k - 1), and
+
+    NLL_T(x) = - sum_k sum_{i in block k} log p_theta(x_i | x_{first N_{k-1} positions}),
+
+the model's own conditionals given what the sampler would have revealed before step k. Its
+mean over sequences and orders is H(data) + KL(data || T-step sampler), model error included.
+With one token per step (T = n) it is the any-order one-by-one NLL; the excess of a schedule
+over it is exactly `expected_kl` of the held-out cross-entropy curve c (THEORY 11), which is
+what makes the data curve the right one to optimize on. Both NLLs use the same order per
+sequence, so their difference (the excess) has a much smaller interval than either.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .data import check_sequences
+from .divergence import check_tokens_per_step
+from .sampler import schedule_log_likelihood
+from .schedules import Schedule
+
+_Z95 = 1.959963984540054  # two-sided 95% normal quantile
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleNLL:
+    """Held-out T-step NLL of one schedule, with its excess over one token per step.
+
+    All values in nats per sequence; stderr is the standard error of the mean over sequences.
+
+    Attributes:
+        nll, stderr: mean T-step NLL and its standard error.
+        one_by_one, one_by_one_stderr: the same for one token per step (T = n).
+        excess, excess_stderr: mean of the per-sequence difference nll - one_by_one (the same
+            order for both), the estimate of the schedule's KL for this model and data.
+        steps: T.
+        sequences: number of held-out sequences M.
+        forward_passes: model evaluations used (M * (T + n), or M * T when T = n).
+    """
+
+    nll: float
+    stderr: float
+    one_by_one: float
+    one_by_one_stderr: float
+    excess: float
+    excess_stderr: float
+    steps: int
+    sequences: int
+    forward_passes: int
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """95% confidence interval of the T-step NLL."""
+        return self.nll - _Z95 * self.stderr, self.nll + _Z95 * self.stderr
+
+    @property
+    def excess_interval(self) -> tuple[float, float]:
+        """95% confidence interval of the excess over one token per step."""
+        return self.excess - _Z95 * self.excess_stderr, self.excess + _Z95 * self.excess_stderr
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["interval"] = list(self.interval)
+        out["excess_interval"] = list(self.excess_interval)
+        return out
+
+
+def schedule_nll(
+    logits_fn,
+    data: Any,
+    schedule: Schedule | Any,
+    key: jax.Array,
+    *,
+    batch_size: int | None = None,
+    quiet: bool = True,
+) -> ScheduleNLL:
+    """Held-out T-step NLL of `schedule` with a 95% interval, from the model's conditionals.
+
+    Args:
+        logits_fn: (tokens int32[B, n], revealed bool[B, n]) -> logits float[B, n, V]; it
+            must ignore tokens at unrevealed positions (e.g. `schedopt.models.logits_fn`).
+        data: int[M, n] held-out sequences, M >= 2, tokens in 0..V-1.
+        schedule: a `Schedule` or tokens per step int[T] summing to n.
+        key: JAX PRNG key for the random orders (the same key gives the same orders).
+        batch_size: sequences per compiled call (default: the sampler's).
+        quiet: no progress bar.
+
+    Returns:
+        A `ScheduleNLL` (nats per sequence).
+
+    Example:
+        >>> import jax, schedopt
+        >>> from schedopt.models import MDMConfig, MaskedDiffusionTransformer, logits_fn
+        >>> from flax import nnx
+        >>> model = MaskedDiffusionTransformer(MDMConfig(5, 8, width=16, depth=1, heads=2),
+        ...                                    rngs=nnx.Rngs(0))
+        >>> x = jax.random.randint(jax.random.key(0), (16, 8), 0, 5)
+        >>> r = schedopt.schedule_nll(logits_fn(model), x, [4, 4], jax.random.key(1))
+        >>> r.steps, r.sequences
+        (2, 16)
+    """
+    return schedules_nll(logits_fn, data, [schedule], key, batch_size=batch_size,
+                         quiet=quiet)[0]
+
+
+def schedules_nll(
+    logits_fn,
+    data: Any,
+    schedules: Sequence[Schedule | Any],
+    key: jax.Array,
+    *,
+    batch_size: int | None = None,
+    quiet: bool = True,
+) -> list[ScheduleNLL]:
+    """`schedule_nll` for several schedules, sharing one one-by-one pass and the orders."""
+    tokens = _check_inputs(logits_fn, data)
+    m, n = tokens.shape
+    if len(schedules) == 0:
+        raise ValueError("schedules is empty; give at least one schedule")
+    steps = [_tokens_per_step(s, n, i) for i, s in enumerate(schedules)]
+
+    def per_sequence(s: np.ndarray) -> np.ndarray:
+        loglik = schedule_log_likelihood(logits_fn, tokens, s, key, logits=True,
+                                         batch_size=batch_size, quiet=quiet)
+        if not np.all(np.isfinite(loglik)):
+            raise ValueError(
+                "logits_fn returned NaN or infinite log-probabilities for the data; check the "
+                "model (and that it handles fully masked and fully revealed inputs)"
+            )
+        return -loglik
+
+    reference = per_sequence(np.ones(n, np.int64))
+    out = []
+    for s in steps:
+        nll = reference if s.size == n else per_sequence(s)
+        excess = nll - reference
+        out.append(ScheduleNLL(
+            nll=float(nll.mean()), stderr=_sem(nll),
+            one_by_one=float(reference.mean()), one_by_one_stderr=_sem(reference),
+            excess=float(excess.mean()), excess_stderr=_sem(excess),
+            steps=int(s.size), sequences=m,
+            forward_passes=m * (int(s.size) + (n if s.size < n else 0)),
+        ))
+    return out
+
+
+def _sem(values: np.ndarray) -> float:
+    return float(values.std(ddof=1) / math.sqrt(values.size))
+
+
+def _tokens_per_step(schedule: Schedule | Any, n: int, index: int) -> np.ndarray:
+    s = schedule.tokens_per_step if isinstance(schedule, Schedule) else schedule
+    s = np.asarray(s)
+    if s.ndim != 1 or s.size == 0:
+        raise ValueError(
+            f"schedule {index} must be a non-empty 1-D list of tokens per step, got shape "
+            f"{s.shape}"
+        )
+    if np.issubdtype(s.dtype, np.number) and s.sum() != n:
+        raise ValueError(
+            f"schedule {index} unmasks {s.sum()} tokens but the data has n = {n} positions; "
+            f"give a schedule for sequences of length {n}"
+        )
+    return check_tokens_per_step(s, n, f"schedule {index}")
+
+
+def _check_inputs(logits_fn, data: Any) -> np.ndarray:
+    """The data as int32[M, n] after checking it against the model's output shape."""
+    x = np.asarray(data)
+    if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] == 0:
+        raise ValueError(
+            f"data must be a 2-D array of at least 2 held-out sequences [M, n], got shape "
+            f"{x.shape}; an interval needs two or more sequences"
+        )
+    length = getattr(logits_fn, "length", None)  # set by schedopt.models.logits_fn
+    if length is not None and x.shape[1] != length:
+        raise ValueError(
+            f"data has sequences of length {x.shape[1]} but the model takes {length} tokens; "
+            "use data of the model's sequence length"
+        )
+    probe = (jax.ShapeDtypeStruct((1, x.shape[1]), jnp.int32),
+             jax.ShapeDtypeStruct((1, x.shape[1]), jnp.bool_))
+    try:
+        shape = tuple(jax.eval_shape(logits_fn, *probe).shape)
+    except (TypeError, ValueError) as e:  # e.g. a model of another length
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"logits_fn fails on sequences of length {x.shape[1]} ({message}); use data of "
+            "the model's sequence length"
+        ) from None
+    if len(shape) != 3 or shape[:2] != (1, x.shape[1]) or shape[2] < 1:
+        raise ValueError(
+            f"logits_fn returned shape {shape} for tokens of shape (1, {x.shape[1]}); it must "
+            f"return logits of shape (1, {x.shape[1]}, V)"
+        )
+    return check_sequences(x, length=None, vocab_size=shape[2])

@@ -1,0 +1,330 @@
+"""THEORY 1's sampler in JAX, and its proof by sampling (THEORY 9).
+
+A schedule s_1..s_T reveals s_k positions at step k, each drawn independently from its
+conditional given the positions revealed before the step. Step sizes differ, so each
+sequence gets one random order of its positions and step k reveals the positions ranked
+N_{k-1}..N_k - 1: every step then has the same array shapes (masks instead of gathers) and
+the whole loop is one `lax.scan` under `jit`, batched over sequences.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._progress import progress
+from .distributions import Distribution
+from .distributions._base import check_count, log_or_neg_inf
+from .divergence import check_tokens_per_step, expected_kl
+from .estimate import batch_sharding, estimate_curves, interpolation_matrix
+from .profile import EntropyProfile
+from .schedules import Schedule
+
+ConditionalsFn = Callable[[jax.Array, jax.Array], jax.Array]
+
+# Default batch: about this many float64 conditionals (B * n * V) per step.
+_BATCH_ELEMENTS = 2**22
+
+
+def sample(
+    conditionals_fn: ConditionalsFn,
+    schedule: Schedule | Any,
+    key: jax.Array,
+    num: int,
+    *,
+    logits: bool = False,
+    batch_size: int | None = None,
+    quiet: bool = True,
+) -> jnp.ndarray:
+    """Draw `num` sequences with the T-step sampler of THEORY 1.
+
+    Args:
+        conditionals_fn: (tokens int32[B, n], revealed bool[B, n]) -> float[B, n, V]
+            probabilities of every position given the revealed ones (e.g. a distribution's
+            `conditionals`), or logits with `logits=True` (a model). It must ignore the
+            tokens at unrevealed positions. It is traced under `jit`.
+        schedule: a `Schedule` or tokens per step int[T] (each >= 1, summing to n).
+        key: JAX PRNG key.
+        num: number of sequences.
+        logits: conditionals_fn returns logits rather than probabilities.
+        batch_size: sequences per compiled call (default: about 4M conditional values).
+        quiet: no progress bar.
+
+    Returns:
+        int32[num, n] sampled sequences.
+
+    Example:
+        >>> import jax, numpy as np, schedopt
+        >>> chain = schedopt.distributions.MarkovChain(0.8 * np.eye(4) + 0.05, n=16)
+        >>> x = schedopt.sample(chain.conditionals, [4, 4, 8], jax.random.key(0), num=3)
+        >>> x.shape
+        (3, 16)
+    """
+    num = check_count(num, "num")
+    steps = _tokens(schedule)
+    n = int(steps.sum())
+    k_order, k_draw = jax.random.split(key)
+    tokens = np.zeros((num, n), np.int32)
+    x, _ = _run(conditionals_fn, True, logits, tokens, steps, k_order, k_draw, batch_size, quiet)
+    return jnp.asarray(x)
+
+
+def schedule_log_likelihood(
+    conditionals_fn: ConditionalsFn,
+    tokens: Any,
+    schedule: Schedule | Any,
+    key: jax.Array,
+    *,
+    logits: bool = False,
+    batch_size: int | None = None,
+    quiet: bool = True,
+) -> np.ndarray:
+    """log nu(x): the log-likelihood of each sequence under the T-step sampler (nats).
+
+    For each sequence, one random partition of its positions into the schedule's blocks:
+    sum_k sum_{i in block k} log p(x_i | x revealed before step k). Its negative is THEORY
+    9's T-step NLL; with T = n it is the one-by-one NLL.
+
+    Args:
+        conditionals_fn: as in `sample`.
+        tokens: int[M, n] sequences to score.
+        schedule: a `Schedule` or tokens per step int[T].
+        key: JAX PRNG key for the partitions.
+        logits: conditionals_fn returns logits.
+        batch_size: sequences per compiled call.
+        quiet: no progress bar.
+
+    Returns:
+        float64[M] log-likelihoods (nats).
+    """
+    steps = _tokens(schedule)
+    x = np.asarray(tokens)
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] != steps.sum():
+        raise ValueError(
+            f"tokens has shape {x.shape} but the schedule is for n = {int(steps.sum())}; "
+            f"give a non-empty [M, {int(steps.sum())}] array"
+        )
+    _, loglik = _run(
+        conditionals_fn, False, logits, x.astype(np.int32), steps, key, key, batch_size, quiet
+    )
+    return loglik
+
+
+@dataclasses.dataclass(frozen=True)
+class Verification:
+    """A Monte Carlo check of a schedule's predicted expected KL (THEORY 9).
+
+    Attributes:
+        mean: sampled estimate of E_partition KL(mu || nu_partition) (nats).
+        stderr: its standard error (nats).
+        predicted: THEORY 3's formula on the profile (nats).
+        predicted_stderr: standard error of `predicted` when the profile is itself a Monte
+            Carlo estimate (0 for exact profiles).
+        samples: number of sequences drawn.
+        steps: T.
+    """
+
+    mean: float
+    stderr: float
+    predicted: float
+    predicted_stderr: float
+    samples: int
+    steps: int
+
+    @property
+    def low(self) -> float:
+        """Lower end of the 95% interval of the sampled KL."""
+        return self.mean - 1.96 * self.stderr
+
+    @property
+    def high(self) -> float:
+        """Upper end of the 95% interval of the sampled KL."""
+        return self.mean + 1.96 * self.stderr
+
+    @property
+    def agrees(self) -> bool:
+        """Whether prediction and sample agree at the 95% level (both errors counted)."""
+        spread = math.hypot(self.stderr, self.predicted_stderr)
+        return abs(self.mean - self.predicted) <= 1.96 * spread + 1e-12
+
+    @property
+    def verdict(self) -> str:
+        """One plain sentence."""
+        if self.agrees:
+            return "agrees: the sampled KL matches the prediction within its 95% interval"
+        return (
+            "DISAGREES: the sampled KL is outside the 95% interval around the prediction "
+            "(a wrong profile, or conditionals that are not the law's)"
+        )
+
+
+def verify(
+    distribution: Distribution,
+    schedule: Schedule | Any,
+    *,
+    key: jax.Array,
+    samples: int = 1000,
+    profile: EntropyProfile | None = None,
+    profile_samples: int = 1024,
+    batch_size: int | None = None,
+    quiet: bool = True,
+) -> Verification:
+    """Check a schedule's predicted KL by sampling from a known distribution (THEORY 9).
+
+    Draws x ~ mu and one random partition per sequence, and averages
+    log mu(x) - sum_k sum_{i in block k} log mu(x_i | x revealed before step k), an unbiased
+    estimate of E_partition KL(mu || nu_partition).
+
+    Args:
+        distribution: the known law mu.
+        schedule: a `Schedule` or tokens per step.
+        key: JAX PRNG key.
+        samples: number of sequences.
+        profile: the profile to predict from (taken as exact); default the distribution's own
+            (exact, or a Monte Carlo estimate from `profile_samples` sequences whose
+            uncertainty is then counted in `predicted_stderr`).
+        profile_samples: sequences for a Monte Carlo profile.
+        batch_size: sequences per compiled call.
+        quiet: no progress bar.
+
+    Returns:
+        A `Verification`: mean, stderr, 95% interval (low, high), predicted and a verdict.
+    """
+    samples = check_count(samples, "samples")
+    if samples < 2:
+        raise ValueError(f"samples must be at least 2 to give an interval, got {samples}")
+    steps = _tokens(schedule)
+    check_tokens_per_step(steps, distribution.n, "schedule")
+    k_data, k_part, k_profile = jax.random.split(key, 3)
+    predicted_stderr = 0.0
+    if profile is None:
+        profile, predicted_stderr = _own_profile(
+            distribution, steps, k_profile, profile_samples, quiet
+        )
+    elif profile.n != distribution.n:
+        raise ValueError(
+            f"profile has n = {profile.n} but the distribution has n = {distribution.n}; "
+            "give the profile of this distribution"
+        )
+    x = distribution.sample(k_data, samples)
+    loglik = schedule_log_likelihood(
+        distribution.conditionals, x, steps, k_part, batch_size=batch_size, quiet=quiet
+    )
+    kl = np.asarray(distribution.log_prob(x), np.float64) - loglik
+    return Verification(
+        mean=float(kl.mean()),
+        stderr=float(kl.std(ddof=1) / math.sqrt(samples)),
+        predicted=float(expected_kl(profile, steps)),
+        predicted_stderr=float(predicted_stderr),
+        samples=samples,
+        steps=int(steps.size),
+    )
+
+
+# --------------------------------------------------------------------------- internals
+def _tokens(schedule: Schedule | Any) -> np.ndarray:
+    s = schedule.tokens_per_step if isinstance(schedule, Schedule) else schedule
+    s = np.asarray(s)
+    if s.ndim != 1:
+        raise ValueError(f"schedule must be a 1-D list of tokens per step, got shape {s.shape}")
+    return check_tokens_per_step(s, int(np.sum(s)), "schedule")
+
+
+def _own_profile(distribution, steps, key, profile_samples, quiet):
+    """The distribution's profile and the standard error of the KL predicted from it."""
+    if distribution.exact_profile:
+        return distribution.profile(), 0.0
+    k_data, k_order = jax.random.split(key)
+    data = distribution.sample(k_data, check_count(profile_samples, "profile_samples"))
+    estimate = estimate_curves(distribution.log_conditionals, data, key=k_order, quiet=quiet)
+    profile = estimate.profile("model")
+    # The expected KL is linear in g: sum_j c_j g_j with c_j = -1, plus s_k at each step's
+    # first count. Applied to each sequence's curve it gives per-sequence predictions.
+    n = distribution.n
+    c = -np.ones(n)
+    np.add.at(c, np.concatenate([[0], np.cumsum(steps)[:-1]]), steps)
+    per_sequence = estimate.values("model") @ (interpolation_matrix(estimate.revealed, n).T @ c)
+    return profile, per_sequence.std(ddof=1) / math.sqrt(per_sequence.size)
+
+
+def _run(fn, draw, logits, tokens, steps, k_order, k_draw, batch_size, quiet):
+    """Run the scan over fixed-size batches; returns (tokens int32[M, n], loglik float64[M])."""
+    m, n = tokens.shape
+    # Pad T to a bucket with empty steps (skipped at run time): one compilation serves
+    # every T up to the bucket.
+    bucket = max(8, 1 << (int(steps.size) - 1).bit_length())
+    bounds = np.full(bucket + 1, n, np.int32)
+    bounds[: steps.size + 1] = np.concatenate([[0], np.cumsum(steps)])
+    if batch_size is None:
+        vocab = _vocab_size(fn, n)
+        batch_size = max(1, min(m, _BATCH_ELEMENTS // (n * vocab)))
+    sharding, batch = batch_sharding(batch_size, m)
+    order = np.asarray(
+        jax.vmap(lambda k: jax.random.permutation(k, n))(jax.random.split(k_order, m)), np.int32
+    )
+    outs = []
+    for start in progress(range(0, m, batch), description="sampling", quiet=quiet):
+        idx = np.minimum(np.arange(start, start + batch), m - 1)  # pad by repeating the last
+        args = [jax.device_put(a, sharding) for a in (tokens[idx], order[idx])]
+        key = jax.random.fold_in(k_draw, start)
+        outs.append(_scan_steps(fn, draw, logits, *args, bounds, key))
+    x = np.concatenate([np.asarray(o[0]) for o in outs])[:m]
+    loglik = np.concatenate([np.asarray(o[1]) for o in outs])[:m]
+    return x, loglik
+
+
+def _vocab_size(fn, n: int) -> int:
+    shape = jax.eval_shape(
+        fn, jax.ShapeDtypeStruct((1, n), jnp.int32), jax.ShapeDtypeStruct((1, n), jnp.bool_)
+    ).shape
+    if len(shape) != 3 or shape[:2] != (1, n):
+        raise ValueError(
+            f"conditionals_fn returned shape {tuple(shape)} for tokens of shape (1, {n}); it "
+            f"must return shape (1, {n}, V)"
+        )
+    return int(shape[2])
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _scan_steps(fn, draw, logits, tokens, order, bounds, key):
+    """The T-step loop for one batch.
+
+    Args:
+        fn: the conditionals function; draw: sample new tokens (True) or score the given
+            ones (False); logits: fn returns logits.
+        tokens: int32[B, n] (ignored where not yet revealed when drawing).
+        order: int32[B, n], each position's rank in its sequence's random order.
+        bounds: int32[T + 1] cumulative counts N_0 = 0, ..., N_T = n; steps with
+            N_k = N_{k-1} (padding) are skipped without calling fn.
+
+    Returns:
+        (tokens int32[B, n], log-likelihood float64[B] of the tokens under the sampler).
+    """
+
+    def reveal(carry, k):
+        x, loglik = carry
+        revealed = order < bounds[k]
+        new = (order >= bounds[k]) & (order < bounds[k + 1])
+        out = fn(x, revealed)
+        logp = jax.nn.log_softmax(out, axis=-1) if logits else log_or_neg_inf(out)
+        if draw:
+            drawn = jax.random.categorical(jax.random.fold_in(key, k), logp).astype(x.dtype)
+            x = jnp.where(new, drawn, x)
+        picked = jnp.take_along_axis(logp, x[..., None], axis=-1)[..., 0]
+        loglik = loglik + jnp.sum(jnp.where(new, picked, 0.0), axis=-1).astype(jnp.float64)
+        return x, loglik
+
+    def step(carry, k):
+        carry = jax.lax.cond(bounds[k] < bounds[k + 1], reveal, lambda c, _: c, carry, k)
+        return carry, None
+
+    init = (tokens, jnp.zeros(tokens.shape[0], jnp.float64))
+    (x, loglik), _ = jax.lax.scan(step, init, jnp.arange(bounds.shape[0] - 1))
+    return x, loglik

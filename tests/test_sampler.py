@@ -1,0 +1,171 @@
+"""The T-step sampler and `verify` against the law and THEORY 3's exact formula."""
+
+import itertools
+import math
+
+import jax
+import numpy as np
+import pytest
+from scipy import stats
+
+import schedopt
+from schedopt.distributions import HiddenMarkov, MarkovChain, MixtureOfProducts, Table
+from schedopt.sampler import schedule_log_likelihood
+
+# A strongly correlated chain on 3 symbols, n = 6: every table is small enough to enumerate.
+CHAIN = MarkovChain(0.85 * np.eye(3) + 0.05, 6)
+HMM = HiddenMarkov(
+    0.9 * np.eye(2) + 0.05, [[0.8, 0.15, 0.05], [0.05, 0.15, 0.8]], 6
+)
+MIXTURE = MixtureOfProducts(
+    [0.5, 0.3, 0.2],
+    np.stack(
+        [np.tile(row, (6, 1)) for row in ([0.9, 0.05, 0.05], [0.05, 0.9, 0.05], [0.1, 0.1, 0.8])]
+    ),
+)
+
+
+def _pair_counts(x, i, j, vocab):
+    return np.bincount(x[:, i] * vocab + x[:, j], minlength=vocab * vocab)
+
+
+def _chi_square_pvalues(x, law):
+    """p-values of single-site and adjacent-pair frequencies against the law's table."""
+    table = law.table()
+    n, vocab = law.n, law.vocab_size
+    pvalues = []
+    for i in range(n):
+        marginal = table.sum(axis=tuple(a for a in range(n) if a != i))
+        observed = np.bincount(x[:, i], minlength=vocab)
+        pvalues.append(stats.chisquare(observed, marginal * len(x)).pvalue)
+    for i in range(n - 1):
+        pair = table.sum(axis=tuple(a for a in range(n) if a not in (i, i + 1))).reshape(-1)
+        pvalues.append(stats.chisquare(_pair_counts(x, i, i + 1, vocab), pair * len(x)).pvalue)
+    return np.asarray(pvalues)
+
+
+def test_one_token_per_step_samples_the_law():
+    x = np.asarray(schedopt.sample(CHAIN.conditionals, [1] * 6, jax.random.key(0), 20000))
+    pvalues = _chi_square_pvalues(x, CHAIN)
+    # 11 tests at a fixed seed; Bonferroni at 1%.
+    assert pvalues.min() > 0.01 / pvalues.size
+
+
+def test_one_step_loses_the_correlations():
+    x = np.asarray(schedopt.sample(CHAIN.conditionals, [6], jax.random.key(0), 20000))
+    pvalues = _chi_square_pvalues(x, CHAIN)
+    assert np.all(pvalues[:6] > 1e-4)  # single sites: still the right marginals
+    assert np.all(pvalues[6:] < 1e-30)  # pairs: drawn independently, clearly wrong
+
+
+def test_logits_and_probabilities_give_the_same_sampler():
+    a = schedopt.sample(CHAIN.conditionals, [2, 4], jax.random.key(3), 20000)
+    b = schedopt.sample(CHAIN.log_conditionals, [2, 4], jax.random.key(3), 20000, logits=True)
+    assert np.mean(np.asarray(a) == np.asarray(b)) > 0.999
+
+
+def test_one_by_one_likelihood_is_the_chain_rule():
+    """With T = n the sampler's log-likelihood of any sequence is log mu(x), any order."""
+    x = CHAIN.sample(jax.random.key(4), 4000)
+    loglik = schedule_log_likelihood(CHAIN.conditionals, x, [1] * 6, jax.random.key(5))
+    np.testing.assert_allclose(loglik, CHAIN.log_prob(x), atol=1e-10)
+
+
+def test_sampled_law_matches_the_block_product_formula():
+    """T = 2 sampler frequencies equal the partition-averaged block-product law."""
+    table = CHAIN.table()
+    n, vocab = 6, 3
+    nu = np.zeros_like(table)
+    seqs = np.asarray(list(itertools.product(range(vocab), repeat=n)))
+    subsets = list(itertools.combinations(range(n), 2))
+    for first in subsets:  # reveal `first` in step 1, the rest in step 2
+        rest = tuple(i for i in range(n) if i not in first)
+        p_first = table.sum(axis=rest)
+        marg = [table.sum(axis=tuple(a for a in range(n) if a != i)) for i in first]
+        joint_given = table / np.expand_dims(p_first, rest)  # mu(x_rest | x_first)
+        cond = [
+            joint_given.sum(axis=tuple(a for a in rest if a != i)) for i in rest
+        ]  # mu(x_i | x_first), each over axes first + (i,)
+        for s in seqs:
+            q = np.prod([marg[k][s[i]] for k, i in enumerate(first)])
+            for k, i in enumerate(rest):
+                idx = tuple(s[a] for a in sorted(first + (i,)))
+                q *= cond[k][idx]
+            nu[tuple(s)] += q / len(subsets)
+    x = np.asarray(schedopt.sample(CHAIN.conditionals, [2, 4], jax.random.key(6), 20000))
+    counts = np.bincount(np.ravel_multi_index(x.T, table.shape), minlength=table.size)
+    expected = nu.reshape(-1) * len(x)
+    keep = expected >= 5
+    observed = np.append(counts[keep], counts[~keep].sum())
+    expected = np.append(expected[keep], expected[~keep].sum())
+    assert stats.chisquare(observed, expected).pvalue > 1e-3
+    # The exact KL(mu || nu) of the averaged law is below the partition average (THEORY 1).
+    kl_mixture = float(np.sum(table * np.log(table / nu)))
+    assert 0 < kl_mixture <= float(schedopt.expected_kl(CHAIN.profile(), [2, 4])) + 1e-12
+
+
+LAWS = {"markov": CHAIN, "hmm": HMM, "mixture": MIXTURE}
+
+
+@pytest.mark.parametrize("name", sorted(LAWS))
+@pytest.mark.parametrize("steps", [[6], [1, 5], [3, 3], [1, 1, 4]])
+def test_verify_interval_covers_the_exact_formula(name, steps):
+    law = LAWS[name]
+    exact = Table(law.table()).profile()  # independent of the law's own profile code
+    result = schedopt.verify(law, steps, key=jax.random.key(7), samples=4000, profile=exact)
+    predicted = float(schedopt.expected_kl(exact, steps))
+    assert result.predicted == pytest.approx(predicted, abs=1e-12)
+    assert result.low <= predicted <= result.high, (result, predicted)
+    assert result.agrees and result.verdict.startswith("agrees")
+
+
+def test_verify_uses_the_monte_carlo_profile_with_its_error():
+    result = schedopt.verify(HMM, [1, 5], key=jax.random.key(8), samples=4000)
+    assert result.predicted_stderr > 0
+    exact = float(schedopt.expected_kl(Table(HMM.table()).profile(), [1, 5]))
+    assert abs(result.predicted - exact) <= 4 * result.predicted_stderr + 1e-3
+
+
+def test_verify_flags_a_wrong_prediction():
+    wrong = MarkovChain(0.5 * np.eye(3) + 0.5 / 3, 6).profile()  # another chain's curve
+    result = schedopt.verify(CHAIN, [6], key=jax.random.key(9), samples=4000, profile=wrong)
+    assert not result.agrees and result.verdict.startswith("DISAGREES")
+    assert math.isclose(result.high - result.low, 2 * 1.96 * result.stderr)
+
+
+@pytest.mark.parametrize("kind", ["data", "model"])
+def test_optimized_schedules_never_predict_negative_kl_on_noisy_profiles(kind):
+    chain = MarkovChain(0.9 * np.eye(4) + 0.025, 48)
+    x = chain.sample(jax.random.key(0), 96)
+    # 12 sequences per curve: noisy enough that the raw estimate is not monotone.
+    for seed in range(3):
+        noisy = schedopt.estimate_profile(
+            chain.log_conditionals, x[32 * seed : 32 * seed + 12], key=jax.random.key(seed),
+            grid=48, kind=kind,
+        )
+        raw = np.asarray(noisy.meta["raw_conditional_entropy"])
+        assert np.any(np.diff(raw) > 0) or kind == "model"
+        assert float(schedopt.optimize(noisy, 5).expected_kl) >= 0.0
+        assert np.all(schedopt.frontier(noisy, 12) >= 0.0)
+
+
+# --------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: schedopt.sample(CHAIN.conditionals, [2, 0, 4], jax.random.key(0), 3), "at least 1"),
+        (lambda: schedopt.sample(CHAIN.conditionals, [[6]], jax.random.key(0), 3), "1-D"),
+        (lambda: schedopt.sample(CHAIN.conditionals, [5], jax.random.key(0), 3), "n = 6"),
+        (lambda: schedopt.sample(CHAIN.conditionals, [6], jax.random.key(0), 0), "num"),
+        (lambda: schedopt.verify(CHAIN, [3, 2], key=jax.random.key(0)), "sums to 5"),
+        (lambda: schedopt.verify(CHAIN, [6], key=jax.random.key(0), samples=1), "at least 2"),
+        (
+            lambda: schedule_log_likelihood(CHAIN.conditionals, np.zeros((2, 5)), [6], jax.random.key(0)),
+            r"\[M, 6\]",
+        ),
+    ],
+)
+def test_bad_input_one_clear_line(call, match):
+    with pytest.raises(ValueError, match=match) as info:
+        call()
+    assert "\n" not in str(info.value)
