@@ -179,9 +179,7 @@ def estimate_curves(
             f"data holds token {int(tokens.max())} but logits_fn predicts only V = {vocab} "
             f"values; tokens must lie in 0..{vocab - 1}"
         )
-    order = np.asarray(
-        jax.vmap(lambda k: jax.random.permutation(k, n))(jax.random.split(key, m)), np.int32
-    )
+    order = random_orders(key, m, n)
     rows = m * grid.size
     results = []
     for start in progress(
@@ -293,6 +291,20 @@ def _eager_row_statistics(logits_fn, tokens, order, counts):
 
 
 # --------------------------------------------------------------------------- helpers
+def random_orders(key: jax.Array, num: int, n: int) -> np.ndarray:
+    """int32[num, n]: for each sequence, every position's rank in a uniform random order.
+
+    Revealing the positions of rank < j reveals a uniform random j-subset, nested in j.
+    Drawn on the host by NumPy, seeded from the JAX key's bits: host-side data preparation
+    that compiles nothing and gives the same orders on any number of devices.
+    """
+    data = key if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else (
+        jax.random.key_data(key)
+    )
+    rng = np.random.default_rng(np.asarray(data, dtype=np.uint32).ravel().tolist())
+    return rng.permuted(np.tile(np.arange(n, dtype=np.int32), (num, 1)), axis=1)
+
+
 def batch_sharding(batch_size: int, rows: int) -> tuple[NamedSharding, int]:
     """A sharding that splits axis 0 over every JAX device, and a fixed batch size.
 

@@ -48,6 +48,7 @@ def optimize(
     optimizer: optax.GradientTransformation | None = None,
     num_iterations: int = NUM_ITERATIONS,
     window: int = WINDOW,
+    sampler: str = "fixed",
 ) -> Schedule:
     """The best T-step schedule for `profile`, found with Optax and repaired to integers.
 
@@ -58,6 +59,8 @@ def optimize(
             rate from 0.1). Pass the same object again to reuse the compiled program.
         num_iterations: gradient steps on the relaxed objective.
         window: half-width (tokens) of the exact repair's search window around each cut.
+        sampler: "fixed" (integer counts, the default) or "binomial": the best alpha grid
+            for random-count samplers, a `TimeGrid` (see `schedopt.optimize_binomial`).
 
     Returns:
         A `Schedule` with method "optax", its exact expected KL (float64) and the relaxed
@@ -70,6 +73,12 @@ def optimize(
         >>> schedopt.optimize(profile, 4).tokens_per_step.tolist()
         [1, 3, 10, 50]
     """
+    if sampler != "fixed":  # issue 5: random-count samplers
+        from .binomial import optimize_binomial
+
+        if sampler != "binomial":
+            raise ValueError(f"sampler must be 'fixed' or 'binomial', got {sampler!r}")
+        return optimize_binomial(profile, steps, optimizer=optimizer, num_iterations=num_iterations)
     steps = check_steps(steps, profile.n)
     if isinstance(num_iterations, bool) or int(num_iterations) != num_iterations:
         raise ValueError(f"num_iterations must be a whole number, got {num_iterations!r}")

@@ -23,7 +23,7 @@ from ._progress import progress
 from .distributions import Distribution
 from .distributions._base import check_count, log_or_neg_inf
 from .divergence import check_tokens_per_step, expected_kl
-from .estimate import batch_sharding, estimate_curves, interpolation_matrix
+from .estimate import batch_sharding, estimate_curves, interpolation_matrix, random_orders
 from .profile import EntropyProfile
 from .schedules import Schedule
 
@@ -266,9 +266,7 @@ def _run(fn, draw, logits, tokens, steps, k_order, k_draw, batch_size, quiet):
         vocab = _vocab_size(fn, n)
         batch_size = max(1, min(m, _BATCH_ELEMENTS // (n * vocab)))
     sharding, batch = batch_sharding(batch_size, m)
-    order = np.asarray(
-        jax.vmap(lambda k: jax.random.permutation(k, n))(jax.random.split(k_order, m)), np.int32
-    )
+    order = random_orders(k_order, m, n)
     outs = []
     for start in progress(range(0, m, batch), description="sampling", quiet=quiet):
         idx = np.minimum(np.arange(start, start + batch), m - 1)  # pad by repeating the last

@@ -146,7 +146,15 @@ def cosine_tokens(n: int, steps: int) -> np.ndarray:
 
 def tc_tokens(n: int, eps: float, tc_bound: float) -> np.ndarray:
     """Chen-Cong-Li's TC schedule (App. D): big steps first, then single tokens."""
-    zeta = _zeta(eps, tc_bound)
+    return _tc_tokens(n, _zeta(eps, tc_bound))
+
+
+def dtc_tokens(n: int, eps: float, dtc_bound: float) -> np.ndarray:
+    """The DTC schedule, TC's mirror image: single tokens first, then geometric growth."""
+    return _dtc_tokens(n, _zeta(eps, dtc_bound))
+
+
+def _tc_tokens(n: int, zeta: int) -> np.ndarray:
     if zeta >= n + 1:
         return np.ones(n, dtype=np.int64)
     counts = [0]
@@ -156,9 +164,7 @@ def tc_tokens(n: int, eps: float, tc_bound: float) -> np.ndarray:
     return _steps_from_counts(counts)
 
 
-def dtc_tokens(n: int, eps: float, dtc_bound: float) -> np.ndarray:
-    """The DTC schedule, TC's mirror image: single tokens first, then geometric growth."""
-    zeta = _zeta(eps, dtc_bound)
+def _dtc_tokens(n: int, zeta: int) -> np.ndarray:
     if zeta >= n + 1:
         return np.ones(n, dtype=np.int64)
     masked = [n]
@@ -213,3 +219,26 @@ def dtc_schedule(
     bound = profile.dual_total_correlation if dtc_bound is None else dtc_bound
     s = dtc_tokens(profile.n, eps, bound)
     return Schedule.from_tokens(profile, s, "dtc", meta={"eps": eps, "dtc_bound": bound})
+
+
+def correlation_schedule_within(profile: EntropyProfile, steps: int, kind: str) -> Schedule:
+    """The TC (or DTC) schedule with the smallest eps that needs at most `steps` steps.
+
+    The TC/DTC schedules are indexed by eps; this finds, by bisection on
+    zeta = 1 + ceil(bound / eps), the most accurate one that fits the budget, so that they can
+    be compared with the others at equal T. Its meta holds the eps it guarantees.
+    """
+    steps = check_steps(steps, profile.n)
+    if kind not in ("tc", "dtc"):
+        raise ValueError(f"kind must be 'tc' or 'dtc', got {kind!r}")
+    make = _tc_tokens if kind == "tc" else _dtc_tokens
+    bound = profile.total_correlation if kind == "tc" else profile.dual_total_correlation
+    lo, hi = 1, profile.n + 1  # make(n, 1) has 1 step; the step count grows with zeta
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if make(profile.n, mid).size <= steps:
+            lo = mid
+        else:
+            hi = mid - 1
+    eps = bound / (lo - 1) if lo > 1 else float("inf")
+    return Schedule.from_tokens(profile, make(profile.n, lo), kind, meta={"eps": eps})

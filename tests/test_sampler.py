@@ -107,16 +107,24 @@ def test_sampled_law_matches_the_block_product_formula():
 LAWS = {"markov": CHAIN, "hmm": HMM, "mixture": MIXTURE}
 
 
-@pytest.mark.parametrize("name", sorted(LAWS))
-@pytest.mark.parametrize("steps", [[6], [1, 5], [3, 3], [1, 1, 4]])
-def test_verify_interval_covers_the_exact_formula(name, steps):
-    law = LAWS[name]
-    exact = Table(law.table()).profile()  # independent of the law's own profile code
-    result = schedopt.verify(law, steps, key=jax.random.key(7), samples=4000, profile=exact)
-    predicted = float(schedopt.expected_kl(exact, steps))
-    assert result.predicted == pytest.approx(predicted, abs=1e-12)
-    assert result.low <= predicted <= result.high, (result, predicted)
-    assert result.agrees and result.verdict.startswith("agrees")
+def test_verify_interval_covers_the_exact_formula():
+    """Markov, HMM and mixture at four schedules each: 12 intervals at 95%.
+
+    Each estimate must lie within 4 standard errors of THEORY 3's formula on the enumerated
+    profile, and the 95% interval must cover it in at least 10 of the 12 cases (9 or fewer
+    has probability 2% for honest intervals).
+    """
+    covered = []
+    for name, law in sorted(LAWS.items()):
+        exact = Table(law.table()).profile()  # independent of the law's own profile code
+        for steps in ([6], [1, 5], [3, 3], [1, 1, 4]):
+            result = schedopt.verify(law, steps, key=jax.random.key(7), samples=4000, profile=exact)
+            predicted = float(schedopt.expected_kl(exact, steps))
+            assert result.predicted == pytest.approx(predicted, abs=1e-12)
+            assert abs(result.mean - predicted) <= 4 * result.stderr, (name, steps, result)
+            covered.append(result.low <= predicted <= result.high)
+            assert result.agrees == covered[-1]
+    assert sum(covered) >= 10, covered
 
 
 def test_verify_uses_the_monte_carlo_profile_with_its_error():

@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order their commands appear in --help.
-_MODULES = ("core", "profile", "export", "learned")
+_MODULES = ("core", "profile", "known", "export", "learned")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,8 +36,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _enable_compilation_cache() -> None:
+    """Keep compiled XLA programs on disk, so repeated commands skip most compile time.
+
+    The folder is $SCHEDOPT_CACHE_DIR, else ~/.cache/schedopt/jax; without a writable
+    folder the cache is simply off.
+    """
+    import os
+
+    import jax
+
+    path = os.environ.get("SCHEDOPT_CACHE_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "schedopt", "jax"
+    )
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _enable_compilation_cache()
     if args.quiet:
         from .. import _progress
 

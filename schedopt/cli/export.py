@@ -62,3 +62,113 @@ def run(args: argparse.Namespace) -> int:
     summary = {k: data[k] for k in ("kind", "n", "steps", "sampler") if k in data}
     print(json.dumps({"out": args.out, **summary}))
     return 0
+
+
+# --------------------------------------------------------------------------- hooks for core
+def add_optimize_arguments(parser: argparse.ArgumentParser) -> None:
+    """`schedopt optimize` options for random-count grids and semi-autoregressive blocks."""
+    parser.add_argument(
+        "--sampler",
+        choices=("fixed", "binomial"),
+        default="fixed",
+        help="fixed: integer tokens per step (default); binomial: the best alpha grid for "
+        "random-count samplers (MD4, MDLM, SEDD, Dream origin), written as a time grid",
+    )
+    parser.add_argument(
+        "--block-length",
+        type=int,
+        metavar="L",
+        help="semi-autoregressive blocks of L tokens (LLaDA block_length): the optimal split "
+        "of the steps across blocks; --profile may be a schedopt.block_profiles file",
+    )
+    parser.add_argument(
+        "--equal-split",
+        action="store_true",
+        help="with --block-length: T / num_blocks steps in every block, as LLaDA samples",
+    )
+
+
+def optimize_variant(args: argparse.Namespace) -> bool:
+    """Run `schedopt optimize --sampler binomial` or `--block-length L`; False otherwise."""
+    from .. import _io
+    from ..binomial import optimize_binomial
+    from ..blocks import load_block_profiles, optimize_blocks
+    from . import load_profile
+
+    block_length = getattr(args, "block_length", None)
+    if getattr(args, "equal_split", False) and block_length is None:
+        raise ValueError("--equal-split needs --block-length L")
+    if getattr(args, "sampler", "fixed") == "fixed" and block_length is None:
+        return False
+    if block_length is not None and args.sampler == "binomial":
+        raise ValueError("--block-length works with fixed counts; drop --sampler binomial")
+    _io.check_output_path(args.out)
+    if block_length is not None:
+        blocks = load_block_profiles(args.profile, block_length, args.regularize)
+        result = optimize_blocks(blocks, args.steps, equal_split=args.equal_split)
+        split = result.meta["steps_per_block"]
+        what = f"{len(split)} blocks of {block_length} tokens, steps per block {split}"
+    else:
+        result = optimize_binomial(load_profile(args.profile, args.regularize), args.steps)
+        what = f"random counts, alpha {[round(float(a), 4) for a in result.alpha]}"
+    result = result.replace(meta={**result.meta, "profile": str(args.profile)})
+    result.save(args.out)
+    kl = float(result.expected_kl)
+    print(f"{result.method}: {result.steps} steps, expected KL {kl:.6g} nats, {what} -> {args.out}")
+    return True
+
+
+def evaluate_file(args: argparse.Namespace, profile) -> bool:
+    """`schedopt evaluate` for counts / maskgit / alpha / timesteps files, time grids and block
+    schedules; False for a plain schedopt.schedule file (core scores it)."""
+    from .. import _io, export
+
+    obj = _io.read_json(args.schedule, "schedule") if args.schedule.endswith(".json") else {}
+    plain = isinstance(obj, dict) and obj.get("format") == "schedopt.schedule"
+    if plain and "block_length" not in (obj.get("meta") or {}):
+        return False
+    scores = export.score_imported(profile, export.read_schedule_file(args.schedule, profile.n))
+    if args.json:
+        print(json.dumps(scores))
+        return True
+    how = {"fixed": "fixed counts", "binomial": "random counts"}[scores["sampler"]]
+    line = f"{args.schedule}: {scores['kind']}, {scores['steps']} steps, expected KL "
+    line += f"{scores['expected_kl']:.6g} nats with {how}"
+    if "block_length" in scores:
+        line += f" in blocks of {scores['block_length']} (per-block curves sliced from the profile)"
+    if "expected_kl_fixed" in scores:
+        line += f"; {scores['expected_kl_fixed']:.6g} with fixed counts round(n alpha)"
+    if "expected_kl_random" in scores:
+        line += f"; {scores['expected_kl_random']:.6g} if run with random counts (MD4-style)"
+    print(line)
+    return True
+
+
+def random_count_rows(profile, steps: int, exact_kl: float) -> list[dict]:
+    """`schedopt compare` rows: the best random-count grid and MD4's cosine grid."""
+    import math
+
+    import numpy as np
+
+    from ..binomial import expected_kl_binomial, optimize_binomial
+
+    k = np.arange(steps + 1)
+    cosine = 1e-4 + (1 - 2e-4) * (1 - np.cos(np.pi / 2 * k / steps))
+    cosine[0], cosine[-1] = 0.0, 1.0
+    rows = []
+    for name, kl in [
+        ("random counts, optimized grid", float(optimize_binomial(profile, steps).expected_kl)),
+        ("random counts, MD4 cosine grid", float(expected_kl_binomial(profile, cosine))),
+    ]:
+        ratio = kl / exact_kl if exact_kl > 0 else (1.0 if kl == 0 else math.inf)
+        rows.append(
+            {
+                "method": name,
+                "steps": steps,
+                "expected_kl": kl,
+                "expected_kl_bits": kl / math.log(2),
+                "largest_step": None,
+                "ratio_to_exact": ratio,
+            }
+        )
+    return rows

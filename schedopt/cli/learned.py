@@ -40,7 +40,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = Fal
 
 
 def load_model_and_data(args: argparse.Namespace):
-    """(model, record, data int32[M, n], description dict) for --model/--data/--split/--sequences."""
+    """(model, data int32[M, n], description dict) from --model, --data, --split, --sequences."""
     from ..data import check_sequences, load_dataset
     from ..models import load_checkpoint
 

@@ -74,7 +74,9 @@ def save_checkpoint(path: str | os.PathLike, model: MaskedDiffusionTransformer,
 
     path = _io.check_output_path(path)
     if path.suffix != ".json":
-        raise ValueError(f"checkpoint path {str(path)!r} must end in .json; the weights go beside it")
+        raise ValueError(
+            f"checkpoint path {str(path)!r} must end in .json; the weights go beside it"
+        )
     weights = path.with_suffix(".safetensors")
     flat = _flatten(nnx.to_pure_dict(nnx.state(model)))
     _io.atomic_write(weights, save({k: np.ascontiguousarray(v) for k, v in flat.items()}))

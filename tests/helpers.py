@@ -1,0 +1,145 @@
+"""Independent routes for the tests: brute-force enumeration and closed forms.
+
+Nothing here calls schedopt; each function follows THEORY.md's definitions directly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+
+def entropy_nats(p: np.ndarray) -> float:
+    p = np.asarray(p, dtype=np.float64).ravel()
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def entropy_curve_from_table(joint: np.ndarray) -> np.ndarray:
+    """H_j = average over j-subsets S of H(X_S), by marginalising an explicit joint table."""
+    n = joint.ndim
+    curve = [0.0]
+    for j in range(1, n + 1):
+        values = []
+        for subset in itertools.combinations(range(n), j):
+            others = tuple(i for i in range(n) if i not in subset)
+            values.append(entropy_nats(joint.sum(axis=others)))
+        curve.append(float(np.mean(values)))
+    return np.asarray(curve)
+
+
+def random_table(rng: np.random.Generator, n: int, vocab: int, concentration: float = 0.3):
+    """A random joint law on vocab^n with strong correlations (a sparse Dirichlet draw)."""
+    return rng.dirichlet(np.full(vocab**n, concentration)).reshape((vocab,) * n)
+
+
+def brute_force_expected_kl(joint: np.ndarray, tokens_per_step) -> float:
+    """E over uniformly random ordered partitions of KL(mu || nu_partition) (THEORY 1)."""
+    n, vocab = joint.ndim, joint.shape[0]
+    sizes = list(tokens_per_step)
+    states = list(itertools.product(range(vocab), repeat=n))
+    total, count = 0.0, 0
+    for order in itertools.permutations(range(n)):
+        # Only the set of positions in each block matters; skip orderings within blocks.
+        bounds = np.cumsum([0] + sizes)
+        blocks = [order[bounds[k] : bounds[k + 1]] for k in range(len(sizes))]
+        if any(list(b) != sorted(b) for b in blocks):
+            continue
+        count += 1
+        kl = 0.0
+        for x in states:
+            p = joint[x]
+            if p == 0:
+                continue
+            log_q = 0.0
+            revealed: tuple[int, ...] = ()
+            for block in blocks:
+                for i in block:
+                    log_q += math.log(_conditional(joint, x, i, revealed))
+                revealed = revealed + tuple(block)
+            kl += p * (math.log(p) - log_q)
+        total += kl
+    return total / count
+
+
+def _conditional(joint: np.ndarray, x, i: int, revealed: tuple[int, ...]) -> float:
+    """mu(x_i | x_revealed) from the table."""
+    n = joint.ndim
+    keep = tuple(sorted(set(revealed) | {i}))
+    marg = joint.sum(axis=tuple(k for k in range(n) if k not in keep))
+    num = marg[tuple(x[k] for k in keep)]
+    rest = tuple(sorted(revealed))
+    den_marg = marg.sum(axis=keep.index(i))
+    den = den_marg[tuple(x[k] for k in rest)] if rest else den_marg
+    return float(num / den)
+
+
+def compositions(n: int):
+    """Every schedule of n tokens: all ordered lists of positive integers summing to n."""
+    for cuts in itertools.product([False, True], repeat=n - 1):
+        sizes, size = [], 1
+        for cut in cuts:
+            if cut:
+                sizes.append(size)
+                size = 1
+            else:
+                size += 1
+        sizes.append(size)
+        yield sizes
+
+
+def kl_from_curve(entropy: np.ndarray, tokens_per_step) -> float:
+    """THEORY 3's first form, as a plain loop."""
+    g = np.diff(entropy)
+    kl, start = 0.0, 0
+    for s in tokens_per_step:
+        for j in range(start, start + s):
+            kl += g[start] - g[j]
+        start += s
+    return kl
+
+
+def brute_force_optimum(entropy: np.ndarray, steps: int) -> float:
+    """The least KL over every T-step schedule, by enumeration (small n only)."""
+    n = len(entropy) - 1
+    return min(kl_from_curve(entropy, s) for s in compositions(n) if len(s) == steps)
+
+
+def markov_entropy_curve(transition: np.ndarray, n: int) -> np.ndarray:
+    """THEORY 8's closed form for a stationary Markov chain."""
+    transition = np.asarray(transition, dtype=np.float64)
+    vals, vecs = np.linalg.eig(transition.T)
+    pi = np.real(vecs[:, np.argmin(np.abs(vals - 1))])
+    pi = pi / pi.sum()
+    h, power = [], np.eye(len(pi))
+    for _ in range(n):
+        power = power @ transition
+        h.append(sum(pi[a] * entropy_nats(power[a]) for a in range(len(pi))))
+    curve = [0.0, entropy_nats(pi)]
+    for j in range(2, n + 1):
+        curve.append(
+            entropy_nats(pi)
+            + sum(
+                (n - d) * math.comb(n - d - 1, j - 2) / math.comb(n, j) * h[d - 1]
+                for d in range(1, n - j + 2)
+            )
+        )
+    return np.asarray(curve)
+
+
+def parity_curve(n: int) -> np.ndarray:
+    """Uniform on n bits with even parity: H_j = j log 2 for j < n, H_n = (n - 1) log 2."""
+    return np.asarray([j * math.log(2) for j in range(n)] + [(n - 1) * math.log(2)])
+
+
+def code_curve(n: int, k: int, q: int) -> np.ndarray:
+    """A k-dimensional MDS code over F_q: H_j = min(j, k) log q."""
+    return np.asarray([min(j, k) * math.log(q) for j in range(n + 1)])
+
+
+def clustered_curve(n: int, clusters: int = 4, noise: float = 0.05) -> np.ndarray:
+    """A mixture-like curve: a sharp early drop (the cluster is found), then nearly flat."""
+    g = noise * math.log(2) + math.log(clusters) * np.exp(-np.arange(n) / 1.5) / 3
+    return np.concatenate([[0.0], np.cumsum(g)])

@@ -1,0 +1,146 @@
+"""`schedopt optimize`, `evaluate`, `compare`: results, exit codes, atomic outputs."""
+
+import json
+
+import numpy as np
+import pytest
+from helpers import kl_from_curve, markov_entropy_curve
+
+from schedopt import EntropyProfile
+from schedopt.cli import main
+
+ENTROPY = markov_entropy_curve(0.8 * np.eye(4) + 0.05, 128)
+
+
+@pytest.fixture
+def profile_path(tmp_path):
+    EntropyProfile.from_entropy(ENTROPY).save(tmp_path / "p.json")
+    return tmp_path / "p.json"
+
+
+@pytest.mark.parametrize("method", ["optax", "exact"])
+def test_optimize_then_evaluate(profile_path, tmp_path, capsys, method):
+    out = tmp_path / "s.json"
+    assert main(["optimize", "--profile", str(profile_path), "--steps", "8",
+                 "--method", method, "--out", str(out)]) == 0
+    schedule = json.loads(out.read_text())
+    assert schedule["format"] == "schedopt.schedule" and schedule["steps"] == 8
+    assert schedule["tokens_per_step"] == [8, 9, 11, 13, 16, 19, 23, 29]  # THEORY 10
+    capsys.readouterr()
+    assert main(["evaluate", "--profile", str(profile_path), "--schedule", str(out),
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["expected_kl"] == pytest.approx(
+        kl_from_curve(ENTROPY, schedule["tokens_per_step"]), rel=1e-12
+    )
+
+
+def test_compare_table_and_target(profile_path, capsys):
+    assert main(["compare", "--profile", str(profile_path), "--steps", "8",
+                 "--target-kl", "5", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    rows = {r["method"]: r for r in result["schedules"]}
+    assert rows["exact (DP)"]["expected_kl"] == pytest.approx(7.176410, abs=1e-6)
+    assert rows["uniform"]["expected_kl"] == pytest.approx(8.867725, abs=1e-6)
+    assert rows["cosine"]["expected_kl"] == pytest.approx(7.857830, abs=1e-6)
+    fewest = result["fewest_steps"]
+    # Independent check: the first uniform budget reaching 5 nats, by a plain loop.
+    def uniform(n, t):
+        return [n // t + (k < n % t) for k in range(t)]
+    want = next(t for t in range(1, 129) if kl_from_curve(ENTROPY, uniform(128, t)) <= 5)
+    assert fewest["uniform"] == want
+    assert fewest["exact (DP)"] <= fewest["cosine"] <= fewest["uniform"]
+    assert fewest["optimized (optax)"] == fewest["exact (DP)"]
+    main(["compare", "--profile", str(profile_path), "--steps", "8"])
+    assert "uniform" in capsys.readouterr().out
+
+
+def _run_bad(argv, capsys):
+    code = main(argv) if argv else None
+    err = capsys.readouterr().err
+    return code, err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--steps", "0"], "steps must be between 1 and n = 128"),
+        (["--steps", "129"], "steps must be between 1 and n = 128"),
+        (["--steps", "2.5"], "expected a whole number"),
+    ],
+)
+def test_bad_steps(profile_path, tmp_path, capsys, args, message):
+    out = tmp_path / "s.json"
+    argv = ["optimize", "--profile", str(profile_path), "--out", str(out), *args]
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's own usage errors
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{broken", "not valid JSON"),
+        (json.dumps({"format": "schedopt.profile", "version": 7}), "version 7"),
+        (json.dumps({"format": "schedopt.profile", "version": 1, "n": 2, "revealed": [0, 1, 2],
+                     "entropy": [0, 1, 2.5]}), "not concave"),
+    ],
+)
+def test_bad_profiles_exit_2_with_one_line(tmp_path, capsys, content, message):
+    bad = tmp_path / "p.json"
+    bad.write_text(content)
+    out = tmp_path / "s.json"
+    code = main(["optimize", "--profile", str(bad), "--steps", "2", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_regularize_flag_rescues_a_noisy_profile(tmp_path, capsys):
+    bad = tmp_path / "p.json"
+    bad.write_text(json.dumps({"format": "schedopt.profile", "version": 1, "n": 3,
+                               "revealed": [0, 1, 2, 3], "entropy": [0, 1, 1.4, 2.0]}))
+    out = tmp_path / "s.json"
+    assert main(["optimize", "--profile", str(bad), "--regularize", "--steps", "2",
+                 "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["expected_kl"] >= 0
+
+
+def test_missing_inputs_and_output_directories(profile_path, tmp_path, capsys):
+    code = main(["optimize", "--profile", str(tmp_path / "absent.json"), "--steps", "2",
+                 "--out", str(tmp_path / "s.json")])
+    assert code == 2 and "does not exist" in capsys.readouterr().err
+    code = main(["optimize", "--profile", str(profile_path), "--steps", "2",
+                 "--out", str(tmp_path / "missing" / "s.json")])
+    assert code == 2 and "directory" in capsys.readouterr().err
+
+
+def test_schedule_of_another_length_is_refused(profile_path, tmp_path, capsys):
+    s = tmp_path / "s.json"
+    s.write_text(json.dumps({"format": "schedopt.schedule", "version": 1, "n": 10, "steps": 2,
+                             "tokens_per_step": [5, 5]}))
+    code = main(["evaluate", "--profile", str(profile_path), "--schedule", str(s)])
+    assert code == 2 and "n = 10 tokens but the profile has n = 128" in capsys.readouterr().err
+    s.write_text(json.dumps({"format": "schedopt.schedule", "version": 1, "n": 128, "steps": 2,
+                             "tokens_per_step": [5, 5]}))
+    code = main(["evaluate", "--profile", str(profile_path), "--schedule", str(s)])
+    assert code == 2 and "sums to 10" in capsys.readouterr().err
+
+
+def test_failed_write_leaves_the_old_file(profile_path, tmp_path, monkeypatch):
+    out = tmp_path / "s.json"
+    out.write_text("old")
+    import schedopt._io as io
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(io.os, "replace", boom)  # fail after the data is written
+    code = main(["optimize", "--profile", str(profile_path), "--steps", "3", "--out", str(out)])
+    assert code == 2 and out.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".s.json")] == []
