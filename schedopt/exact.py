@@ -24,12 +24,11 @@ from .schedules import Schedule, check_steps
 
 
 @functools.lru_cache(maxsize=32)
-def _levels(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _levels(n: int) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]:
     """The divide-and-conquer recursion over rows 1..n, level by level.
 
-    Returns int32[levels, width] arrays (rows, left, right): the rows solved at each level
-    and, for each, the rows whose argmins bound its candidates (0 and n + 1 are sentinels for
-    the ends). Levels are padded to a common width with the scratch row n + 1.
+    Returns, per level, int32 arrays (rows, left, right): the rows solved at that level and,
+    for each, the rows whose argmins bound its candidates (0 and n + 1 are sentinels).
     """
     levels = []
     intervals = [(1, n)]
@@ -42,14 +41,9 @@ def _levels(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                 nxt.append((lo, mid - 1))
             if mid + 1 <= hi:
                 nxt.append((mid + 1, hi))
-        levels.append(level)
+        levels.append(tuple(np.asarray(col, dtype=np.int32) for col in zip(*level, strict=True)))
         intervals = nxt
-    width = max(len(level) for level in levels)
-    table = np.empty((3, len(levels), width), dtype=np.int32)
-    table[0], table[1], table[2] = n + 1, 0, n + 1
-    for i, level in enumerate(levels):
-        table[:, i, : len(level)] = np.asarray(level, dtype=np.int32).T
-    return table[0], table[1], table[2]
+    return tuple(levels)
 
 
 def _layer(entropy: jnp.ndarray, prev: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
@@ -64,41 +58,33 @@ def _layer(entropy: jnp.ndarray, prev: jnp.ndarray) -> tuple[jnp.ndarray, jnp.nd
         the sentinels that bound the first and last rows.
     """
     n = entropy.shape[0] - 1
-    g = jnp.diff(entropy)
-    all_rows, all_left, all_right = (jnp.asarray(x) for x in _levels(n))
-    width = all_rows.shape[1]
-    size = n + width  # the candidate ranges of one level overlap only at their ends
-    flat = jnp.arange(size)
-
-    def level(i, carry):
-        value, argmin = carry
-        rows, left, right = all_rows[i], all_left[i], all_right[i]
-        padding = rows > n
+    slope = jnp.diff(entropy)  # g_a
+    intercept = prev[:-1] + entropy[:-1] - jnp.arange(n) * slope  # F_{t-1}(a) + H_a - a g_a
+    value = jnp.full(n + 1, jnp.inf, dtype=entropy.dtype)
+    argmin = jnp.zeros(n + 2, dtype=jnp.int32).at[n + 1].set(n - 1)
+    # The levels are unrolled: each has its own static size, n + (rows at the level), since
+    # the candidate ranges of one level overlap only at their ends.
+    for rows, left, right in _levels(n):
+        width = rows.shape[0]
+        size = n + width
         lo = argmin[left]
-        hi = jnp.where(padding, lo, jnp.minimum(argmin[right], rows - 1))
+        hi = jnp.minimum(argmin[right], jnp.asarray(rows) - 1)
         lengths = hi - lo + 1
         offsets = jnp.cumsum(lengths) - lengths
+        flat = jnp.arange(size)
         segment = jnp.cumsum(jnp.zeros(size, jnp.int32).at[offsets[1:]].add(1))
         a = lo[segment] + flat - offsets[segment]
-        b = rows[segment]
-        valid = (flat < offsets[-1] + lengths[-1]) & (a < b) & (b <= n)
-        a, b = jnp.where(valid, a, 0), jnp.where(valid, b, 0)
-        cost = prev[a] + (b - a) * g[a] - (entropy[b] - entropy[a])
-        cost = jnp.where(valid, cost, jnp.inf)
+        valid = flat < offsets[-1] + lengths[-1]
+        a = jnp.where(valid, a, 0)
+        # F_{t-1}(a) + C(a, b) = intercept[a] + b g_a - H_b; H_b is subtracted per row below.
+        cost = jnp.where(valid, intercept[a] + jnp.asarray(rows)[segment] * slope[a], jnp.inf)
         best = jax.ops.segment_min(cost, segment, width, indices_are_sorted=True)
         # Leftmost argmin; a row with no finite candidate keeps its lower bound.
         first = jnp.where(valid & (cost <= best[segment]), a, n + 1)
         arg = jnp.minimum(jax.ops.segment_min(first, segment, width, indices_are_sorted=True), hi)
-        arg = jnp.maximum(arg, lo).astype(jnp.int32)
-        # Padding rows write to scratch slots (value[n + 1], argmin[n + 2]), dropped below.
-        value = value.at[rows].set(best)
-        argmin = argmin.at[jnp.where(padding, n + 2, rows)].set(arg)
-        return value, argmin
-
-    value = jnp.full(n + 2, jnp.inf, dtype=entropy.dtype)
-    argmin = jnp.zeros(n + 3, dtype=jnp.int32).at[n + 1].set(n - 1)
-    value, argmin = jax.lax.fori_loop(0, all_rows.shape[0], level, (value, argmin))
-    return value[: n + 1], argmin[: n + 2]
+        value = value.at[rows].set(best - entropy[rows])
+        argmin = argmin.at[rows].set(jnp.maximum(arg, lo).astype(jnp.int32))
+    return value, argmin
 
 
 def _initial(entropy: jnp.ndarray) -> jnp.ndarray:

@@ -154,6 +154,32 @@ def schedules_nll(
     return out
 
 
+def predicted_excess(estimate, schedule: Schedule | Any, kind: str = "data"
+                     ) -> tuple[float, float]:
+    """The excess NLL a curve predicts for a schedule (THEORY 11), with its standard error.
+
+    THEORY 3's formula sum_k sum_{j in block k} (c_{N_{k-1}} - c_j) on the raw (not
+    regularised) curve of `estimate`. It is linear in the curve, so applying it to each
+    sequence's curve gives per-sequence predictions, whose spread is the standard error.
+
+    Args:
+        estimate: a `schedopt.estimate.CurveEstimate` (from `estimate_curves`).
+        schedule: a `Schedule` or tokens per step summing to estimate.n.
+        kind: "data" (held-out cross-entropy: predicts `ScheduleNLL.excess`) or "model".
+
+    Returns:
+        (mean, stderr) in nats per sequence.
+    """
+    from .estimate import interpolation_matrix
+
+    steps = _tokens_per_step(schedule, estimate.n, 0)
+    weights = -np.ones(estimate.n)
+    np.add.at(weights, np.concatenate([[0], np.cumsum(steps)[:-1]]), steps)
+    to_full = interpolation_matrix(np.asarray(estimate.revealed), estimate.n)
+    per_sequence = np.asarray(estimate.values(kind)) @ (to_full.T @ weights)
+    return float(per_sequence.mean()), _sem(per_sequence)
+
+
 def _sem(values: np.ndarray) -> float:
     return float(values.std(ddof=1) / math.sqrt(values.size))
 

@@ -23,7 +23,7 @@ from ._progress import progress
 from .distributions import Distribution
 from .distributions._base import check_count, log_or_neg_inf
 from .divergence import check_tokens_per_step, expected_kl
-from .estimate import batch_sharding, estimate_curves, interpolation_matrix, random_orders
+from .estimate import CurveEstimate, batch_sharding, interpolation_matrix, random_orders
 from .profile import EntropyProfile
 from .schedules import Schedule
 
@@ -124,9 +124,10 @@ class Verification:
     Attributes:
         mean: sampled estimate of E_partition KL(mu || nu_partition) (nats).
         stderr: its standard error (nats).
-        predicted: THEORY 3's formula on the profile (nats).
-        predicted_stderr: standard error of `predicted` when the profile is itself a Monte
-            Carlo estimate (0 for exact profiles).
+        predicted: THEORY 3's formula on the profile (nats); for a `CurveEstimate`, on its
+            raw (unregularised) per-sequence curves, which is unbiased.
+        predicted_stderr: standard error of `predicted` when it comes from a Monte Carlo
+            estimate (0 for a profile taken as exact).
         samples: number of sequences drawn.
         steps: T.
     """
@@ -171,7 +172,7 @@ def verify(
     *,
     key: jax.Array,
     samples: int = 1000,
-    profile: EntropyProfile | None = None,
+    profile: EntropyProfile | CurveEstimate | None = None,
     profile_samples: int = 1024,
     batch_size: int | None = None,
     quiet: bool = True,
@@ -187,9 +188,10 @@ def verify(
         schedule: a `Schedule` or tokens per step.
         key: JAX PRNG key.
         samples: number of sequences.
-        profile: the profile to predict from (taken as exact); default the distribution's own
-            (exact, or a Monte Carlo estimate from `profile_samples` sequences whose
-            uncertainty is then counted in `predicted_stderr`).
+        profile: what to predict from: an `EntropyProfile` (taken as exact), a
+            `CurveEstimate` (its regularised "model" curve, with its uncertainty counted in
+            `predicted_stderr`), or None for the distribution's own profile (exact, or
+            estimated from `profile_samples` sequences).
         profile_samples: sequences for a Monte Carlo profile.
         batch_size: sequences per compiled call.
         quiet: no progress bar.
@@ -203,16 +205,19 @@ def verify(
     steps = _tokens(schedule)
     check_tokens_per_step(steps, distribution.n, "schedule")
     k_data, k_part, k_profile = jax.random.split(key, 3)
-    predicted_stderr = 0.0
-    if profile is None:
-        profile, predicted_stderr = _own_profile(
-            distribution, steps, k_profile, profile_samples, quiet
-        )
-    elif profile.n != distribution.n:
+    if profile is None and distribution.exact_profile:
+        profile = distribution.profile()
+    elif profile is None:
+        profile = distribution.estimate(key=k_profile, samples=profile_samples, quiet=quiet)
+    if profile.n != distribution.n:
         raise ValueError(
             f"profile has n = {profile.n} but the distribution has n = {distribution.n}; "
             "give the profile of this distribution"
         )
+    if isinstance(profile, CurveEstimate):
+        predicted, predicted_stderr = _predict_from_estimate(profile, steps)
+    else:
+        predicted, predicted_stderr = float(expected_kl(profile, steps)), 0.0
     x = distribution.sample(k_data, samples)
     loglik = schedule_log_likelihood(
         distribution.conditionals, x, steps, k_part, batch_size=batch_size, quiet=quiet
@@ -221,7 +226,7 @@ def verify(
     return Verification(
         mean=float(kl.mean()),
         stderr=float(kl.std(ddof=1) / math.sqrt(samples)),
-        predicted=float(expected_kl(profile, steps)),
+        predicted=float(predicted),
         predicted_stderr=float(predicted_stderr),
         samples=samples,
         steps=int(steps.size),
@@ -237,21 +242,20 @@ def _tokens(schedule: Schedule | Any) -> np.ndarray:
     return check_tokens_per_step(s, int(np.sum(s)), "schedule")
 
 
-def _own_profile(distribution, steps, key, profile_samples, quiet):
-    """The distribution's profile and the standard error of the KL predicted from it."""
-    if distribution.exact_profile:
-        return distribution.profile(), 0.0
-    k_data, k_order = jax.random.split(key)
-    data = distribution.sample(k_data, check_count(profile_samples, "profile_samples"))
-    estimate = estimate_curves(distribution.log_conditionals, data, key=k_order, quiet=quiet)
-    profile = estimate.profile("model")
-    # The expected KL is linear in g: sum_j c_j g_j with c_j = -1, plus s_k at each step's
-    # first count. Applied to each sequence's curve it gives per-sequence predictions.
-    n = distribution.n
+def _predict_from_estimate(estimate: CurveEstimate, steps: np.ndarray) -> tuple[float, float]:
+    """A schedule's KL predicted from a Monte Carlo curve, and its standard error.
+
+    The expected KL is linear in g (sum_j c_j g_j with c_j = -1, plus s_k at each step's
+    first count), so applying it to each sequence's own curve gives per-sequence predictions
+    whose mean is unbiased (up to the grid's interpolation). The regularised profile is not
+    used here: projecting a noisy flat stretch of g onto decreasing curves tilts it, which
+    biases the KL of a long step upwards.
+    """
+    n = estimate.n
     c = -np.ones(n)
     np.add.at(c, np.concatenate([[0], np.cumsum(steps)[:-1]]), steps)
     per_sequence = estimate.values("model") @ (interpolation_matrix(estimate.revealed, n).T @ c)
-    return profile, per_sequence.std(ddof=1) / math.sqrt(per_sequence.size)
+    return float(per_sequence.mean()), float(per_sequence.std(ddof=1) / math.sqrt(per_sequence.size))
 
 
 def _run(fn, draw, logits, tokens, steps, k_order, k_draw, batch_size, quiet):

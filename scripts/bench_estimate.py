@@ -31,27 +31,13 @@ import numpy as np
 
 import schedopt
 from schedopt.data import default_hmm, digits, load_dataset
-from schedopt.estimate import estimate_curves, interpolation_matrix
+from schedopt.estimate import estimate_curves
 from schedopt.exact import optimal_schedule
 from schedopt.models import heldout_masked_ce, load_checkpoint, logits_fn
-from schedopt.nll import schedules_nll
+from schedopt.nll import predicted_excess, schedules_nll
 from schedopt.schedules import cosine_tokens, uniform_tokens
 
 STEPS = (4, 8, 16)
-
-
-def predicted_excess(estimate, steps) -> tuple[float, float]:
-    """THEORY 3 on the raw curve, per sequence: (mean, stderr) of the predicted excess."""
-    n = estimate.n
-    weights = -np.ones(n)
-    np.add.at(weights, np.concatenate([[0], np.cumsum(steps)[:-1]]), steps)
-    return _per_sequence(estimate, "data", weights)
-
-
-def _per_sequence(estimate, kind, weights) -> tuple[float, float]:
-    values = estimate.values(kind) @ (interpolation_matrix(estimate.revealed, estimate.n).T
-                                      @ weights)
-    return float(values.mean()), float(values.std(ddof=1) / np.sqrt(values.size))
 
 
 def digits_table(model_path: str, seed: int) -> None:
@@ -83,7 +69,6 @@ def digits_table(model_path: str, seed: int) -> None:
     r0 = results[0]
     print(f"one token per step: NLL {r0.one_by_one:.2f} +- {1.96 * r0.one_by_one_stderr:.2f} "
           f"nats/image; T-step NLLs of {len(schedules)} schedules in {seconds:.1f} s")
-    n = 64
     header = ("| T | schedule | held-out NLL | excess [95% CI] | predicted (data curve) "
               "| predicted (model curve) | tokens per step |")
     print(header)
@@ -91,9 +76,7 @@ def digits_table(model_path: str, seed: int) -> None:
     for (t, name), s, r in zip(names, schedules, results, strict=True):
         lo, hi = r.excess_interval
         pred, pred_se = predicted_excess(test_est, s)
-        weights = -np.ones(n)
-        np.add.at(weights, np.concatenate([[0], np.cumsum(s)[:-1]]), s)
-        model_pred, _ = _per_sequence(test_est, "model", weights)
+        model_pred, _ = predicted_excess(test_est, s, kind="model")
         print(f"| {t} | {name} | {r.nll:.2f} | {r.excess:.2f} [{lo:.2f}, {hi:.2f}] | "
               f"{pred:.2f} +- {1.96 * pred_se:.2f} | {model_pred:.2f} | "
               f"{' '.join(map(str, s.tolist()))} |")

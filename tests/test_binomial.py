@@ -10,6 +10,7 @@ itself checked against enumeration).
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import jax
@@ -21,6 +22,7 @@ from scipy.special import gammaln
 
 import schedopt
 from schedopt.binomial import TimeGrid, expected_kl_binomial, optimize_binomial
+from schedopt.cli import main
 
 
 # --------------------------------------------------------------------------- helpers
@@ -266,3 +268,29 @@ def test_bad_steps_is_one_clear_error(steps):
     profile = schedopt.EntropyProfile.from_entropy(markov_entropy(STICKY, 8))
     with pytest.raises(ValueError, match="steps must be a whole number >= 1"):
         optimize_binomial(profile, steps)
+
+
+# --------------------------------------------------------------------------- command line
+def test_cli_optimize_binomial_and_compare(tmp_path, capsys):
+    profile = schedopt.EntropyProfile.from_entropy(markov_entropy(STICKY, 48))
+    profile.save(tmp_path / "P.json")
+    out = tmp_path / "G.json"
+    argv = ["optimize", "--profile", str(tmp_path / "P.json"), "--steps", "2"]
+    assert main([*argv, "--sampler", "binomial", "--out", str(out)]) == 0
+    grid = TimeGrid.load(out, profile)
+    # The optimum of the grid search in test_two_step_optimum_matches_a_grid_search.
+    a = np.linspace(1e-4, 1 - 1e-4, 20_001)
+    values = np.asarray(
+        expected_kl_binomial(profile, np.stack([np.zeros_like(a), a, np.ones_like(a)], 1))
+    )
+    assert float(grid.expected_kl) <= values.min() + 1e-9
+    capsys.readouterr()
+    assert main(["compare", "--profile", str(tmp_path / "P.json"), "--steps", "2", "--json"]) == 0
+    rows = {r["method"]: r for r in json.loads(capsys.readouterr().out)["schedules"]}
+    best = rows["random counts, optimized grid"]["expected_kl"]
+    assert values.min() - 1e-6 <= best <= values.min() + 1e-9  # the scan's resolution
+    assert (
+        rows["exact (DP)"]["expected_kl"]
+        <= best
+        <= rows["random counts, MD4 cosine grid"]["expected_kl"]
+    )

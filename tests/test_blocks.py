@@ -8,6 +8,7 @@ all block schedules, and Monte Carlo block curves from exact table conditionals.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import jax
@@ -27,6 +28,7 @@ from schedopt.blocks import (
     optimize_blocks,
     steps_per_block,
 )
+from schedopt.cli import main
 
 
 # --------------------------------------------------------------------------- helpers
@@ -261,3 +263,79 @@ def test_bad_input_is_one_clear_error(call, message):
 def test_entropies_are_in_nats():
     blocks = block_profiles_from_table(np.full((2,) * 4, 1 / 16), 2)
     np.testing.assert_allclose(np.asarray(blocks.entropy)[:, -1], 2 * math.log(2))
+
+
+# --------------------------------------------------------------------------- command line
+def test_cli_optimize_with_blocks(tmp_path, capsys):
+    table = random_table(3, 8, 2)
+    block_profiles_from_table(table, 4).save(tmp_path / "B.json")
+    out = tmp_path / "S.json"
+    argv = ["optimize", "--profile", str(tmp_path / "B.json"), "--steps", "5"]
+    assert main([*argv, "--block-length", "4", "--out", str(out)]) == 0
+    schedule = schedopt.Schedule.load(out)
+    best = min(
+        block_expected_kl(block_profiles_from_table(table, 4), first + second)
+        for t in range(1, 5)
+        for first in compositions(4, t)
+        if 1 <= 5 - t <= 4
+        for second in compositions(4, 5 - t)
+    )
+    assert float(schedule.expected_kl) == pytest.approx(best, abs=1e-12)
+    assert "steps per block" in capsys.readouterr().out
+    assert main([*argv, "--block-length", "4", "--equal-split", "--out", str(out)]) == 2
+    assert "multiple of the 2 blocks" in capsys.readouterr().err
+    # A plain profile is sliced into blocks; the block schedule exports as a counts matrix.
+    profile = schedopt.EntropyProfile.from_conditional_entropy(1.0 / (1.0 + np.arange(16)))
+    profile.save(tmp_path / "P.json")
+    argv = ["optimize", "--profile", str(tmp_path / "P.json"), "--steps", "4"]
+    assert main([*argv, "--block-length", "8", "--equal-split", "--out", str(out)]) == 0
+    assert schedopt.Schedule.load(out).meta["steps_per_block"] == [2, 2]
+    counts = tmp_path / "c.json"
+    assert (
+        main(
+            [
+                "export",
+                "--schedule",
+                str(out),
+                "--format",
+                "counts",
+                "--block-length",
+                "8",
+                "--out",
+                str(counts),
+            ]
+        )
+        == 0
+    )
+    matrix = json.loads(counts.read_text())["counts"]
+    assert len(matrix) == 2 and all(sum(row) == 8 for row in matrix)
+    capsys.readouterr()
+    assert (
+        main(
+            ["evaluate", "--profile", str(tmp_path / "P.json"), "--schedule", str(counts), "--json"]
+        )
+        == 0
+    )
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["block_length"] == 8
+    assert scores["expected_kl"] == pytest.approx(float(schedopt.Schedule.load(out).expected_kl))
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--block-length", "5"], "does not divide"),
+        (["--equal-split"], "--equal-split needs --block-length"),
+        (["--block-length", "4", "--sampler", "binomial"], "works with fixed counts"),
+    ],
+)
+def test_cli_block_bad_input_is_one_line(tmp_path, capsys, extra, message):
+    schedopt.EntropyProfile.from_conditional_entropy(np.linspace(1, 0.5, 8)).save(
+        tmp_path / "P.json"
+    )
+    out = tmp_path / "S.json"
+    argv = ["optimize", "--profile", str(tmp_path / "P.json"), "--steps", "4", *extra]
+    assert main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert not out.exists()

@@ -360,3 +360,32 @@ def test_cli_refuses_an_unknown_extension_before_work(tmp_path, capsys):
         ["export", "--schedule", str(path), "--format", "counts", "--out", str(tmp_path / "o.yaml")]
     )
     assert code == 2 and ".json, .csv or .npz" in capsys.readouterr().err
+
+
+def test_cli_evaluate_scores_exported_and_foreign_files(tmp_path, capsys):
+    g = 1.0 / (1.0 + np.arange(32))
+    profile = schedopt.EntropyProfile.from_conditional_entropy(g)
+    profile.save(tmp_path / "P.json")
+    tokens = [2, 6, 8, 16]
+    fixed = float(schedopt.expected_kl(profile, tokens))
+    random = float(schedopt.binomial.expected_kl_binomial(profile, np.cumsum([0] + tokens) / 32))
+    cases = [
+        ("counts", ".csv", fixed, "expected_kl_random", random),
+        ("maskgit", ".json", fixed, "expected_kl_random", random),
+        ("alpha", ".npz", random, "expected_kl_fixed", fixed),
+        ("timesteps", ".json", random, "expected_kl_fixed", fixed),
+    ]
+    for fmt, suffix, primary, other_key, other in cases:
+        path = tmp_path / f"{fmt}{suffix}"
+        export.write_export(path, export.export_schedule(tokens, fmt))
+        argv = ["evaluate", "--profile", str(tmp_path / "P.json"), "--schedule", str(path)]
+        assert main([*argv, "--json"]) == 0
+        scores = json.loads(capsys.readouterr().out)
+        assert scores["expected_kl"] == pytest.approx(primary, rel=1e-12)
+        assert scores[other_key] == pytest.approx(other, rel=1e-12)
+        assert main(argv) == 0
+        assert "expected KL" in capsys.readouterr().out
+    (tmp_path / "bad.json").write_text(json.dumps({"counts": [2, 6, 8]}))
+    argv = ["evaluate", "--profile", str(tmp_path / "P.json"), "--schedule"]
+    assert main([*argv, str(tmp_path / "bad.json")]) == 2
+    assert "sum to 16 tokens but the profile has n = 32" in capsys.readouterr().err

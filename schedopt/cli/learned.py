@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
 DEFAULT_FULL_GRID = 256  # up to this n the data curve is estimated at every revealed count
 
@@ -106,11 +105,10 @@ def register(sub) -> None:
 
 def run_nll(args: argparse.Namespace) -> int:
     import jax
-    import numpy as np
 
-    from ..estimate import estimate_curves, interpolation_matrix
+    from ..estimate import estimate_curves
     from ..models import logits_fn
-    from ..nll import schedules_nll
+    from ..nll import predicted_excess, schedules_nll
     from ..schedules import Schedule
 
     schedules = [Schedule.load(path) for path in args.schedule]
@@ -125,21 +123,13 @@ def run_nll(args: argparse.Namespace) -> int:
     fn = logits_fn(model)
     k_nll, k_curve = jax.random.split(jax.random.key(args.seed))
     results = schedules_nll(fn, data, schedules, k_nll, quiet=False)
-    # The prediction: THEORY 3's formula on the raw held-out cross-entropy curve, which is
-    # linear in the curve, so per-sequence curves give per-sequence predictions and a stderr.
     estimate = estimate_curves(fn, data, key=k_curve, grid=_grid(n),
                                batch_size=args.batch_size, quiet=False)
-    to_full = interpolation_matrix(estimate.revealed, n)
     rows = []
     for path, s, r in zip(args.schedule, schedules, results, strict=True):
-        steps = np.asarray(s.tokens_per_step)
-        weights = -np.ones(n)
-        np.add.at(weights, s.cumulative[:-1], steps)
-        per_sequence = estimate.cross_entropy @ (to_full.T @ weights)
-        rows.append({"schedule": path, **r.to_json(),
-                     "predicted_excess": float(per_sequence.mean()),
-                     "predicted_excess_stderr": float(per_sequence.std(ddof=1)
-                                                      / math.sqrt(per_sequence.size))})
+        predicted, predicted_se = predicted_excess(estimate, s)
+        rows.append({"schedule": path, **r.to_json(), "predicted_excess": predicted,
+                     "predicted_excess_stderr": predicted_se})
     if args.json:
         print(json.dumps({**info, "results": rows}, indent=1))
         return 0

@@ -93,10 +93,8 @@ class Distribution(abc.ABC):
     ) -> EntropyProfile:
         """The entropy profile H_0..H_n (nats).
 
-        This default is the Rao-Blackwellised Monte Carlo estimate (THEORY 8): `samples`
-        sequences from mu, one random order each, and at every grid point the mean entropy of
-        the exact conditionals of the masked positions. The result carries standard errors
-        and is regularised. Exact subclasses ignore `key`, `samples` and `grid`.
+        This default is the Rao-Blackwellised Monte Carlo estimate of `estimate`, with
+        standard errors, regularised. Exact subclasses ignore `key`, `samples` and `grid`.
 
         Args:
             key: JAX PRNG key (default: key 0, so results are reproducible).
@@ -104,15 +102,33 @@ class Distribution(abc.ABC):
             grid: revealed counts to evaluate (default: `schedopt.estimate.revealed_grid`).
             quiet: no progress bar.
         """
-        from ..estimate import estimate_profile
+        return self.estimate(key=key, samples=samples, grid=grid, quiet=quiet).profile("model")
+
+    def estimate(
+        self,
+        *,
+        key: jax.Array | None = None,
+        samples: int = 1024,
+        grid: Any = None,
+        quiet: bool = True,
+    ):
+        """Rao-Blackwellised Monte Carlo values of the curve (THEORY 8), per sequence.
+
+        `samples` sequences from mu, one random order each, and at every grid point the
+        mean entropy of the exact conditionals at the masked positions (kind "model"; the
+        cross-entropy, kind "data", comes from the same passes). Keep the result to get
+        standard errors of anything linear in g, such as a schedule's predicted KL.
+
+        Returns:
+            A `schedopt.estimate.CurveEstimate`.
+        """
+        from ..estimate import estimate_curves
 
         samples = check_count(samples, "samples")
         key = jax.random.key(0) if key is None else key
         k_data, k_order = jax.random.split(key)
         data = self.sample(k_data, samples)
-        return estimate_profile(
-            self.log_conditionals, data, key=k_order, kind="model", grid=grid, quiet=quiet
-        )
+        return estimate_curves(self.log_conditionals, data, key=k_order, grid=grid, quiet=quiet)
 
     def table(self) -> np.ndarray:
         """The joint probabilities as float64[V, ..., V] (n axes), by enumeration.

@@ -1,0 +1,88 @@
+"""Benchmark of the core engine (issue 2): optimize() vs the exact DP.
+
+For n in {256, 4096, 32768} and T in {4, 64, 512}: optimize() after compile (median of
+repeats), the first call including compile, the exact DP (optimal_schedule) after compile, and
+the KL ratio optimize / exact. Then the exact frontier for n = 32768, T <= 512, and
+`schedopt optimize` as a whole process at n = 4096, T = 64 (cold and warm compile cache).
+
+Profiles: a sticky 4-state Markov chain (closed form), the worked example's family.
+
+    python scripts/bench_optimize.py [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+import schedopt
+from schedopt.distributions import MarkovChain
+
+TRANSITION = 0.8 * np.eye(4) + 0.05
+
+
+def timed(fn, repeats: int) -> tuple[float, object]:
+    """Median wall time (s) of `repeats` calls, and the last result."""
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    print("| n | T | optimize after compile (ms) | first call (s) | exact DP (ms) | KL ratio |")
+    print("|---|---|---|---|---|---|")
+    for n in (256, 4096, 32768):
+        profile = MarkovChain(TRANSITION, n).profile()
+        for steps in (4, 64, 512):
+            if steps > n:
+                continue
+            first, _ = timed(lambda: schedopt.optimize(profile, steps), 1)  # noqa: B023
+            warm, opt = timed(lambda: schedopt.optimize(profile, steps), args.repeats)  # noqa: B023
+            schedopt.optimal_schedule(profile, steps)  # compile
+            exact_time, exact = timed(
+                lambda: schedopt.optimal_schedule(profile, steps),  # noqa: B023
+                max(1, args.repeats // 2),
+            )
+            ratio = float(opt.expected_kl) / float(exact.expected_kl)
+            print(
+                f"| {n} | {steps} | {warm * 1e3:.1f} | {first:.2f} | {exact_time * 1e3:.0f} | "
+                f"{ratio:.12f} |"
+            )
+
+    profile = MarkovChain(TRANSITION, 32768).profile()
+    first, _ = timed(lambda: schedopt.frontier(profile, 512), 1)
+    warm, _ = timed(lambda: schedopt.frontier(profile, 512), 3)
+    print(f"\nexact frontier n=32768, T<=512: {warm:.2f} s after compile, {first:.2f} s first call")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "p.json")
+        MarkovChain(TRANSITION, 4096).profile().save(path)
+        env = {**os.environ, "SCHEDOPT_CACHE_DIR": os.path.join(tmp, "cache")}
+        command = [sys.executable, "-m", "schedopt", "--quiet", "optimize", "--profile", path,
+                   "--steps", "64", "--out", os.path.join(tmp, "s.json")]
+
+        def run():
+            subprocess.run(command, check=True, env=env, capture_output=True)
+
+        cold, _ = timed(run, 1)
+        warm, _ = timed(run, 3)
+        print(f"`schedopt optimize` n=4096, T=64 whole process: {cold:.2f} s with an empty "
+              f"compile cache, {warm:.2f} s (median of 3) with a warm one")
+
+
+if __name__ == "__main__":
+    main()
