@@ -118,5 +118,14 @@ def _relaxed_kl(entropy: jnp.ndarray, cuts: jnp.ndarray) -> jnp.ndarray:
     g = jnp.diff(entropy)
     bounds = jnp.concatenate([jnp.zeros(1, cuts.dtype), cuts, jnp.full(1, n, cuts.dtype)])
     starts, lengths = bounds[:-1], jnp.diff(bounds)
-    g_start = jnp.interp(starts, jnp.arange(n, dtype=cuts.dtype), g)
-    return jnp.sum(lengths * g_start) - entropy[-1]
+    return jnp.sum(lengths * interpolate(g, starts)) - entropy[-1]
+
+
+def interpolate(values: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
+    """Piecewise-linear interpolation of values[0..m-1] on the integer grid, clamped at both
+    ends (what jnp.interp does, without a search: the grid is the integers)."""
+    last = values.shape[0] - 1
+    x = jnp.clip(x, 0, last)
+    left = jnp.clip(jnp.floor(x).astype(jnp.int32), 0, max(last - 1, 0))
+    right = jnp.minimum(left + 1, last)
+    return values[left] + (x - left) * (values[right] - values[left])

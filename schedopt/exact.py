@@ -144,7 +144,9 @@ def optimal_schedule(profile: EntropyProfile, steps: int) -> Schedule:
         A `Schedule` with method "exact"; its expected_kl is re-evaluated by `expected_kl`.
     """
     steps = check_steps(steps, profile.n)
-    _, argmins = _argmins(profile.entropy, steps)
+    # Budgets share a compiled program per power of two; later layers are simply unused.
+    padded = min(max(2, 1 << (steps - 1).bit_length()), profile.n)
+    _, argmins = _argmins(profile.entropy, padded)
     argmins = np.asarray(argmins)
     cuts = [profile.n]
     for t in range(steps - 1, -1, -1):

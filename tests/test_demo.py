@@ -1,0 +1,112 @@
+"""The command line for known distributions: profile, verify and the demo."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from schedopt.cli import main
+from schedopt.profile import EntropyProfile
+from schedopt.schedules import Schedule
+
+
+@pytest.fixture(autouse=True)
+def _private_compile_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCHEDOPT_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def chain_files(tmp_path):
+    """THEORY 10's chain as a .npy transition matrix and a .json copy."""
+    p = 0.8 * np.eye(4) + 0.05
+    np.save(tmp_path / "P.npy", p)
+    (tmp_path / "P.json").write_text(json.dumps(p.tolist()))
+    return tmp_path
+
+
+@pytest.mark.parametrize("suffix", ["npy", "json"])
+def test_profile_of_a_markov_chain(chain_files, suffix, capsys):
+    out = chain_files / "profile.json"
+    code = main(
+        ["profile", "--distribution", "markov", "--transition", str(chain_files / f"P.{suffix}"),
+         "--length", "128", "--out", str(out)]
+    )
+    assert code == 0
+    profile = EntropyProfile.load(out)
+    # THEORY 10's worked example.
+    assert profile.joint_entropy == pytest.approx(75.998913, abs=1e-6)
+    assert profile.total_correlation == pytest.approx(101.446766, abs=1e-6)
+    assert json.loads(capsys.readouterr().out)["n"] == 128
+
+
+def test_profile_of_codes(tmp_path):
+    out = tmp_path / "parity.json"
+    assert main(["profile", "--distribution", "code", "--q", "2", "--k", "7", "--length", "8",
+                 "--out", str(out)]) == 0
+    h = np.asarray(EntropyProfile.load(out).entropy)
+    np.testing.assert_allclose(h, np.minimum(np.arange(9), 7) * math.log(2), atol=1e-12)
+
+
+def test_verify_predicted_vs_sampled(chain_files, capsys):
+    schedule = chain_files / "S.json"
+    # THEORY 10: the optimal 8-step schedule of this chain and its expected KL.
+    steps = [8, 9, 11, 13, 16, 19, 23, 29]
+    profile = EntropyProfile.from_entropy(np.arange(129.0))  # any profile with n = 128
+    Schedule.from_tokens(profile, steps).save(schedule)
+    code = main(
+        ["verify", "--distribution", "markov", "--transition", str(chain_files / "P.npy"),
+         "--length", "128", "--schedule", str(schedule), "--samples", "2000"]
+    )
+    text = capsys.readouterr().out
+    assert "predicted KL  7.17641 nats" in text
+    sampled = float(text.split("sampled KL")[1].split()[0])
+    se = float(text.split("±")[1].split()[0])
+    assert abs(sampled - 7.176410) <= 4 * se
+    assert ("agrees" in text) == (code == 0)
+
+
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["profile", "--distribution", "markov", "--length", "4"], "needs --transition"),
+        (["profile", "--distribution", "markov", "--transition", "missing.npy", "--length", "4"],
+         "does not exist"),
+        (["profile", "--distribution", "markov", "--transition", "P.txt", "--length", "4"],
+         ".npy or .json"),
+        (["profile", "--distribution", "markov", "--transition", "{bad}", "--length", "0"],
+         "n must be"),
+        (["profile", "--distribution", "table", "--joint", "{big}"], "65536"),
+        (["profile", "--distribution", "code", "--q", "4", "--k", "1", "--length", "3"], "prime"),
+        (["verify", "--distribution", "markov", "--transition", "{good}", "--length", "5",
+          "--schedule", "{schedule}"], "n = 128 tokens"),
+    ],
+)
+def test_bad_input_one_line_exit_2(argv, match, chain_files, capsys):
+    np.save(chain_files / "bad.npy", [[0.5, 0.6], [0.5, 0.5]])
+    np.save(chain_files / "big.npy", np.full((2,) * 17, 2.0**-17))
+    (chain_files / "P.txt").write_text("0.5 0.5")
+    schedule = chain_files / "S.json"
+    Schedule.from_tokens(EntropyProfile.from_entropy(np.arange(129.0)), [128]).save(schedule)
+    names = {"bad": "bad.npy", "big": "big.npy", "good": "P.npy", "schedule": "S.json"}
+    argv = [a.format(**{k: str(chain_files / v) for k, v in names.items()}) for a in argv]
+    if argv[0] == "profile":
+        argv += ["--out", str(chain_files / "out.json")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and match in err
+    assert not (chain_files / "out.json").exists()
+
+
+def test_demo_quick(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["--quiet", "demo", "--out", str(out), "--quick"]) == 0
+    text = capsys.readouterr().out
+    assert text.count("profile (") == 2 and text.count("check by sampling") == 2
+    assert "steps to reach KL" in text
+    for name in ("mixture", "markov"):
+        profile = EntropyProfile.load(out / f"{name}-profile.json")
+        best = Schedule.load(out / f"{name}-optimized-8.json", profile=profile)
+        flat = Schedule.load(out / f"{name}-uniform-8.json", profile=profile)
+        assert 0 <= float(best.expected_kl) <= float(flat.expected_kl)
+    assert (out / "demo.png").read_bytes()[:4] == b"\x89PNG"
