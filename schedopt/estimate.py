@@ -311,7 +311,8 @@ def batch_sharding(batch_size: int, rows: int) -> tuple[NamedSharding, int]:
     The batch is at most `batch_size` (and no larger than `rows` needs), rounded up to a
     multiple of the device count so each device gets an equal share.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
+    whole = isinstance(batch_size, int | np.integer) and not isinstance(batch_size, bool)
+    if not whole or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
     devices = jax.devices()
     sharding = NamedSharding(Mesh(np.asarray(devices), ("batch",)), PartitionSpec("batch"))

@@ -45,7 +45,10 @@ class ScheduleNLL:
             order for both), the estimate of the schedule's KL for this model and data.
         steps: T.
         sequences: number of held-out sequences M.
-        forward_passes: model evaluations used (M * (T + n), or M * T when T = n).
+        orders: random orders per sequence (per-sequence values are their means).
+        forward_passes: model evaluations used (R M (T + n), or R M T when T = n).
+        per_sequence: float64[M] T-step NLL of each sequence (mean over its orders), for
+            paired comparisons between schedules scored with the same key.
     """
 
     nll: float
@@ -56,7 +59,9 @@ class ScheduleNLL:
     excess_stderr: float
     steps: int
     sequences: int
+    orders: int
     forward_passes: int
+    per_sequence: np.ndarray = dataclasses.field(compare=False, repr=False)
 
     @property
     def interval(self) -> tuple[float, float]:
@@ -69,7 +74,9 @@ class ScheduleNLL:
         return self.excess - _Z95 * self.excess_stderr, self.excess + _Z95 * self.excess_stderr
 
     def to_json(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
+        """Everything but `per_sequence`, plus the two intervals, as JSON-able values."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name != "per_sequence"}
         out["interval"] = list(self.interval)
         out["excess_interval"] = list(self.excess_interval)
         return out
@@ -81,6 +88,7 @@ def schedule_nll(
     schedule: Schedule | Any,
     key: jax.Array,
     *,
+    orders: int = 1,
     batch_size: int | None = None,
     quiet: bool = True,
 ) -> ScheduleNLL:
@@ -92,6 +100,8 @@ def schedule_nll(
         data: int[M, n] held-out sequences, M >= 2, tokens in 0..V-1.
         schedule: a `Schedule` or tokens per step int[T] summing to n.
         key: JAX PRNG key for the random orders (the same key gives the same orders).
+        orders: random orders per sequence; more orders shrink the part of the interval
+            that comes from the orders (the sequences' own spread remains).
         batch_size: sequences per compiled call (default: the sampler's).
         quiet: no progress bar.
 
@@ -109,8 +119,8 @@ def schedule_nll(
         >>> r.steps, r.sequences
         (2, 16)
     """
-    return schedules_nll(logits_fn, data, [schedule], key, batch_size=batch_size,
-                         quiet=quiet)[0]
+    return schedules_nll(logits_fn, data, [schedule], key, orders=orders,
+                         batch_size=batch_size, quiet=quiet)[0]
 
 
 def schedules_nll(
@@ -119,25 +129,29 @@ def schedules_nll(
     schedules: Sequence[Schedule | Any],
     key: jax.Array,
     *,
+    orders: int = 1,
     batch_size: int | None = None,
     quiet: bool = True,
 ) -> list[ScheduleNLL]:
-    """`schedule_nll` for several schedules, sharing one one-by-one pass and the orders."""
+    """`schedule_nll` for several schedules: the same orders for all, one one-by-one pass."""
     tokens = _check_inputs(logits_fn, data)
     m, n = tokens.shape
     if len(schedules) == 0:
         raise ValueError("schedules is empty; give at least one schedule")
+    if isinstance(orders, bool) or not isinstance(orders, int | np.integer) or orders < 1:
+        raise ValueError(f"orders must be a whole number >= 1, got {orders!r}")
     steps = [_tokens_per_step(s, n, i) for i, s in enumerate(schedules)]
+    rows = np.tile(tokens, (orders, 1))  # row r * M + i: sequence i, order r
 
     def per_sequence(s: np.ndarray) -> np.ndarray:
-        loglik = schedule_log_likelihood(logits_fn, tokens, s, key, logits=True,
+        loglik = schedule_log_likelihood(logits_fn, rows, s, key, logits=True,
                                          batch_size=batch_size, quiet=quiet)
         if not np.all(np.isfinite(loglik)):
             raise ValueError(
                 "logits_fn returned NaN or infinite log-probabilities for the data; check the "
                 "model (and that it handles fully masked and fully revealed inputs)"
             )
-        return -loglik
+        return -loglik.reshape(orders, m).mean(axis=0)
 
     reference = per_sequence(np.ones(n, np.int64))
     out = []
@@ -148,8 +162,9 @@ def schedules_nll(
             nll=float(nll.mean()), stderr=_sem(nll),
             one_by_one=float(reference.mean()), one_by_one_stderr=_sem(reference),
             excess=float(excess.mean()), excess_stderr=_sem(excess),
-            steps=int(s.size), sequences=m,
-            forward_passes=m * (int(s.size) + (n if s.size < n else 0)),
+            steps=int(s.size), sequences=m, orders=int(orders),
+            forward_passes=orders * m * (int(s.size) + (n if s.size < n else 0)),
+            per_sequence=nll,
         ))
     return out
 

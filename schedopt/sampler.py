@@ -21,7 +21,7 @@ import numpy as np
 
 from ._progress import progress
 from .distributions import Distribution
-from .distributions._base import check_count, log_or_neg_inf
+from .distributions._base import check_count, inverse_cdf, log_or_neg_inf
 from .divergence import check_tokens_per_step, expected_kl
 from .estimate import CurveEstimate, batch_sharding, interpolation_matrix, random_orders
 from .profile import EntropyProfile
@@ -255,7 +255,8 @@ def _predict_from_estimate(estimate: CurveEstimate, steps: np.ndarray) -> tuple[
     c = -np.ones(n)
     np.add.at(c, np.concatenate([[0], np.cumsum(steps)[:-1]]), steps)
     per_sequence = estimate.values("model") @ (interpolation_matrix(estimate.revealed, n).T @ c)
-    return float(per_sequence.mean()), float(per_sequence.std(ddof=1) / math.sqrt(per_sequence.size))
+    stderr = per_sequence.std(ddof=1) / math.sqrt(per_sequence.size)
+    return float(per_sequence.mean()), float(stderr)
 
 
 def _run(fn, draw, logits, tokens, steps, k_order, k_draw, batch_size, quiet):
@@ -317,8 +318,8 @@ def _scan_steps(fn, draw, logits, tokens, order, bounds, key):
         out = fn(x, revealed)
         logp = jax.nn.log_softmax(out, axis=-1) if logits else log_or_neg_inf(out)
         if draw:
-            drawn = jax.random.categorical(jax.random.fold_in(key, k), logp).astype(x.dtype)
-            x = jnp.where(new, drawn, x)
+            u = jax.random.uniform(jax.random.fold_in(key, k), x.shape)
+            x = jnp.where(new, inverse_cdf(u, jnp.exp(logp)), x)
         picked = jnp.take_along_axis(logp, x[..., None], axis=-1)[..., 0]
         loglik = loglik + jnp.sum(jnp.where(new, picked, 0.0), axis=-1).astype(jnp.float64)
         return x, loglik

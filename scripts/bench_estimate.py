@@ -31,7 +31,7 @@ import numpy as np
 
 import schedopt
 from schedopt.data import default_hmm, digits, load_dataset
-from schedopt.estimate import estimate_curves
+from schedopt.estimate import CurveEstimate, estimate_curves
 from schedopt.exact import optimal_schedule
 from schedopt.models import heldout_masked_ce, load_checkpoint, logits_fn
 from schedopt.nll import predicted_excess, schedules_nll
@@ -40,23 +40,41 @@ from schedopt.schedules import cosine_tokens, uniform_tokens
 STEPS = (4, 8, 16)
 
 
-def digits_table(model_path: str, seed: int) -> None:
+def curves(fn, data: np.ndarray, key, orders: int, grid=None) -> CurveEstimate:
+    """Both curves with `orders` random orders per sequence, averaged per sequence (so the
+    standard errors stay across sequences)."""
+    est = estimate_curves(fn, np.tile(data, (orders, 1)), key=key, grid=grid)
+    m = len(data)
+
+    def per_sequence(values):
+        return values.reshape(orders, m, -1).mean(axis=0)
+
+    return CurveEstimate(revealed=est.revealed, cross_entropy=per_sequence(est.cross_entropy),
+                         predictive_entropy=per_sequence(est.predictive_entropy), n=est.n,
+                         forward_passes=est.forward_passes)
+
+
+def digits_table(model_path: str, seed: int, orders: int):
     model, record = load_checkpoint(model_path)
     fn = logits_fn(model)
     data = digits()
     keys = jax.random.split(jax.random.key(seed), 3)
     t0 = time.perf_counter()
-    valid_curve = estimate_curves(fn, data.valid, key=keys[0], grid=64).profile("data")
-    test_est = estimate_curves(fn, data.test, key=keys[1], grid=64)
+    valid_est = curves(fn, data.valid, keys[0], orders, grid=64)
+    valid_curve = valid_est.profile("data")
+    test_est = curves(fn, data.test, keys[1], orders, grid=64)
     seconds = time.perf_counter() - t0
     ce = heldout_masked_ce(model, data.test)
     gap, gap_se = test_est.calibration_gap
     recorded = record.get("test_ce", float("nan"))
     print(f"## digits: model {model_path}, held-out masked CE {ce:.3f} nats/token "
           f"(recorded at training: {recorded:.3f})")
-    print(f"curves: {valid_curve.n} tokens, valid {len(data.valid)} / test {len(data.test)} "
-          f"sequences, {test_est.forward_passes + 64 * len(data.valid)} forward passes in "
-          f"{seconds:.1f} s; calibration gap (data - model curve, H_n) {gap:.2f} +- {gap_se:.2f}")
+    print(f"curves: full grid, {orders} orders per sequence, valid {len(data.valid)} / test "
+          f"{len(data.test)} sequences, {valid_est.forward_passes + test_est.forward_passes} "
+          f"forward passes in {seconds:.0f} s; data curve c_0 = "
+          f"{valid_curve.conditional_entropy[0]:.3f}, c_63 = "
+          f"{valid_curve.conditional_entropy[-1]:.3f} nats; calibration gap (H_n of the data "
+          f"minus the model curve) {gap:.2f} +- {1.96 * gap_se:.2f}")
     schedules, names = [], []
     for t in STEPS:
         for name, s in (("optimized", optimal_schedule(valid_curve, t).tokens_per_step),
@@ -64,26 +82,39 @@ def digits_table(model_path: str, seed: int) -> None:
             schedules.append(np.asarray(s))
             names.append((t, name))
     t0 = time.perf_counter()
-    results = schedules_nll(fn, data.test, schedules, keys[2])
+    results = schedules_nll(fn, data.test, schedules, keys[2], orders=orders)
     seconds = time.perf_counter() - t0
     r0 = results[0]
     print(f"one token per step: NLL {r0.one_by_one:.2f} +- {1.96 * r0.one_by_one_stderr:.2f} "
-          f"nats/image; T-step NLLs of {len(schedules)} schedules in {seconds:.1f} s")
-    header = ("| T | schedule | held-out NLL | excess [95% CI] | predicted (data curve) "
-              "| predicted (model curve) | tokens per step |")
-    print(header)
-    print("|---|---|---|---|---|---|---|")
+          f"nats/image; T-step NLLs of {len(schedules)} schedules, {orders} orders per "
+          f"sequence, in {seconds:.0f} s")
+    print("| T | schedule | held-out NLL | excess [95% CI] | minus uniform's [95% CI] "
+          "| predicted (data curve) | predicted (model curve) | tokens per step |")
+    print("|---|---|---|---|---|---|---|---|")
+    uniform = {t: r for (t, name), r in zip(names, results, strict=True) if name == "uniform"}
     for (t, name), s, r in zip(names, schedules, results, strict=True):
         lo, hi = r.excess_interval
+        diff = r.per_sequence - uniform[t].per_sequence
+        half = 1.96 * diff.std(ddof=1) / np.sqrt(diff.size) if name != "uniform" else 0.0
         pred, pred_se = predicted_excess(test_est, s)
         model_pred, _ = predicted_excess(test_est, s, kind="model")
         print(f"| {t} | {name} | {r.nll:.2f} | {r.excess:.2f} [{lo:.2f}, {hi:.2f}] | "
+              f"{diff.mean():+.2f} [{diff.mean() - half:+.2f}, {diff.mean() + half:+.2f}] | "
               f"{pred:.2f} +- {1.96 * pred_se:.2f} | {model_pred:.2f} | "
               f"{' '.join(map(str, s.tolist()))} |")
     print()
+    # The reference for the cost table: both held-out splits, every order drawn above.
+    pool = np.concatenate([data.valid, data.test])
+    both = CurveEstimate(
+        revealed=test_est.revealed,
+        cross_entropy=np.concatenate([valid_est.cross_entropy, test_est.cross_entropy]),
+        predictive_entropy=np.concatenate([valid_est.predictive_entropy,
+                                           test_est.predictive_entropy]),
+        n=test_est.n, forward_passes=0)
+    return fn, pool, both.profile("data")
 
 
-def hmm_table(model_path: str, seed: int) -> None:
+def hmm_table(model_path: str, seed: int):
     if not Path(model_path).exists():
         print(f"training the HMM model into {model_path} ...", file=sys.stderr)
         Path(model_path).parent.mkdir(parents=True, exist_ok=True)
@@ -118,25 +149,25 @@ def hmm_table(model_path: str, seed: int) -> None:
         unif = float(schedopt.expected_kl(reference, uniform_tokens(law.n, t)))
         print(f"| {t} | {best:.3f} | {mine:.3f} | {mine / best:.4f} | {unif:.3f} |")
     print()
+    return fn, data.test, reference
 
 
-def cost_table(model_path: str, seed: int, repeats: int) -> None:
-    model, _ = load_checkpoint(model_path)
-    fn = logits_fn(model)
-    data = digits()
-    pool = np.concatenate([data.valid, data.test])
-    full = estimate_curves(fn, pool, key=jax.random.key(seed), grid=64).profile("data")
-    optimum = {t: float(optimal_schedule(full, t).expected_kl) for t in STEPS}
-    final = {t: optimal_schedule(full, t).tokens_per_step.tolist() for t in STEPS}
-    print(f"## cost (digits, n = 64): reference curve from all {len(pool)} valid + test "
-          f"sequences, full grid; median over {repeats} draws of the M sequences and orders")
+def cost_table(label: str, fn, pool: np.ndarray, reference, seed: int, repeats: int) -> None:
+    """KL under `reference` of schedules optimized on small estimates (G grid points x M
+    sequences from `pool`), against the reference optimum; medians over `repeats` draws."""
+    optimum = {t: float(optimal_schedule(reference, t).expected_kl) for t in STEPS}
+    print(f"## cost ({label}, n = {reference.n}): optimum KL at T = 4, 8, 16: "
+          + ", ".join(f"{optimum[t]:.3f}" for t in STEPS)
+          + f"; median over {repeats} draws of M sequences and their orders")
     print("| grid G | sequences M | forward passes | KL / optimum at T = 4, 8, 16 "
-          "| same schedule as the reference (fraction of draws) |")
+          "| KL - optimum (nats) at T = 4, 8, 16 |")
     print("|---|---|---|---|---|")
     rng = np.random.default_rng(seed)
-    for grid in (9, 17, 33):
+    for grid in (9, 17, 33, reference.n):
         for m in (8, 16, 32, 64, 128):
-            ratios, same = {t: [] for t in STEPS}, {t: 0 for t in STEPS}
+            if grid * m > 4096:
+                continue
+            excess = {t: [] for t in STEPS}
             for r in range(repeats):
                 rows = rng.choice(len(pool), m, replace=False)
                 est = estimate_curves(fn, pool[rows], key=jax.random.key(1000 * r + m),
@@ -144,12 +175,11 @@ def cost_table(model_path: str, seed: int, repeats: int) -> None:
                 p = est.profile("data")
                 for t in STEPS:
                     s = optimal_schedule(p, t).tokens_per_step
-                    ratios[t].append(float(schedopt.expected_kl(full, s)) / optimum[t])
-                    same[t] += s.tolist() == final[t]
-            passes = est.forward_passes
-            print(f"| {grid} | {m} | {passes} | "
-                  + ", ".join(f"{np.median(ratios[t]):.3f}" for t in STEPS) + " | "
-                  + ", ".join(f"{same[t] / repeats:.1f}" for t in STEPS) + " |")
+                    excess[t].append(float(schedopt.expected_kl(reference, s)) - optimum[t])
+            med = {t: float(np.median(excess[t])) for t in STEPS}
+            print(f"| {grid} | {m} | {grid * m} | "
+                  + ", ".join(f"{1 + med[t] / optimum[t]:.3f}" for t in STEPS) + " | "
+                  + ", ".join(f"{med[t]:.3f}" for t in STEPS) + " |")
     print()
 
 
@@ -160,16 +190,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="HMM checkpoint (trained there first if missing); default: skip")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=5, help="draws per cost cell")
-    parser.add_argument("--skip", nargs="*", default=(), choices=("digits", "hmm", "cost"))
+    parser.add_argument("--orders", type=int, default=4,
+                        help="random orders per digits sequence (curves and NLLs)")
+    parser.add_argument("--skip", nargs="*", default=(), choices=("digits", "hmm", "cost"),
+                        help="sections to leave out (cost needs digits or hmm)")
     args = parser.parse_args(argv)
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, "
           f"{len(jax.devices())} device(s)\n")
+    cost = []
     if "digits" not in args.skip:
-        digits_table(args.digits_model, args.seed)
+        cost.append(("digits, shipped model", *digits_table(args.digits_model, args.seed,
+                                                             args.orders)))
     if args.hmm_model and "hmm" not in args.skip:
-        hmm_table(args.hmm_model, args.seed)
+        cost.append(("HMM-trained model, exact law as reference",
+                     *hmm_table(args.hmm_model, args.seed)))
     if "cost" not in args.skip:
-        cost_table(args.digits_model, args.seed, args.repeats)
+        for label, fn, pool, reference in cost:
+            cost_table(label, fn, pool, reference, args.seed, args.repeats)
     return 0
 
 

@@ -30,7 +30,9 @@ def _small_laws():
     return {
         "markov": MarkovChain(_random_stochastic(rng, 3, 3, 0.5), 6),
         "hmm": HiddenMarkov(sticky, _random_stochastic(rng, 3, 3, 0.5), 6),
-        "mixture": MixtureOfProducts([0.5, 0.3, 0.2], _random_stochastic(rng, 18, 3, 0.3).reshape(3, 6, 3)),
+        "mixture": MixtureOfProducts(
+            [0.5, 0.3, 0.2], _random_stochastic(rng, 18, 3, 0.3).reshape(3, 6, 3)
+        ),
         "product": Product(_random_stochastic(rng, 6, 3)),
         "parity": LinearCode.parity(6, q=3),
         "reed_solomon": LinearCode.reed_solomon(5, 2, q=5),

@@ -108,7 +108,9 @@ def test_eight_devices_give_the_one_device_result():
     sharded = json.loads(out.stdout)
     assert sharded["devices"] == 8
     # 37 sequences x 33 grid points: the last batch is padded, and 64 rows split 8 ways.
-    single = estimate_curves(CHAIN.log_conditionals, DATA[:37], key=jax.random.key(9), batch_size=64)
+    single = estimate_curves(
+        CHAIN.log_conditionals, DATA[:37], key=jax.random.key(9), batch_size=64
+    )
     np.testing.assert_allclose(sharded["ce"], single.cross_entropy, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(sharded["ent"], single.predictive_entropy, rtol=1e-12, atol=1e-12)
 

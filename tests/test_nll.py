@@ -104,6 +104,9 @@ def test_one_by_one_is_shared_and_has_zero_excess():
     assert a.one_by_one == b.one_by_one == b.nll
     assert b.excess == 0.0 and b.excess_stderr == 0.0
     assert a.forward_passes == 64 * (3 + 6) and b.forward_passes == 64 * 6
+    c = schedule_nll(fn, x, [1, 2, 3], jax.random.key(0), orders=2)
+    assert c.orders == 2 and c.forward_passes == 2 * a.forward_passes
+    assert c.per_sequence.shape == (64,) and c.sequences == 64
     # the same key gives the same orders, so the result is reproducible
     assert schedule_nll(fn, x, [1, 2, 3], jax.random.key(0)) == a
 

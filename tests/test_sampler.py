@@ -143,32 +143,39 @@ def test_verify_flags_a_wrong_prediction():
 
 @pytest.mark.parametrize("kind", ["data", "model"])
 def test_optimized_schedules_never_predict_negative_kl_on_noisy_profiles(kind):
-    chain = MarkovChain(0.9 * np.eye(4) + 0.025, 48)
+    chain = MarkovChain(0.9 * np.eye(4) + 0.025, 32)
     x = chain.sample(jax.random.key(0), 96)
     # 12 sequences per curve: noisy enough that the raw estimate is not monotone.
     for seed in range(3):
         noisy = schedopt.estimate_profile(
             chain.log_conditionals, x[32 * seed : 32 * seed + 12], key=jax.random.key(seed),
-            grid=48, kind=kind,
+            grid=32, kind=kind,
         )
         raw = np.asarray(noisy.meta["raw_conditional_entropy"])
         assert np.any(np.diff(raw) > 0) or kind == "model"
-        assert float(schedopt.optimize(noisy, 5).expected_kl) >= 0.0
-        assert np.all(schedopt.frontier(noisy, 12) >= 0.0)
+        assert float(schedopt.optimize(noisy, 8).expected_kl) >= 0.0
+        # The frontier (least KL for every T at once) sums differences of H, so allow rounding.
+        assert np.all(schedopt.frontier(noisy, 32) >= -1e-12)
 
 
 # --------------------------------------------------------------------------- bad input
+def _sample(steps, num):
+    return schedopt.sample(CHAIN.conditionals, steps, jax.random.key(0), num)
+
+
 @pytest.mark.parametrize(
     "call,match",
     [
-        (lambda: schedopt.sample(CHAIN.conditionals, [2, 0, 4], jax.random.key(0), 3), "at least 1"),
-        (lambda: schedopt.sample(CHAIN.conditionals, [[6]], jax.random.key(0), 3), "1-D"),
-        (lambda: schedopt.sample(CHAIN.conditionals, [5], jax.random.key(0), 3), "n = 6"),
-        (lambda: schedopt.sample(CHAIN.conditionals, [6], jax.random.key(0), 0), "num"),
+        (lambda: _sample([2, 0, 4], 3), "at least 1"),
+        (lambda: _sample([[6]], 3), "1-D"),
+        (lambda: _sample([5], 3), "n = 6"),
+        (lambda: _sample([6], 0), "num"),
         (lambda: schedopt.verify(CHAIN, [3, 2], key=jax.random.key(0)), "sums to 5"),
         (lambda: schedopt.verify(CHAIN, [6], key=jax.random.key(0), samples=1), "at least 2"),
         (
-            lambda: schedule_log_likelihood(CHAIN.conditionals, np.zeros((2, 5)), [6], jax.random.key(0)),
+            lambda: schedule_log_likelihood(
+                CHAIN.conditionals, np.zeros((2, 5)), [6], jax.random.key(0)
+            ),
             r"\[M, 6\]",
         ),
     ],

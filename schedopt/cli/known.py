@@ -119,7 +119,9 @@ def register(sub) -> None:
         "vs uniform, cosine, TC and DTC schedules, the steps each needs for a target KL, a "
         "check by sampling, and schedule files and a picture in --out.",
     )
-    p.add_argument("--out", default="demo-out", metavar="DIR", help="output folder (default demo-out)")
+    p.add_argument(
+        "--out", default="demo-out", metavar="DIR", help="output folder (default demo-out)"
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument(
         "--quick", action="store_true", help="shorter sequences, fewer samples and budgets"
@@ -255,7 +257,7 @@ def run_demo(args: argparse.Namespace) -> int:
         raise ValueError(f"cannot create {args.out!r}: {str(out.parent)!r} does not exist")
     out.mkdir(exist_ok=True)
     quiet = _quiet(args)
-    budgets = (4, DEMO_STEPS) if args.quick else BUDGETS
+    budgets = (DEMO_STEPS,) if args.quick else BUDGETS
     samples = 512 if args.quick else 1024
     checks = 1024 if args.quick else 4096  # sequences for the check by sampling
     length = 32 if args.quick else 128

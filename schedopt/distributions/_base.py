@@ -209,7 +209,9 @@ def check_probabilities(p: Any, name: str, ndim: int) -> np.ndarray:
         raise ValueError(f"{name}{list(idx)} is {a[idx]}; probabilities must be finite numbers")
     if np.any(a < 0):
         idx = tuple(int(i) for i in np.argwhere(a < 0)[0])
-        raise ValueError(f"{name}{list(idx)} = {a[idx]:.6g} is negative; probabilities must be >= 0")
+        raise ValueError(
+            f"{name}{list(idx)} = {a[idx]:.6g} is negative; probabilities must be >= 0"
+        )
     sums = a.sum(axis=-1)
     bad = np.argwhere(np.abs(sums - 1.0) > _SUM_TOLERANCE)
     if bad.size:
@@ -233,6 +235,17 @@ def check_enumerable(vocab_size: int, n: int, what: str) -> int:
             "Carlo with schedopt.estimate_profile"
         )
     return size
+
+
+def inverse_cdf(u: jnp.ndarray, probs: jnp.ndarray) -> jnp.ndarray:
+    """Categorical draws int32[...] from probs[..., V] given uniforms u[...] in [0, 1).
+
+    Inverse-CDF sampling: the value whose cumulative interval holds u. All randomness is
+    drawn once outside loops as plain uniforms, which compiles much faster than
+    `jax.random.categorical` inside a `lax.scan`.
+    """
+    cdf = jnp.cumsum(probs, axis=-1)[..., :-1]
+    return jnp.sum(u[..., None] >= cdf, axis=-1).astype(jnp.int32)
 
 
 def safe_normalize(w: jnp.ndarray, axis: int = -1) -> jnp.ndarray:

@@ -189,7 +189,9 @@ def _check_prime(q: Any) -> int:
         raise ValueError(f"q must be a prime between 2 and {MAX_FIELD}, got {q!r}")
     q = int(q)
     if any(q % p == 0 for p in range(2, math.isqrt(q) + 1)):
-        raise ValueError(f"q must be prime (F_q is a field only then), got {q}; try {_next_prime(q)}")
+        raise ValueError(
+            f"q must be prime (F_q is a field only then), got {q}; try {_next_prime(q)}"
+        )
     return q
 
 

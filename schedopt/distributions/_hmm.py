@@ -14,7 +14,7 @@ from ._base import (
     check_count,
     check_length,
     check_probabilities,
-    log_or_neg_inf,
+    inverse_cdf,
     point_mass,
     safe_normalize,
 )
@@ -137,18 +137,16 @@ def _hmm_log_prob(pi, transition, emission, x):
 
 @functools.partial(jax.jit, static_argnums=(4, 5))
 def _hmm_sample_with_states(key, pi, transition, emission, num, n):
-    k0, k1, k2 = jax.random.split(key, 3)
-    h0 = jax.random.categorical(k0, log_or_neg_inf(pi), shape=(num,))
-    log_t = log_or_neg_inf(transition)
+    u_hidden, u_tokens = jax.random.uniform(key, (2, n, num))
+    h0 = inverse_cdf(u_hidden[0], pi)
 
-    def step(h, k):
-        nxt = jax.random.categorical(k, log_t[h])
+    def step(h, u_i):
+        nxt = inverse_cdf(u_i, transition[h])
         return nxt, nxt
 
-    _, rest = jax.lax.scan(step, h0, jax.random.split(k1, max(n - 1, 0)))
+    _, rest = jax.lax.scan(step, h0, u_hidden[1:])
     hidden = jnp.concatenate([h0[:, None], rest.T], axis=1)
-    tokens = jax.random.categorical(k2, log_or_neg_inf(emission)[hidden])
-    return tokens.astype(jnp.int32), hidden.astype(jnp.int32)
+    return inverse_cdf(u_tokens.T, emission[hidden]), hidden
 
 
 def _hmm_sample(key, pi, transition, emission, num, n):

@@ -16,8 +16,8 @@ from ._base import (
     check_length,
     check_probabilities,
     entropy_nats,
+    inverse_cdf,
     log_nonneg,
-    log_or_neg_inf,
     point_mass,
     safe_normalize,
 )
@@ -232,13 +232,12 @@ def _markov_conditionals(powers, pi, x, revealed):
 
 @functools.partial(jax.jit, static_argnums=(3, 4))
 def _markov_sample(key, pi, transition, num, n):
-    k0, k1 = jax.random.split(key)
-    x0 = jax.random.categorical(k0, log_or_neg_inf(pi), shape=(num,))
-    log_p = log_or_neg_inf(transition)
+    u = jax.random.uniform(key, (n, num))
+    x0 = inverse_cdf(u[0], pi)
 
-    def step(x, k):
-        nxt = jax.random.categorical(k, log_p[x])
+    def step(x, u_i):
+        nxt = inverse_cdf(u_i, transition[x])
         return nxt, nxt
 
-    _, rest = jax.lax.scan(step, x0, jax.random.split(k1, n - 1))
-    return jnp.concatenate([x0[:, None], rest.T], axis=1).astype(jnp.int32)
+    _, rest = jax.lax.scan(step, x0, u[1:])
+    return jnp.concatenate([x0[:, None], rest.T], axis=1)

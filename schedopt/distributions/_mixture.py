@@ -15,6 +15,7 @@ from ._base import (
     check_count,
     check_probabilities,
     entropy_nats,
+    inverse_cdf,
     log_nonneg,
     point_mass,
 )
@@ -50,8 +51,7 @@ class Product(Distribution):
 
     def sample(self, key: jax.Array, num: int) -> jnp.ndarray:
         num = check_count(num, "num")
-        logits = log_nonneg(self.marginals)
-        return jax.random.categorical(key, logits, shape=(num, self.n)).astype(jnp.int32)
+        return _product_sample(key, self.marginals, num)
 
     def log_prob(self, x: Any) -> jnp.ndarray:
         x = jnp.asarray(x, jnp.int32)
@@ -91,7 +91,7 @@ class MixtureOfProducts(Distribution):
 
     def sample(self, key: jax.Array, num: int) -> jnp.ndarray:
         num = check_count(num, "num")
-        return _mixture_sample(key, *self._params, num)
+        return _mixture_sample(key, self.weights, self.marginals, num)
 
     def log_prob(self, x: Any) -> jnp.ndarray:
         x = jnp.asarray(x, jnp.int32)
@@ -121,8 +121,13 @@ def _mixture_conditionals(log_w, log_m, x, revealed):
     return point_mass(x, revealed, probs)
 
 
+@functools.partial(jax.jit, static_argnums=(2,))
+def _product_sample(key, marginals, num):
+    return inverse_cdf(jax.random.uniform(key, (num, marginals.shape[0])), marginals)
+
+
 @functools.partial(jax.jit, static_argnums=(3,))
-def _mixture_sample(key, log_w, log_m, num):
+def _mixture_sample(key, weights, marginals, num):
     k_c, k_x = jax.random.split(key)
-    c = jax.random.categorical(k_c, log_w, shape=(num,))
-    return jax.random.categorical(k_x, log_m[c]).astype(jnp.int32)
+    c = inverse_cdf(jax.random.uniform(k_c, (num,)), weights)
+    return inverse_cdf(jax.random.uniform(k_x, (num, marginals.shape[1])), marginals[c])

@@ -81,7 +81,8 @@ class Table(Distribution):
     def sample(self, key: jax.Array, num: int) -> jnp.ndarray:
         num = check_count(num, "num")
         p, seqs = self._flat
-        return jnp.asarray(seqs)[jax.random.categorical(key, log_nonneg(p), shape=(num,))]
+        index = jnp.searchsorted(jnp.cumsum(p), jax.random.uniform(key, (num,)), side="right")
+        return jnp.asarray(seqs)[jnp.clip(index, 0, p.size - 1)]
 
     def log_prob(self, x: Any) -> jnp.ndarray:
         x = jnp.asarray(x, jnp.int32)

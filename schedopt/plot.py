@@ -1,0 +1,438 @@
+"""Pictures of a profile and its schedules: the area between g and its steps is the KL.
+
+THEORY 3: a schedule's expected KL is the error of the left-endpoint step approximation of
+the conditional entropy curve g. `plot_profile` draws exactly that (Chen, Cong and Li,
+Figure 1): g as a staircase (g_j on [j, j + 1)) and, for each schedule, the step function
+at height g_{N_{k-1}} on [N_{k-1}, N_k); the shaded region between them has area
+sum_k sum_{j in block k} (g_{N_{k-1}} - g_j), the expected KL in nats. The area is measured
+on the polygons actually drawn and returned, so the picture can be checked against
+`expected_kl`. `plot_frontier` draws the least KL at every step budget against the
+baselines, `plot_tokens` the tokens per step, and `plot_report` all three in one PNG.
+
+matplotlib is imported only when a function here is called, and only through its
+object-oriented API with the Agg canvas: nothing here changes pyplot's global backend, so
+the functions also draw into a notebook's own axes.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from . import _io
+from ._progress import progress
+from .divergence import _expected_kl, check_tokens_per_step, expected_kl
+from .exact import frontier
+from .optimize import bucket
+from .profile import EntropyProfile
+from .schedules import Schedule, _dtc_tokens, _tc_tokens, cosine_tokens, uniform_tokens
+
+# Names for a Schedule's method in legends.
+_METHOD_NAMES = {
+    "optax": "optimized",
+    "exact": "exact optimum",
+    "uniform": "uniform",
+    "cosine": "cosine",
+    "tc": "TC",
+    "dtc": "DTC",
+}
+_COLORS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown",
+           "tab:pink", "tab:olive", "tab:cyan")
+_BASELINE_COLORS = {"uniform": "tab:gray", "cosine": "tab:olive", "TC": "tab:brown",
+                    "DTC": "tab:pink"}
+_DPI = 110
+
+
+class ProfilePlot(NamedTuple):
+    """What `plot_profile` drew.
+
+    Attributes:
+        ax: the matplotlib Axes.
+        areas: float64[S], the area (nats) of each schedule's shaded region, measured on
+            the drawn polygons; it equals the schedule's expected KL.
+    """
+
+    ax: Any
+    areas: np.ndarray
+
+
+def plot_profile(
+    profile: EntropyProfile,
+    schedules: Sequence[Schedule | Any],
+    ax: Any = None,
+    *,
+    labels: Sequence[str] | None = None,
+    xscale: str = "linear",
+) -> ProfilePlot:
+    """Draw g and each schedule's left-endpoint steps; the shaded area is its expected KL.
+
+    Args:
+        profile: the entropy profile (n tokens).
+        schedules: `Schedule`s or tokens-per-step lists, each summing to n.
+        ax: matplotlib Axes to draw into (default: a new figure, 6.4 x 4.2 inches).
+        labels: legend names (default: the schedule's method, e.g. "optimized").
+        xscale: "linear" (areas look like what they measure) or "symlog" (linear for the
+            first 8 revealed tokens, logarithmic after: shows a curve that falls early).
+
+    Returns:
+        `ProfilePlot(ax, areas)`, areas float64[S] in nats (one per schedule).
+    """
+    tokens = _check_schedules(profile, schedules)
+    labels = _labels(schedules, labels)
+    if xscale not in ("linear", "symlog"):
+        raise ValueError(f"xscale must be 'linear' or 'symlog', got {xscale!r}")
+    ax = _axes(ax, (6.4, 4.2))
+    n = profile.n
+    g = np.asarray(profile.conditional_entropy, dtype=np.float64)
+    # g_j holds on [j, j + 1): the staircase whose area is sum_j g_j = H_n.
+    edges = np.arange(n + 1, dtype=np.float64)
+    curve = np.append(g, g[-1])
+    areas = np.zeros(len(tokens))
+    # Largest area first, each fill opaque: every point of the picture shows the color of the
+    # most accurate schedule whose error covers it, with no blending of colors.
+    kls = [float(expected_kl(profile, s)) for s in tokens]
+    for index in sorted(range(len(tokens)), key=lambda i: -kls[i]):
+        s, color = tokens[index], _COLORS[index % len(_COLORS)]
+        starts = np.cumsum(s) - s
+        steps = np.append(np.repeat(g[starts], s), g[starts[-1]])
+        shade = ax.fill_between(edges, curve, steps, step="post", color=_tint(color), lw=0)
+        areas[index] = _filled_area(shade)
+    for index, (s, label) in enumerate(zip(tokens, labels, strict=True)):
+        starts = np.cumsum(s) - s
+        steps = np.append(np.repeat(g[starts], s), g[starts[-1]])
+        ax.step(edges, steps, where="post", color=_COLORS[index % len(_COLORS)], lw=1.2,
+                zorder=2, label=f"{label}, T = {s.size}: KL {kls[index]:.4g} nats")
+    ax.step(edges, curve, where="post", color="black", lw=1.6, zorder=3,
+            label="$g_j$: entropy of a fresh token")
+    if xscale == "symlog":
+        ax.set_xscale("symlog", linthresh=8, linscale=0.8)
+        powers = [2**k for k in range(4, n.bit_length())]
+        ticks = sorted({0, 1, 2, 4, 8, n, *(powers[::2] if len(powers) > 6 else powers)})
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.set_xlim(0, n)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("revealed tokens j")
+    ax.set_ylabel("$g_j$ (nats per token)")
+    ax.set_title("conditional entropy $g$; shaded area = expected KL (nats)")
+    ax.legend(fontsize=8, loc="upper right")
+    return ProfilePlot(ax, areas)
+
+
+def frontier_curves(profile: EntropyProfile, max_steps: int, *, quiet: bool = True
+                    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(steps, expected KL in nats) for the optimum and each baseline, T = 1..max_steps.
+
+    The optimum comes from one DP pass (`frontier`), uniform and cosine from one batched
+    evaluation each. TC and DTC are indexed by a target eps rather than T: for each T the
+    most accurate one that fits in T steps, listed once at the steps it really uses.
+
+    Returns:
+        {"optimum" | "uniform" | "cosine" | "TC" | "DTC": (int64[K], float64[K])}.
+    """
+    n = profile.n
+    budgets = np.arange(1, max_steps + 1)
+    families = {name: [make(n, t) for t in budgets]
+                for name, make in (("uniform", uniform_tokens), ("cosine", cosine_tokens))}
+    families["TC"] = _correlation_family(n, max_steps, _tc_tokens, profile.total_correlation,
+                                         "TC", quiet)
+    families["DTC"] = _correlation_family(n, max_steps, _dtc_tokens,
+                                          profile.dual_total_correlation, "DTC", quiet)
+    # One evaluation for every schedule: its shape depends on max_steps only, so it compiles
+    # once per bucket of budgets.
+    scores = _scores(profile, [s for family in families.values() for s in family],
+                     rows=4 * bucket(max_steps), width=bucket(max_steps))
+    curves = {"optimum": (budgets, frontier(profile, max_steps))}
+    start = 0
+    for name, family in families.items():
+        steps = np.asarray([s.size for s in family], dtype=np.int64)
+        curves[name] = (steps, scores[start : start + len(family)])
+        start += len(family)
+    return curves
+
+
+def plot_frontier(
+    profile: EntropyProfile,
+    max_steps: int,
+    ax: Any = None,
+    *,
+    schedules: Sequence[Schedule | Any] = (),
+    labels: Sequence[str] | None = None,
+    quiet: bool = True,
+) -> Any:
+    """Expected KL against the number of steps (log-log): the optimum and the baselines.
+
+    Args:
+        profile: the entropy profile (n tokens).
+        max_steps: the largest budget drawn, 1 <= max_steps <= n.
+        ax: matplotlib Axes (default: a new figure).
+        schedules: schedules to mark as points at (T, KL), in `plot_profile`'s colors.
+        labels: their legend names.
+        quiet: no progress bar.
+
+    Returns:
+        The Axes. KL = 0 cannot be drawn on a log scale: such points are left out.
+    """
+    from .schedules import check_steps
+
+    max_steps = check_steps(max_steps, profile.n)
+    tokens = _check_schedules(profile, schedules)
+    labels = _labels(schedules, labels)
+    ax = _axes(ax, (6.4, 4.2))
+    curves = frontier_curves(profile, max_steps, quiet=quiet)
+    drawn = []
+    for name, (steps, kl) in curves.items():
+        keep = kl > 0
+        drawn.append(kl[keep])
+        if name == "optimum":
+            ax.plot(steps[keep], kl[keep], color="black", lw=2, label="optimum (exact DP)",
+                    zorder=3)
+        else:
+            ax.plot(steps[keep], kl[keep], color=_BASELINE_COLORS[name], lw=1.2,
+                    marker="." if name in ("TC", "DTC") else None, label=name)
+    for index, (s, label) in enumerate(zip(tokens, labels, strict=True)):
+        kl = float(expected_kl(profile, s))
+        if kl > 0:
+            ax.plot([s.size], [kl], "o", color=_COLORS[index % len(_COLORS)], ms=7,
+                    mec="white", zorder=4, label=f"{label} (T = {s.size})")
+    ax.set_xscale("log")
+    ax.set_xlim(0.9, max_steps * 1.1)
+    ticks = [2**k for k in range(max_steps.bit_length())]
+    ticks = ticks[::2] if len(ticks) > 8 else ticks
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
+    if any(v.size for v in drawn):
+        ax.set_yscale("log")
+        # Below a millionth of the one-step KL lies float rounding, not schedule quality.
+        top = max(float(v.max()) for v in drawn if v.size)
+        ax.set_ylim(bottom=max(min(float(v.min()) for v in drawn if v.size), 1e-6 * top) / 2)
+    else:
+        ax.text(0.5, 0.5, "every schedule has KL 0\n(independent tokens)",
+                transform=ax.transAxes, ha="center", va="center")
+    ax.set_xlabel("steps T")
+    ax.set_ylabel("expected KL (nats)")
+    ax.set_title(f"least KL at each budget, n = {profile.n}")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    return ax
+
+
+def plot_tokens(
+    schedules: Sequence[Schedule | Any],
+    ax: Any = None,
+    *,
+    labels: Sequence[str] | None = None,
+) -> Any:
+    """Tokens unmasked at each step, as grouped bars (one color per schedule).
+
+    The y axis is logarithmic when step sizes span more than a factor 20, so that the
+    single-token steps of a steep curve stay visible next to a large last step.
+
+    Args:
+        schedules: `Schedule`s or tokens-per-step lists.
+        ax: matplotlib Axes (default: a new figure).
+        labels: legend names.
+
+    Returns:
+        The Axes.
+    """
+    tokens = [_as_tokens(s, f"schedule {i}") for i, s in enumerate(schedules)]
+    if not tokens:
+        raise ValueError("schedules is empty; give at least one schedule to draw")
+    labels = _labels(schedules, labels)
+    ax = _axes(ax, (6.4, 4.2))
+    width = 0.8 / len(tokens)
+    for index, (s, label) in enumerate(zip(tokens, labels, strict=True)):
+        x = np.arange(1, s.size + 1) + (index - (len(tokens) - 1) / 2) * width
+        ax.bar(x, s, width=width, color=_COLORS[index % len(_COLORS)],
+               label=f"{label} (T = {s.size})")
+    high = max(int(s.max()) for s in tokens)
+    low = min(int(s.min()) for s in tokens)
+    if high > 20 * low:
+        ax.set_yscale("log")
+    longest = max(s.size for s in tokens)
+    ax.set_xlim(0.4, longest + 0.6)
+    if longest <= 20:
+        ax.set_xticks(np.arange(1, longest + 1))
+    ax.set_xlabel("step k")
+    ax.set_ylabel("tokens unmasked at step k")
+    ax.set_title("tokens per step")
+    ax.legend(fontsize=8, loc="upper left")
+    return ax
+
+
+def plot_report(
+    profile: EntropyProfile,
+    schedules: Sequence[Schedule | Any],
+    path: str | os.PathLike,
+    *,
+    labels: Sequence[str] | None = None,
+    max_steps: int | None = None,
+    xscale: str = "auto",
+    title: str | None = None,
+    quiet: bool = True,
+) -> np.ndarray:
+    """One PNG with all three panels, written atomically to `path`.
+
+    Args:
+        profile: the entropy profile (n tokens).
+        schedules: `Schedule`s or tokens-per-step lists, each summing to n.
+        path: the .png file to write (its folder must exist).
+        labels: legend names (default: each schedule's method).
+        max_steps: the frontier's largest budget (default: twice the longest schedule,
+            at least 32, at most n).
+        xscale: for the curve panel: "linear", "symlog", or "auto" (symlog when half of
+            g's fall happens within the first n / 16 revealed tokens).
+        title: a line above the panels.
+        quiet: no progress bar.
+
+    Returns:
+        float64[S]: the shaded areas of the curve panel (nats), one per schedule.
+    """
+    path = _check_png_path(path)
+    tokens = _check_schedules(profile, schedules)
+    if not tokens:
+        raise ValueError("schedules is empty; give at least one schedule to draw")
+    if max_steps is None:
+        max_steps = min(profile.n, max(32, 2 * max(s.size for s in tokens)))
+    if xscale == "auto":
+        xscale = _auto_xscale(profile)
+    figure = _figure((16.5, 4.6))
+    axes = figure.subplots(1, 3, gridspec_kw={"width_ratios": (1.25, 1, 1)})
+    labels = _labels(schedules, labels)
+    drawn = plot_profile(profile, tokens, axes[0], labels=labels, xscale=xscale)
+    plot_frontier(profile, max_steps, axes[1], schedules=tokens, labels=labels, quiet=quiet)
+    plot_tokens(tokens, axes[2], labels=labels)
+    if title:
+        figure.suptitle(title)
+    save_png(figure, path)
+    return drawn.areas
+
+
+def save_png(figure: Any, path: str | os.PathLike) -> Path:
+    """Render a figure to PNG bytes and write them atomically (no partial file on failure)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=_DPI, bbox_inches="tight", pad_inches=0.15)
+    return _io.atomic_write(path, buffer.getvalue())
+
+
+# --------------------------------------------------------------------------- internals
+def _figure(size: tuple[float, float]) -> Any:
+    """A figure on the Agg canvas, outside pyplot (no global backend or figure registry)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _axes(ax: Any, size: tuple[float, float]) -> Any:
+    return _figure(size).add_subplot() if ax is None else ax
+
+
+def _tint(color: str, weight: float = 0.3) -> tuple[float, float, float]:
+    """`color` mixed with white: an opaque pale version of it."""
+    from matplotlib.colors import to_rgb
+
+    return tuple(weight * c + (1 - weight) for c in to_rgb(color))
+
+
+def _filled_area(collection: Any) -> float:
+    """Signed area of a fill_between region, from its polygons' vertices (shoelace).
+
+    fill_between traces the upper curve forward and the lower one back, so the signed
+    area is the integral of (steps - g); it stays right where the two touch.
+    """
+    total = 0.0
+    for path in collection.get_paths():
+        for polygon in path.to_polygons(closed_only=False):
+            x, y = polygon[:, 0], polygon[:, 1]
+            total += 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+    return abs(total)
+
+
+def _as_tokens(schedule: Schedule | Any, what: str) -> np.ndarray:
+    s = np.asarray(schedule.tokens_per_step if isinstance(schedule, Schedule) else schedule)
+    if s.ndim != 1 or s.size == 0:
+        raise ValueError(f"{what} must be a non-empty 1-D list of tokens per step, "
+                         f"got shape {s.shape}")
+    return check_tokens_per_step(s, int(np.sum(s)), what)
+
+
+def _check_schedules(profile: EntropyProfile, schedules: Sequence[Schedule | Any]
+                     ) -> list[np.ndarray]:
+    out = []
+    for i, schedule in enumerate(schedules):
+        s = _as_tokens(schedule, f"schedule {i}")
+        if int(s.sum()) != profile.n:
+            raise ValueError(
+                f"schedule {i} unmasks {int(s.sum())} tokens but the profile has "
+                f"n = {profile.n}; draw schedules made for this profile"
+            )
+        out.append(s)
+    return out
+
+
+def _labels(schedules: Sequence[Schedule | Any], labels: Sequence[str] | None) -> list[str]:
+    if labels is not None:
+        if len(labels) != len(schedules):
+            raise ValueError(f"labels has {len(labels)} names for {len(schedules)} schedules; "
+                             "give one name per schedule")
+        return [str(label) for label in labels]
+    return [
+        _METHOD_NAMES.get(s.method, s.method) if isinstance(s, Schedule) else f"schedule {i}"
+        for i, s in enumerate(schedules)
+    ]
+
+
+def _scores(profile: EntropyProfile, schedules: list[np.ndarray], rows: int, width: int
+            ) -> np.ndarray:
+    """Expected KL (nats) of schedules of different lengths, zero-padded to [rows, width]."""
+    batch = np.zeros((rows, width), dtype=np.int64)
+    batch[:, 0] = profile.n  # padding rows: one step (dropped below)
+    for row, s in enumerate(schedules):
+        batch[row, 0] = 0
+        batch[row, : s.size] = s  # zero-size steps add nothing (see _expected_kl)
+    scores = jax.vmap(_expected_kl, in_axes=(None, 0))(profile.entropy, batch)
+    return np.asarray(scores)[: len(schedules)]
+
+
+def _correlation_family(n, max_steps, make, bound, name, quiet) -> list[np.ndarray]:
+    """For each budget T, the TC (or DTC) schedule with the largest zeta within T steps."""
+    if not math.isfinite(bound) or bound <= 0:
+        return [make(n, 1)]  # no correlation: zeta = 1 gives one step and KL 0
+    largest_zeta, found = 1, {}
+    for steps in progress(range(1, max_steps + 1), description=f"{name} schedules",
+                          quiet=quiet):
+        lo, hi = largest_zeta, n + 1  # the step count grows with zeta
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if make(n, mid).size <= steps:
+                lo = mid
+            else:
+                hi = mid - 1
+        largest_zeta = lo
+        found.setdefault(lo, make(n, lo))
+    return list(found.values())
+
+
+def _auto_xscale(profile: EntropyProfile) -> str:
+    g = np.asarray(profile.conditional_entropy)
+    fall = g[0] - g[-1]
+    early = g[0] - g[max(1, profile.n // 16)]
+    return "symlog" if profile.n >= 64 and fall > 0 and early > 0.5 * fall else "linear"
+
+
+def _check_png_path(path: str | os.PathLike) -> Path:
+    path = _io.check_output_path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"the picture {str(path)!r} must be a .png file; "
+                         "give an output name ending in .png")
+    return path
