@@ -37,10 +37,11 @@ KINDS = ("data", "model")
 
 
 def revealed_grid(n: int, size: int = 33) -> np.ndarray:
-    """Revealed counts from 0 to n - 1, denser at both ends (cosine spacing).
+    """Revealed counts from 0 to n - 1, denser at both ends.
 
     g changes fastest near the ends of the curve (the first revealed tokens and the last
-    masked ones), so grid points cluster there.
+    masked ones), so grid points cluster there: the first and last size // 8 counts are all
+    included, and the rest follow a cosine spacing.
 
     Args:
         n: sequence length.
@@ -54,8 +55,12 @@ def revealed_grid(n: int, size: int = 33) -> np.ndarray:
         raise ValueError(f"a revealed grid needs n >= 1 and size >= 2, got n={n}, size={size}")
     if size >= n:
         return np.arange(n)
-    u = np.linspace(0.0, 1.0, size)
-    return np.unique(np.round((n - 1) * (1 - np.cos(np.pi * u)) / 2).astype(np.int64))
+    edge = max(1, size // 8)
+    u = np.linspace(0.0, 1.0, max(2, size - 2 * edge))
+    inner = n - 1 - 2 * edge  # the spaced points run from edge to n - 1 - edge
+    spaced = edge + np.round(inner * (1 - np.cos(np.pi * u)) / 2).astype(np.int64)
+    ends = np.concatenate([np.arange(edge), n - 1 - np.arange(edge)])
+    return np.unique(np.concatenate([ends, spaced]))
 
 
 @struct.dataclass

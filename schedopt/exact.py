@@ -22,13 +22,19 @@ import numpy as np
 from .profile import EntropyProfile
 from .schedules import Schedule, check_steps
 
+# Shallow recursion levels (those with at most 1/_SHALLOW_FRACTION of the deepest level's rows)
+# share one compiled loop body, padded to a common width; deeper levels get a body each. This
+# keeps compile time low (about five bodies for any n) at a few percent of extra work.
+_SHALLOW_FRACTION = 8
+
 
 @functools.lru_cache(maxsize=32)
 def _levels(n: int) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]:
-    """The divide-and-conquer recursion over rows 1..n, level by level.
+    """The divide-and-conquer recursion over rows 1..n, as groups of levels.
 
-    Returns, per level, int32 arrays (rows, left, right): the rows solved at that level and,
-    for each, the rows whose argmins bound its candidates (0 and n + 1 are sentinels).
+    Returns a tuple of groups; each group is int32[levels, width] arrays (rows, left, right):
+    the rows solved at each level and, for each, the rows whose argmins bound its candidates
+    (0 and n + 1 are sentinels). Levels are padded to their group's width with row n + 1.
     """
     levels = []
     intervals = [(1, n)]
@@ -41,9 +47,22 @@ def _levels(n: int) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]:
                 nxt.append((lo, mid - 1))
             if mid + 1 <= hi:
                 nxt.append((mid + 1, hi))
-        levels.append(tuple(np.asarray(col, dtype=np.int32) for col in zip(*level, strict=True)))
+        levels.append(level)
         intervals = nxt
-    return tuple(levels)
+    limit = max(len(level) for level in levels) // _SHALLOW_FRACTION
+    shallow = [level for level in levels if len(level) <= limit]
+    groups = [shallow] if shallow else []
+    groups += [[level] for level in levels if len(level) > limit]
+    return tuple(_stack(group, n) for group in groups)
+
+
+def _stack(group: list, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    width = max(len(level) for level in group)
+    table = np.empty((3, len(group), width), dtype=np.int32)
+    table[0], table[1], table[2] = n + 1, 0, n + 1
+    for i, level in enumerate(group):
+        table[:, i, : len(level)] = np.asarray(level, dtype=np.int32).T
+    return table[0], table[1], table[2]
 
 
 def _layer(entropy: jnp.ndarray, prev: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
@@ -60,30 +79,53 @@ def _layer(entropy: jnp.ndarray, prev: jnp.ndarray) -> tuple[jnp.ndarray, jnp.nd
     n = entropy.shape[0] - 1
     slope = jnp.diff(entropy)  # g_a
     intercept = prev[:-1] + entropy[:-1] - jnp.arange(n) * slope  # F_{t-1}(a) + H_a - a g_a
-    value = jnp.full(n + 1, jnp.inf, dtype=entropy.dtype)
-    argmin = jnp.zeros(n + 2, dtype=jnp.int32).at[n + 1].set(n - 1)
-    # The levels are unrolled: each has its own static size, n + (rows at the level), since
-    # the candidate ranges of one level overlap only at their ends.
+    # Slot n + 1 of value and n + 2 of argmin are scratch space for padding rows.
+    value = jnp.full(n + 2, jnp.inf, dtype=entropy.dtype)
+    argmin = jnp.zeros(n + 3, dtype=jnp.int32).at[n + 1].set(n - 1)
     for rows, left, right in _levels(n):
-        width = rows.shape[0]
-        size = n + width
-        lo = argmin[left]
-        hi = jnp.minimum(argmin[right], jnp.asarray(rows) - 1)
-        lengths = hi - lo + 1
-        offsets = jnp.cumsum(lengths) - lengths
-        flat = jnp.arange(size)
-        segment = jnp.cumsum(jnp.zeros(size, jnp.int32).at[offsets[1:]].add(1))
-        a = lo[segment] + flat - offsets[segment]
-        valid = flat < offsets[-1] + lengths[-1]
-        a = jnp.where(valid, a, 0)
-        # F_{t-1}(a) + C(a, b) = intercept[a] + b g_a - H_b; H_b is subtracted per row below.
-        cost = jnp.where(valid, intercept[a] + jnp.asarray(rows)[segment] * slope[a], jnp.inf)
-        best = jax.ops.segment_min(cost, segment, width, indices_are_sorted=True)
-        # Leftmost argmin; a row with no finite candidate keeps its lower bound.
-        first = jnp.where(valid & (cost <= best[segment]), a, n + 1)
-        arg = jnp.minimum(jax.ops.segment_min(first, segment, width, indices_are_sorted=True), hi)
-        value = value.at[rows].set(best - entropy[rows])
-        argmin = argmin.at[rows].set(jnp.maximum(arg, lo).astype(jnp.int32))
+        solve = functools.partial(_level, entropy, slope, intercept)
+        rows, left, right = jnp.asarray(rows), jnp.asarray(left), jnp.asarray(right)
+        if rows.shape[0] == 1:
+            value, argmin = solve(rows[0], left[0], right[0], (value, argmin))
+        else:
+            value, argmin = jax.lax.fori_loop(
+                0,
+                rows.shape[0],
+                lambda i, carry: solve(rows[i], left[i], right[i], carry),  # noqa: B023
+                (value, argmin),
+            )
+    return value[: n + 1], argmin[: n + 2]
+
+
+def _level(entropy, slope, intercept, rows, left, right, carry):
+    """Solve the rows of one recursion level given their neighbours' argmins.
+
+    Each row's candidates lie between its neighbours' argmins; the ranges of one level overlap
+    only at their ends, so they fit in one flat array of n + width entries, minimised per row
+    with a segmented minimum.
+    """
+    value, argmin = carry
+    n = entropy.shape[0] - 1
+    width = rows.shape[0]
+    size = n + width
+    padding = rows > n
+    lo = argmin[left]
+    hi = jnp.where(padding, lo, jnp.minimum(argmin[right], rows - 1))
+    lengths = hi - lo + 1
+    offsets = jnp.cumsum(lengths) - lengths
+    flat = jnp.arange(size)
+    segment = jnp.cumsum(jnp.zeros(size, jnp.int32).at[offsets[1:]].add(1))
+    a = lo[segment] + flat - offsets[segment]
+    valid = (flat < offsets[-1] + lengths[-1]) & ~padding[segment]
+    a = jnp.where(valid, a, 0)
+    # F_{t-1}(a) + C(a, b) = intercept[a] + b g_a - H_b; H_b is subtracted per row below.
+    cost = jnp.where(valid, intercept[a] + rows[segment] * slope[a], jnp.inf)
+    best = jax.ops.segment_min(cost, segment, width, indices_are_sorted=True)
+    # Leftmost argmin; a row with no finite candidate keeps its lower bound.
+    first = jnp.where(valid & (cost <= best[segment]), a, n + 1)
+    arg = jnp.minimum(jax.ops.segment_min(first, segment, width, indices_are_sorted=True), hi)
+    value = value.at[rows].set(best - entropy[jnp.minimum(rows, n)])
+    argmin = argmin.at[jnp.where(padding, n + 2, rows)].set(jnp.maximum(arg, lo).astype(jnp.int32))
     return value, argmin
 
 

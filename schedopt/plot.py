@@ -217,7 +217,7 @@ def plot_frontier(
                 transform=ax.transAxes, ha="center", va="center")
     ax.set_xlabel("steps T")
     ax.set_ylabel("expected KL (nats)")
-    ax.set_title(f"least KL at each budget, n = {profile.n}")
+    ax.set_title(f"expected KL against steps, n = {profile.n}")
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
     return ax

@@ -56,11 +56,11 @@ def test_miscalibrated_model_against_closed_form():
 
 def test_profile_result_carries_diagnostics():
     profile = schedopt.estimate_profile(
-        CHAIN.log_conditionals, DATA[:40], key=jax.random.key(5), grid=[0, 5, 23]
+        CHAIN.log_conditionals, DATA[:64], key=jax.random.key(5), grid=[0, 5, 23]
     )
     meta = profile.meta
-    assert meta["grid"] == [0, 5, 23] and meta["forward_passes"] == 40 * 3
-    assert meta["kind"] == "data" and meta["sequences"] == 40
+    assert meta["grid"] == [0, 5, 23] and meta["forward_passes"] == 64 * 3
+    assert meta["kind"] == "data" and meta["sequences"] == 64
     g = np.asarray(profile.conditional_entropy)
     assert np.all(np.diff(g) <= 1e-12) and np.all(g >= 0)  # regularised
     assert profile.stderr is not None and profile.stderr.shape == (24,)
@@ -91,7 +91,7 @@ _SHARDED_SCRIPT = textwrap.dedent(
     from schedopt.estimate import estimate_curves
     chain = MarkovChain(0.8 * np.eye(4) + 0.05, 24)
     data = np.asarray(chain.sample(jax.random.key(0), 512))[:37]
-    e = estimate_curves(chain.log_conditionals, data, key=jax.random.key(9), batch_size=64)
+    e = estimate_curves(chain.log_conditionals, data, key=jax.random.key(9))
     json.dump({"devices": jax.device_count(), "ce": e.cross_entropy.tolist(),
                "ent": e.predictive_entropy.tolist()}, sys.stdout)
     """
@@ -107,10 +107,8 @@ def test_eight_devices_give_the_one_device_result():
     )
     sharded = json.loads(out.stdout)
     assert sharded["devices"] == 8
-    # 37 sequences x 33 grid points: the last batch is padded, and 64 rows split 8 ways.
-    single = estimate_curves(
-        CHAIN.log_conditionals, DATA[:37], key=jax.random.key(9), batch_size=64
-    )
+    # 37 sequences x 24 grid points: the last batch is padded; 128 rows split 8 ways.
+    single = estimate_curves(CHAIN.log_conditionals, DATA[:37], key=jax.random.key(9))
     np.testing.assert_allclose(sharded["ce"], single.cross_entropy, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(sharded["ent"], single.predictive_entropy, rtol=1e-12, atol=1e-12)
 

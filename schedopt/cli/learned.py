@@ -12,30 +12,34 @@ import json
 DEFAULT_FULL_GRID = 256  # up to this n the data curve is estimated at every revealed count
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
-    """--model, --data, --kind, --sequences, --split, --batch-size."""
-    parser.add_argument(
+def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = False,
+                        kind: bool = True) -> None:
+    """--model, --data, --kind (when `kind`), --sequences, --split, --batch-size."""
+    group = parser.add_argument_group("trained model (--model)")
+    group.add_argument(
         "--model", required=required, metavar="digits|PATH",
         help="a trained masked diffusion model: 'digits' (shipped) or a checkpoint .json",
     )
-    parser.add_argument(
+    group.add_argument(
         "--data", choices=("digits", "text", "hmm"), default=None,
         help="held-out data to measure on (default: the data the model was trained on)",
     )
-    parser.add_argument(
-        "--kind", choices=("data", "model"), default="data",
-        help="'data': held-out cross-entropy curve (default; optimize schedules on it); "
-        "'model': the model's predictive-entropy curve",
-    )
-    parser.add_argument(
+    if kind:
+        group.add_argument(
+            "--kind", choices=("data", "model"), default="data",
+            help="'data': held-out cross-entropy curve (default; optimize schedules on it); "
+            "'model': the model's predictive-entropy curve",
+        )
+    group.add_argument(
         "--sequences", type=int, default=None, metavar="M",
         help="use the first M held-out sequences (default: the whole held-out split)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--split", choices=("test", "valid", "train"), default="test",
         help="which split to measure on (default: test, the held-out split)",
     )
-    parser.add_argument("--batch-size", type=int, default=256, help="rows per forward pass")
+    group.add_argument("--batch-size", type=int, default=256, metavar="B",
+                       help="rows per forward pass (default 256)")
 
 
 def load_model_and_data(args: argparse.Namespace):
@@ -91,11 +95,11 @@ def register(sub) -> None:
         "nll",
         help="held-out T-step NLL of schedules under a trained model",
         description="Score schedules on held-out data with a trained model's own conditionals: "
-        "the T-step NLL with a 95%% interval, its excess over one token per step (the "
+        "the T-step NLL with a 95% interval, its excess over one token per step (the "
         "schedule's KL for this model and data) and, beside it, the excess the data curve "
         "predicts (THEORY 9 and 11). The two should agree within their intervals.",
     )
-    add_model_arguments(p, required=True)
+    add_model_arguments(p, required=True, kind=False)
     p.add_argument("--schedule", action="append", required=True, metavar="S.json",
                    help="a schedule file (repeat for several)")
     p.add_argument("--seed", type=int, default=0, help="random seed for the orders (default 0)")
