@@ -29,6 +29,7 @@ from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ._progress import progress
+from .divergence import check_tokens_per_step
 from .profile import EntropyProfile
 
 LogitsFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -119,6 +120,33 @@ class CurveEstimate:
         per_sequence = (self.cross_entropy - self.predictive_entropy) @ _sum_weights(
             self.revealed, self.n
         )
+        se = _stderr(per_sequence[:, None], 0, 0)
+        return float(per_sequence.mean()), float(se[0]) if se is not None else float("nan")
+
+    def expected_kl(self, tokens_per_step: Any, kind: str = "data") -> tuple[float, float]:
+        """A schedule's expected KL predicted from the raw curve, with its standard error.
+
+        THEORY 3's formula sum_k sum_{j in block k} (g_{N_{k-1}} - g_j) is linear in the
+        curve (weights -1 everywhere plus s_k at each step's first count), so applying it to
+        each sequence's own curve gives per-sequence predictions: their mean is unbiased (up
+        to the grid's interpolation) and their spread gives the standard error. For kind
+        "data" it predicts a model's excess T-step NLL (THEORY 11).
+
+        The regularised profile is not used: projecting a noisy flat stretch of g onto
+        non-increasing curves tilts it, which biases the KL of a long step upwards.
+
+        Args:
+            tokens_per_step: int[T] summing to n.
+            kind: "data" or "model".
+
+        Returns:
+            (mean, stderr) in nats; stderr is NaN for a single sequence.
+        """
+        steps = check_tokens_per_step(tokens_per_step, self.n)
+        weights = -np.ones(self.n)
+        np.add.at(weights, np.concatenate([[0], np.cumsum(steps)[:-1]]), steps)
+        full = interpolation_matrix(np.asarray(self.revealed), self.n)
+        per_sequence = self.values(kind) @ (full.T @ weights)
         se = _stderr(per_sequence[:, None], 0, 0)
         return float(per_sequence.mean()), float(se[0]) if se is not None else float("nan")
 

@@ -109,19 +109,26 @@ def plot_profile(
         steps = np.append(np.repeat(g[starts], s), g[starts[-1]])
         ax.step(edges, steps, where="post", color=_COLORS[index % len(_COLORS)], lw=1.2,
                 zorder=2, label=f"{label}, T = {s.size}: KL {kls[index]:.4g} nats")
-    ax.step(edges, curve, where="post", color="black", lw=1.6, zorder=3,
-            label="$g_j$: entropy of a fresh token")
+    # A held-out cross-entropy curve (a trained model's "data" profile) is c, not g.
+    held_out = profile.meta.get("kind") == "data"
+    symbol, what = ("c", "held-out cross-entropy") if held_out else ("g", "conditional entropy")
+    # Unlabelled: the title and y label name the black curve, keeping the legend small.
+    ax.step(edges, curve, where="post", color="black", lw=1.6, zorder=3)
     if xscale == "symlog":
         ax.set_xscale("symlog", linthresh=8, linscale=0.8)
         powers = [2**k for k in range(4, n.bit_length())]
         ticks = sorted({0, 1, 2, 4, 8, n, *(powers[::2] if len(powers) > 6 else powers)})
         ax.set_xticks(ticks, [str(t) for t in ticks])
     ax.set_xlim(0, n)
-    ax.set_ylim(bottom=0)
+    # Areas between two curves do not depend on the baseline: zoom in on a curve that stays
+    # far from 0, so that its steps stay visible.
+    top, low = float(g.max()), float(g.min())
+    ax.set_ylim(bottom=0 if low < 0.5 * top else low - 0.15 * (top - low))
     ax.set_xlabel("revealed tokens j")
-    ax.set_ylabel("$g_j$ (nats per token)")
-    ax.set_title("conditional entropy $g$; shaded area = expected KL (nats)")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.set_ylabel(f"${symbol}_j$: {what} of a fresh token (nats)", fontsize=9)
+    ax.set_title(f"${symbol}$ (black) and schedules' steps; shaded area = expected KL")
+    # Under a non-increasing curve (steps lie above it) the lower left corner stays empty.
+    ax.legend(fontsize=8, loc="lower left")
     return ProfilePlot(ax, areas)
 
 

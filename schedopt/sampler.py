@@ -23,7 +23,7 @@ from ._progress import progress
 from .distributions import Distribution
 from .distributions._base import check_count, inverse_cdf, log_or_neg_inf
 from .divergence import check_tokens_per_step, expected_kl
-from .estimate import CurveEstimate, batch_sharding, interpolation_matrix, random_orders
+from .estimate import CurveEstimate, batch_sharding, random_orders
 from .profile import EntropyProfile
 from .schedules import Schedule
 
@@ -215,7 +215,7 @@ def verify(
             "give the profile of this distribution"
         )
     if isinstance(profile, CurveEstimate):
-        predicted, predicted_stderr = _predict_from_estimate(profile, steps)
+        predicted, predicted_stderr = profile.expected_kl(steps, "model")
     else:
         predicted, predicted_stderr = float(expected_kl(profile, steps)), 0.0
     x = distribution.sample(k_data, samples)
@@ -240,23 +240,6 @@ def _tokens(schedule: Schedule | Any) -> np.ndarray:
     if s.ndim != 1:
         raise ValueError(f"schedule must be a 1-D list of tokens per step, got shape {s.shape}")
     return check_tokens_per_step(s, int(np.sum(s)), "schedule")
-
-
-def _predict_from_estimate(estimate: CurveEstimate, steps: np.ndarray) -> tuple[float, float]:
-    """A schedule's KL predicted from a Monte Carlo curve, and its standard error.
-
-    The expected KL is linear in g (sum_j c_j g_j with c_j = -1, plus s_k at each step's
-    first count), so applying it to each sequence's own curve gives per-sequence predictions
-    whose mean is unbiased (up to the grid's interpolation). The regularised profile is not
-    used here: projecting a noisy flat stretch of g onto decreasing curves tilts it, which
-    biases the KL of a long step upwards.
-    """
-    n = estimate.n
-    c = -np.ones(n)
-    np.add.at(c, np.concatenate([[0], np.cumsum(steps)[:-1]]), steps)
-    per_sequence = estimate.values("model") @ (interpolation_matrix(estimate.revealed, n).T @ c)
-    stderr = per_sequence.std(ddof=1) / math.sqrt(per_sequence.size)
-    return float(per_sequence.mean()), float(stderr)
 
 
 def _run(fn, draw, logits, tokens, steps, k_order, k_draw, batch_size, quiet):

@@ -233,6 +233,8 @@ def test_conditionals_shape_errors():
         law.conditionals(np.zeros((2, 5), int), np.zeros((2, 5), bool))
     with pytest.raises(ValueError, match="one flag per token"):
         law.conditionals(np.zeros((2, 6), int), np.zeros((2, 5), bool))
+    with pytest.raises(ValueError, match="token 3 but the vocabulary is 0..2"):
+        law.conditionals(np.full((2, 6), 3), np.zeros((2, 6), bool))
 
 
 def test_table_refuses_large_enumeration_from_structured_laws():

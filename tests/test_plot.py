@@ -63,7 +63,7 @@ def test_shaded_area_on_the_worked_example(chain):
     np.testing.assert_allclose(drawn.areas, [kl for _, kl in THEORY_10], atol=1e-6)
     np.testing.assert_allclose(drawn.areas, [float(s.expected_kl) for s in schedules],
                                rtol=1e-10)
-    assert len(drawn.ax.get_legend().get_texts()) == len(schedules) + 1
+    assert len(drawn.ax.get_legend().get_texts()) == len(schedules)
 
 
 def test_frontier_curves_on_the_worked_example(chain):

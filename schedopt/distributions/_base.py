@@ -154,6 +154,14 @@ class Distribution(abc.ABC):
                 f"revealed has shape {revealed.shape} but x has {x.shape}; give one flag "
                 "per token"
             )
+        if not isinstance(x, jax.core.Tracer) and x.size:  # concrete: check token ids
+            low, high = int(x.min()), int(x.max())
+            if low < 0 or high >= self.vocab_size:
+                bad = low if low < 0 else high
+                raise ValueError(
+                    f"x holds token {bad} but the vocabulary is 0..{self.vocab_size - 1}; "
+                    "give token ids in range"
+                )
         return x.astype(jnp.int32), revealed.astype(bool)
 
 
