@@ -99,16 +99,14 @@ def plot_profile(
     # most accurate schedule whose error covers it, with no blending of colors.
     kls = [float(expected_kl(profile, s)) for s in tokens]
     for index in sorted(range(len(tokens)), key=lambda i: -kls[i]):
-        s, color = tokens[index], _COLORS[index % len(_COLORS)]
-        starts = np.cumsum(s) - s
-        steps = np.append(np.repeat(g[starts], s), g[starts[-1]])
-        shade = ax.fill_between(edges, curve, steps, step="post", color=_tint(color), lw=0)
+        color = _tint(_COLORS[index % len(_COLORS)])
+        shade = ax.fill_between(edges, curve, _left_endpoint_steps(g, tokens[index]),
+                                step="post", color=color, lw=0)
         areas[index] = _filled_area(shade)
     for index, (s, label) in enumerate(zip(tokens, labels, strict=True)):
-        starts = np.cumsum(s) - s
-        steps = np.append(np.repeat(g[starts], s), g[starts[-1]])
-        ax.step(edges, steps, where="post", color=_COLORS[index % len(_COLORS)], lw=1.2,
-                zorder=2, label=f"{label}, T = {s.size}: KL {kls[index]:.4g} nats")
+        ax.step(edges, _left_endpoint_steps(g, s), where="post", lw=1.2, zorder=2,
+                color=_COLORS[index % len(_COLORS)],
+                label=f"{label}, T = {s.size}: KL {kls[index]:.4g} nats")
     # A held-out cross-entropy curve (a trained model's "data" profile) is c, not g.
     held_out = profile.meta.get("kind") == "data"
     symbol, what = ("c", "held-out cross-entropy") if held_out else ("g", "conditional entropy")
@@ -123,13 +121,23 @@ def plot_profile(
     # Areas between two curves do not depend on the baseline: zoom in on a curve that stays
     # far from 0, so that its steps stay visible.
     top, low = float(g.max()), float(g.min())
-    ax.set_ylim(bottom=0 if low < 0.5 * top else low - 0.15 * (top - low))
+    if top - low > 1e-9 * max(top, 1.0):
+        ax.set_ylim(0 if low < 0.5 * top else low - 0.15 * (top - low), top + 0.05 * (top - low))
+    else:  # a flat curve: every schedule has KL 0
+        ax.set_ylim(0, max(1.2 * top, 1.0))
     ax.set_xlabel("revealed tokens j")
     ax.set_ylabel(f"${symbol}_j$: {what} of a fresh token (nats)", fontsize=9)
     ax.set_title(f"${symbol}$ (black) and schedules' steps; shaded area = expected KL")
     # Under a non-increasing curve (steps lie above it) the lower left corner stays empty.
-    ax.legend(fontsize=8, loc="lower left")
+    if tokens:
+        ax.legend(fontsize=8, loc="lower left")
     return ProfilePlot(ax, areas)
+
+
+def _left_endpoint_steps(g: np.ndarray, tokens_per_step: np.ndarray) -> np.ndarray:
+    """float64[n + 1]: g at the start of each position's block, for a step="post" plot."""
+    starts = np.cumsum(tokens_per_step) - tokens_per_step
+    return np.append(np.repeat(g[starts], tokens_per_step), g[starts[-1]])
 
 
 def frontier_curves(profile: EntropyProfile, max_steps: int, *, quiet: bool = True
@@ -220,7 +228,8 @@ def plot_frontier(
         top = max(float(v.max()) for v in drawn if v.size)
         ax.set_ylim(bottom=max(min(float(v.min()) for v in drawn if v.size), 1e-6 * top) / 2)
     else:
-        ax.text(0.5, 0.5, "every schedule has KL 0\n(independent tokens)",
+        ax.set_ylim(0, 1)
+        ax.text(0.5, 0.5, "every schedule has KL 0\n(g is flat)",
                 transform=ax.transAxes, ha="center", va="center")
     ax.set_xlabel("steps T")
     ax.set_ylabel("expected KL (nats)")
@@ -261,8 +270,12 @@ def plot_tokens(
                label=f"{label} (T = {s.size})")
     high = max(int(s.max()) for s in tokens)
     low = min(int(s.min()) for s in tokens)
+    # Headroom above the tallest bar keeps the legend off the bars.
     if high > 20 * low:
         ax.set_yscale("log")
+        ax.set_ylim(0.8, high * 4)
+    else:
+        ax.set_ylim(0, high * 1.3)
     longest = max(s.size for s in tokens)
     ax.set_xlim(0.4, longest + 0.6)
     if longest <= 20:

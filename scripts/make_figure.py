@@ -56,7 +56,8 @@ def main() -> None:
         plot_frontier(profile, 32, axes[1], schedules=schedules)
         plot_tokens(schedules, axes[2])
         sub.suptitle(title, fontsize=12, fontweight="bold")
-        kl = ", ".join(f"{s.method} {float(s.expected_kl):.4g}" for s in schedules)
+        kl = ", ".join(f"{s.method} {np.asarray(s.tokens_per_step).tolist()} "
+                       f"{float(s.expected_kl):.4g}" for s in schedules)
         print(f"{title}\n  expected KL (nats): {kl}; shaded areas {np.round(drawn.areas, 4)}")
     save_png(figure, args.out)
     print(f"wrote {args.out}")

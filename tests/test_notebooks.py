@@ -42,7 +42,7 @@ def test_committed_without_outputs(path):
     for index, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None, (
-                f"{path.name} cell {index} has outputs; clear them before committing"
+                f"{path.name} cell {index} has outputs; run python scripts/strip_notebooks.py"
             )
 
 
