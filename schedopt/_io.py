@@ -37,6 +37,7 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
     try:
         with os.fdopen(fd, mode) as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -89,3 +90,9 @@ def require_keys(obj: dict, path: str | os.PathLike, keys: tuple[str, ...]) -> N
     for key in keys:
         if key not in obj:
             raise ValueError(f"{str(path)!r} lacks the required key {key!r}; regenerate the file")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

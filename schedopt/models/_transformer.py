@@ -118,7 +118,8 @@ class MaskedDiffusionTransformer(nnx.Module):
 
     Args:
         config: the model's shape.
-        rngs: initialisation randomness (nnx.Rngs(seed)); the same seed gives the same weights.
+        rngs: initialisation randomness (nnx.Rngs(seed)). `init_model(config, seed)` is the
+            fast way to build one (no per-op compilation on CPU).
     """
 
     def __init__(self, config: MDMConfig, *, rngs: nnx.Rngs):
@@ -165,7 +166,7 @@ def init_model(config: MDMConfig, seed: int = 0) -> MaskedDiffusionTransformer:
 
     def draw(path, leaf):
         name = str(getattr(path[-1], "key", path[-1]))
-        if name in ("bias",):
+        if name == "bias":
             value = np.zeros(leaf.shape)
         elif name == "scale":
             value = np.ones(leaf.shape)
@@ -194,9 +195,11 @@ def _apply(graphdef, state, tokens, revealed):
 def logits_fn(model: MaskedDiffusionTransformer) -> LogitsFn:
     """The model as an estimator's `logits_fn(tokens[B, n], revealed[B, n]) -> logits[B, n, V]`.
 
-    Masked positions of `tokens` may hold anything: they are replaced by the mask id. The
-    weights are passed to one jitted function as arguments (not baked in as constants), so
-    every batch size compiles once and the function can be sharded over devices.
+    Masked positions of `tokens` may hold anything: they are replaced by the mask id. Called
+    directly, the weights are arguments of one jitted function (each input shape compiles
+    once); traced inside another jitted function (the estimator and the sampler take it as a
+    static argument) they become constants of that program, which suits small models. The
+    attributes `vocab_size` and `length` let callers check data before running the model.
     """
     graphdef, state = nnx.split(model)
 
