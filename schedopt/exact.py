@@ -170,7 +170,8 @@ def frontier(profile: EntropyProfile, max_steps: int) -> np.ndarray:
         Non-increasing in T; zero at T = n.
     """
     max_steps = check_steps(max_steps, profile.n)
-    return np.asarray(_frontier(profile.entropy, max_steps))
+    # Differences of H can leave -1e-15 where the optimum is 0; the KL is never negative.
+    return np.maximum(np.asarray(_frontier(profile.entropy, max_steps)), 0.0)
 
 
 def optimal_schedule(profile: EntropyProfile, steps: int) -> Schedule:

@@ -39,13 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _enable_compilation_cache() -> None:
     """Keep compiled XLA programs on disk, so repeated commands skip most compile time.
 
-    The folder is $SCHEDOPT_CACHE_DIR, else ~/.cache/schedopt/jax; without a writable
-    folder the cache is simply off.
+    The folder is $SCHEDOPT_CACHE_DIR, else ~/.cache/schedopt/jax; SCHEDOPT_CACHE_DIR=off, or
+    a folder that cannot be made, turns the cache off.
     """
     import os
 
     import jax
 
+    if os.environ.get("SCHEDOPT_CACHE_DIR") == "off":
+        return
     path = os.environ.get("SCHEDOPT_CACHE_DIR") or os.path.join(
         os.path.expanduser("~"), ".cache", "schedopt", "jax"
     )
@@ -92,6 +94,22 @@ def add_profile_argument(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="project the curve onto concave, non-decreasing ones first (for noisy estimates)",
     )
+
+
+def format_table(rows: list[dict], keys: tuple[str, ...], headers: tuple[str, ...]) -> str:
+    """Rows as a plain aligned text table (numbers to 6 significant digits)."""
+
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return f"{v:.6g}"
+        return "-" if v is None else str(v)
+
+    cells = [list(headers)] + [[cell(r.get(k)) for k in keys] for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(keys))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
+                       enumerate(zip(line, widths, strict=True))) for line in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from . import add_profile_argument, load_profile
+from . import add_profile_argument, format_table, load_profile
 from .export import add_optimize_arguments, evaluate_file, optimize_variant, random_count_rows
 
 BITS_PER_NAT = 1 / math.log(2)
@@ -139,31 +139,15 @@ def run_compare(args: argparse.Namespace) -> int:
         print(json.dumps(out))
         return 0
     print(f"n = {profile.n} tokens, budget T = {args.steps} steps")
-    print(_table(rows, ("method", "steps", "expected_kl", "expected_kl_bits", "largest_step",
+    print(format_table(rows, ("method", "steps", "expected_kl", "expected_kl_bits", "largest_step",
                         "ratio_to_exact"),
                  ("method", "steps", "KL (nats)", "KL (bits)", "largest step", "/ exact")))
     if args.target_kl is not None:
         print(f"\nfewest steps to reach expected KL <= {args.target_kl:g} nats")
         fewest = [{"method": m, "steps": s} for m, s in out["fewest_steps"].items()]
-        print(_table(fewest, ("method", "steps"), ("method", "steps")))
+        print(format_table(fewest, ("method", "steps"), ("method", "steps")))
     return 0
 
 
 def _ratio_at_zero(row: dict) -> float:
     return 1.0 if row["expected_kl"] == 0 else math.inf
-
-
-def _table(rows: list[dict], keys: tuple[str, ...], headers: tuple[str, ...]) -> str:
-    """Rows as a plain aligned text table (numbers to 6 significant digits)."""
-
-    def cell(v) -> str:
-        if isinstance(v, float):
-            return f"{v:.6g}"
-        return "-" if v is None else str(v)
-
-    cells = [list(headers)] + [[cell(r.get(k)) for k in keys] for r in rows]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(keys))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
-                       enumerate(zip(line, widths, strict=True))) for line in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)

@@ -247,7 +247,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from ..optimize import optimize
     from ..sampler import verify
     from ..schedules import uniform
-    from .core import _table
+    from . import format_table
 
     start = time.perf_counter()
     out = Path(args.out)
@@ -283,7 +283,7 @@ def run_demo(args: argparse.Namespace) -> int:
         rows = budget_table(profile, budgets)
         methods = [m for m in rows[0] if m != "T"]
         print("expected KL (nats) by step budget T:")
-        print(_table(rows, ("T", *methods), ("T", *methods)))
+        print(format_table(rows, ("T", *methods), ("T", *methods)))
         fewest = compare.fewest_steps(profile, TARGET_KL)
         print(
             f"steps to reach KL <= {TARGET_KL:g} nat: "
