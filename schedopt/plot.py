@@ -323,7 +323,7 @@ def plot_report(
         max_steps = min(profile.n, max(32, 2 * max(s.size for s in tokens)))
     if xscale == "auto":
         xscale = _auto_xscale(profile)
-    figure = _figure((16.5, 4.6))
+    figure = new_figure((16.5, 4.6))
     axes = figure.subplots(1, 3, gridspec_kw={"width_ratios": (1.25, 1, 1)})
     labels = _labels(schedules, labels)
     drawn = plot_profile(profile, tokens, axes[0], labels=labels, xscale=xscale)
@@ -343,7 +343,7 @@ def save_png(figure: Any, path: str | os.PathLike) -> Path:
 
 
 # --------------------------------------------------------------------------- internals
-def _figure(size: tuple[float, float]) -> Any:
+def new_figure(size: tuple[float, float]) -> Any:
     """A figure on the Agg canvas, outside pyplot (no global backend or figure registry)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -354,7 +354,7 @@ def _figure(size: tuple[float, float]) -> Any:
 
 
 def _axes(ax: Any, size: tuple[float, float]) -> Any:
-    return _figure(size).add_subplot() if ax is None else ax
+    return new_figure(size).add_subplot() if ax is None else ax
 
 
 def _tint(color: str, weight: float = 0.3) -> tuple[float, float, float]:

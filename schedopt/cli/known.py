@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import io
 import time
 from pathlib import Path
 
@@ -341,35 +340,16 @@ def budget_table(profile, budgets) -> list[dict]:
 
 
 def draw_step_approximations(figures, path) -> None:
-    """One panel per law: g and the left-endpoint step approximations of two schedules.
+    """One panel per law: g and the left-endpoint steps of its schedules (schedopt.plot).
 
-    The area between g and a schedule's steps is its expected KL (THEORY 3).
+    The shaded area between g and a schedule's steps is its expected KL (THEORY 3).
     """
-    import matplotlib
+    from .. import plot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .._io import atomic_write
-
-    fig, axes = plt.subplots(1, len(figures), figsize=(5.5 * len(figures), 4), squeeze=False)
-    for ax, (name, profile, *schedules) in zip(axes[0], figures, strict=True):
-        g = np.asarray(profile.conditional_entropy)
-        ax.plot(np.arange(profile.n), g, color="black", lw=1.5, label="g (conditional entropy)")
-        for sched, color in zip(schedules, ("tab:blue", "tab:red"), strict=True):
-            cuts = sched.cumulative
-            steps = np.repeat(g[cuts[:-1]], np.diff(cuts))
-            kl = float(sched.expected_kl)
-            label = "optimized" if sched.method == "optax" else sched.method
-            ax.step(np.arange(profile.n), steps, where="post", color=color,
-                    label=f"{label}, T = {sched.steps}: KL {kl:.3g} nats")
-            ax.fill_between(np.arange(profile.n), g, steps, step="post", color=color, alpha=0.15)
-        # Linear for the first 8 counts, logarithmic after: steep starts stay visible.
-        ax.set_xscale("symlog", linthresh=8)
-        ax.set(title=name, xlabel="revealed tokens j", ylabel="nats per token")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write(path, buffer.getvalue())
+    figure = plot.new_figure((6.4 * len(figures), 4.2))
+    for ax, (name, profile, *schedules) in zip(
+        figure.subplots(1, len(figures), squeeze=False)[0], figures, strict=True
+    ):
+        plot.plot_profile(profile, schedules, ax, xscale="symlog")
+        ax.set_title(f"{name}: shaded area = expected KL")
+    plot.save_png(figure, path)
