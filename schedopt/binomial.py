@@ -27,6 +27,7 @@ from flax import struct
 from jax.scipy.special import gammaln, xlog1py, xlogy
 
 from . import _io
+from .optimize import minimise
 from .profile import EntropyProfile
 
 FORMAT = "schedopt.time_grid"
@@ -232,28 +233,12 @@ def _warm_starts(profile: EntropyProfile, steps: int) -> np.ndarray:
 
 @functools.partial(jax.jit, static_argnames=("optimizer", "num_iterations"))
 def _descend(entropy, logits0, optimizer, num_iterations):
-    """Run `optimizer` on the logits; return the best logits seen and their objective."""
+    """Run `optimizer` on the logits; return the best logits seen."""
 
     def objective(logits):
         return _expected_kl_binomial(entropy, _alpha_from_logits(logits))
 
-    value_and_grad = jax.value_and_grad(objective)
-
-    def step(carry, _):
-        logits, state, best_logits, best_value = carry
-        value, grad = value_and_grad(logits)
-        better = value < best_value
-        best_logits = jnp.where(better, logits, best_logits)
-        best_value = jnp.where(better, value, best_value)
-        updates, state = optimizer.update(
-            grad, state, logits, value=value, grad=grad, value_fn=objective
-        )
-        return (optax.apply_updates(logits, updates), state, best_logits, best_value), None
-
-    carry = (logits0, optimizer.init(logits0), logits0, jnp.inf)
-    (logits, _, best_logits, best_value), _ = jax.lax.scan(step, carry, None, num_iterations)
-    final = objective(logits)
-    return jnp.where(final < best_value, logits, best_logits)
+    return minimise(objective, logits0, optimizer, num_iterations)[0]
 
 
 @functools.lru_cache(maxsize=1)

@@ -178,8 +178,24 @@ def density_logits(entropy: jnp.ndarray, steps, padded_steps: int, power=0.5) ->
 def descend(entropy, theta, steps, optimizer, num_iterations):
     """Minimise the relaxed KL over logits with `optimizer`; returns (best logits, best value)."""
     n = entropy.shape[0] - 1
-    loss = lambda t: _relaxed_kl(entropy, cuts_from_logits(t, steps, n))  # noqa: E731
-    value_and_grad = jax.value_and_grad(loss)
+    return minimise(
+        lambda t: _relaxed_kl(entropy, cuts_from_logits(t, steps, n)),
+        theta,
+        optax.with_extra_args_support(optimizer),
+        num_iterations,
+    )
+
+
+def minimise(objective, theta, optimizer, num_iterations):
+    """Run an Optax optimizer for a fixed number of steps under `lax.scan`.
+
+    The optimizer receives value, grad and value_fn as extra arguments, so line-search methods
+    (optax.lbfgs) work too; wrap plain transformations with `optax.with_extra_args_support`.
+
+    Returns:
+        (the best parameters seen, their objective value).
+    """
+    value_and_grad = jax.value_and_grad(objective)
 
     def step(carry, _):
         theta, state, best_theta, best_value = carry
@@ -187,12 +203,14 @@ def descend(entropy, theta, steps, optimizer, num_iterations):
         better = value < best_value
         best_theta = jnp.where(better, theta, best_theta)
         best_value = jnp.where(better, value, best_value)
-        updates, state = optimizer.update(grad, state, theta)
+        updates, state = optimizer.update(
+            grad, state, theta, value=value, grad=grad, value_fn=objective
+        )
         return (optax.apply_updates(theta, updates), state, best_theta, best_value), None
 
-    init = (theta, optimizer.init(theta), theta, jnp.asarray(jnp.inf, entropy.dtype))
+    init = (theta, optimizer.init(theta), theta, jnp.asarray(jnp.inf, theta.dtype))
     (theta, _, best_theta, best_value), _ = jax.lax.scan(step, init, None, num_iterations)
-    final = loss(theta)
+    final = objective(theta)
     return jnp.where(final < best_value, theta, best_theta), jnp.minimum(final, best_value)
 
 
