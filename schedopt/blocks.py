@@ -32,7 +32,7 @@ from flax import struct
 from . import _io
 from ._progress import progress
 from .divergence import check_tokens_per_step, expected_kl
-from .estimate import _check_data, _check_kind, _masked_means
+from .estimate import check_data, check_kind, masked_means
 from .profile import EntropyProfile
 from .schedules import Schedule
 
@@ -281,8 +281,8 @@ def estimate_block_profiles(
         `BlockProfiles` with per-block standard errors (across sequences); meta records the
         number of forward passes (M * n).
     """
-    _check_kind(kind)
-    x = _check_data(data)
+    check_kind(kind)
+    x = check_data(data)
     if x.shape[0] < 2:
         raise ValueError(f"data has {x.shape[0]} sequence; give at least 2 for standard errors")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -348,7 +348,7 @@ def _masked_block_means(logits, tokens, revealed, scored):
             f"logits_fn returned shape {logits.shape} for tokens of shape {tokens.shape}; "
             "it must return logits[B, n, V]"
         )
-    return _masked_means(logits, tokens, revealed | ~scored[None, :])
+    return masked_means(logits, tokens, revealed | ~scored[None, :])
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -91,7 +91,7 @@ class CurveEstimate:
 
     def values(self, kind: str) -> np.ndarray:
         """float64[M, G] per-sequence values of the chosen curve."""
-        return self.cross_entropy if _check_kind(kind) == "data" else self.predictive_entropy
+        return self.cross_entropy if check_kind(kind) == "data" else self.predictive_entropy
 
     def curve(
         self, kind: str = "data", *, bootstrap: int = 0, seed: int = 0
@@ -202,7 +202,7 @@ def estimate_curves(
     Returns:
         A `CurveEstimate`; call `.profile(kind)` for the regularised profile.
     """
-    tokens = _check_data(data)
+    tokens = check_data(data)
     m, n = tokens.shape
     grid = _make_grid(grid, n)
     sharding, batch = batch_sharding(batch_size, m * grid.size)
@@ -285,7 +285,7 @@ def estimate_profile(
         >>> abs(p.joint_entropy - chain.profile().joint_entropy) < 1.0
         True
     """
-    _check_kind(kind)
+    check_kind(kind)
     estimate = estimate_curves(
         logits_fn, data, key=key, grid=grid, batch_size=batch_size, jit=jit, quiet=quiet
     )
@@ -294,7 +294,7 @@ def estimate_profile(
 
 
 # --------------------------------------------------------------------------- kernels
-def _masked_means(logits, tokens, revealed):
+def masked_means(logits, tokens, revealed):
     """Per row: mean cross-entropy and mean predictive entropy over masked positions."""
     logp = jax.nn.log_softmax(logits, axis=-1)
     p = jnp.exp(logp)
@@ -311,10 +311,10 @@ def _masked_means(logits, tokens, revealed):
 @functools.partial(jax.jit, static_argnums=(0,))
 def _row_statistics(logits_fn, tokens, order, counts):
     revealed = order < counts[:, None]
-    return _masked_means(logits_fn(tokens, revealed), tokens, revealed)
+    return masked_means(logits_fn(tokens, revealed), tokens, revealed)
 
 
-_masked_means_jit = jax.jit(_masked_means)
+_masked_means_jit = jax.jit(masked_means)
 
 
 def _eager_row_statistics(logits_fn, tokens, order, counts):
@@ -353,13 +353,13 @@ def batch_sharding(batch_size: int, rows: int) -> tuple[NamedSharding, int]:
     return sharding, batch
 
 
-def _check_kind(kind: str) -> str:
+def check_kind(kind: str) -> str:
     if kind not in KINDS:
         raise ValueError(f"kind must be 'data' or 'model', got {kind!r}")
     return kind
 
 
-def _check_data(data: Any) -> np.ndarray:
+def check_data(data: Any) -> np.ndarray:
     x = np.asarray(data)
     if x.ndim != 2:
         raise ValueError(f"data must be a 2-D array of token sequences [M, n], got shape {x.shape}")
