@@ -257,7 +257,7 @@ def run_demo(args: argparse.Namespace) -> int:
     out.mkdir(exist_ok=True)
     quiet = _quiet(args)
     budgets = (DEMO_STEPS,) if args.quick else BUDGETS
-    samples = 512 if args.quick else 1024
+    samples = 512 if args.quick else 4096
     checks = 1024 if args.quick else 4096  # sequences for the check by sampling
     length = 32 if args.quick else 128
     key = jax.random.key(args.seed)
