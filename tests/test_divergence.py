@@ -99,7 +99,12 @@ def test_relaxed_gradient_matches_finite_differences():
 
 @pytest.mark.parametrize(
     "sizes, message",
-    [([3, 3], "sums to 6"), ([5, 0, 3], "at least 1"), ([2.5, 5.5], "whole numbers"), ([], "empty")],
+    [
+        ([3, 3], "sums to 6"),
+        ([5, 0, 3], "at least 1"),
+        ([2.5, 5.5], "whole numbers"),
+        ([], "empty"),
+    ],
 )
 def test_bad_schedules_get_one_clear_sentence(sizes, message):
     profile = EntropyProfile.from_entropy(np.log(2) * np.arange(9))

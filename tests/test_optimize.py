@@ -20,7 +20,9 @@ from schedopt import EntropyProfile, frontier, optimal_schedule, optimize
 # One n for every family keeps the number of compiled programs small.
 N = 24
 FAMILIES = {
-    "markov": markov_entropy_curve(np.asarray([[0.9, 0.1, 0.0], [0.05, 0.9, 0.05], [0.1, 0.0, 0.9]]), N),
+    "markov": markov_entropy_curve(
+        np.asarray([[0.9, 0.1, 0.0], [0.05, 0.9, 0.05], [0.1, 0.0, 0.9]]), N
+    ),
     "parity": parity_curve(N),
     "code": code_curve(N, 7, 5),
     "clustered": clustered_curve(N),
