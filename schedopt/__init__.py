@@ -14,6 +14,7 @@ import jax as _jax
 _jax.config.update("jax_enable_x64", True)
 
 from . import distributions as distributions  # noqa: E402
+from .batch import optimize_batch as optimize_batch  # noqa: E402
 from .binomial import TimeGrid as TimeGrid  # noqa: E402
 from .binomial import expected_kl_binomial as expected_kl_binomial  # noqa: E402
 from .binomial import optimize_binomial as optimize_binomial  # noqa: E402

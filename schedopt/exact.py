@@ -196,3 +196,25 @@ def optimal_schedule(profile: EntropyProfile, steps: int) -> Schedule:
         cuts.append(int(argmins[t, cuts[-1]]))
     tokens = np.diff(np.asarray(cuts[::-1]))
     return Schedule.from_tokens(profile, tokens, "exact")
+
+
+def fast_frontier(profile: EntropyProfile, max_steps: int) -> np.ndarray:
+    """The same values as `frontier`, by certified lower envelopes (about O(n) per budget).
+
+    Each DP layer is a lower envelope of lines with sorted slopes; a guess from the previous
+    layer is improved by local moves and certified in O(n), and a layer that cannot be
+    certified is solved by the divide-and-conquer DP instead, so the result is always exact.
+    See `schedopt._envelope`. On a sticky Markov chain with n = 131072 this is several times
+    faster than `frontier` for large budgets.
+
+    Args:
+        profile: the entropy profile (n tokens).
+        max_steps: the largest budget, 1 <= max_steps <= n.
+
+    Returns:
+        float64[max_steps]: entry T - 1 is the least expected KL (nats) of any T-step schedule.
+    """
+    from ._envelope import envelope_frontier
+
+    max_steps = check_steps(max_steps, profile.n)
+    return np.asarray(envelope_frontier(profile.entropy, max_steps, _layer))

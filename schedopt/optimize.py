@@ -49,6 +49,7 @@ def optimize(
     num_iterations: int = NUM_ITERATIONS,
     window: int = WINDOW,
     sampler: str = "fixed",
+    robust: int | None = None,
 ) -> Schedule:
     """The best T-step schedule for `profile`, found with Optax and repaired to integers.
 
@@ -61,6 +62,9 @@ def optimize(
         window: half-width (tokens) of the exact repair's search window around each cut.
         sampler: "fixed" (integer counts, the default) or "binomial": the best alpha grid
             for random-count samplers, a `TimeGrid` (see `schedopt.optimize_binomial`).
+        robust: R, for a profile with standard errors: minimise the mean expected KL over R
+            perturbed, regularised copies of the curve and report it with an interval (see
+            `schedopt.robust.optimize_robust`).
 
     Returns:
         A `Schedule` with method "optax", its exact expected KL (float64) and the relaxed
@@ -73,6 +77,13 @@ def optimize(
         >>> schedopt.optimize(profile, 4).tokens_per_step.tolist()
         [1, 3, 10, 50]
     """
+    if robust is not None:  # issue 6: robust to the profile's estimation noise
+        from .robust import optimize_robust
+
+        return optimize_robust(
+            profile, steps, robust, optimizer=optimizer, num_iterations=num_iterations,
+            window=window,
+        )
     if sampler != "fixed":  # issue 5: random-count samplers
         from .binomial import optimize_binomial
 
@@ -118,20 +129,39 @@ _START_POWERS = (0.5, 0.0, 1.0 / 3.0, 1.0)
     jax.jit, static_argnames=("padded_steps", "optimizer", "num_iterations", "window")
 )
 def _optimize(entropy, steps, padded_steps, optimizer, num_iterations, window):
+    """`solve` for one problem, compiled."""
+    return solve(entropy, steps, padded_steps, optimizer, num_iterations, window)
+
+
+def solve(
+    entropy, steps, padded_steps, optimizer, num_iterations, window, *,
+    powers=_START_POWERS, repair_fn=None,
+):
     """Relaxed descent from several starts, each rounded and repaired; the best is kept.
+
+    Pure and not compiled, so that callers can vmap it over (entropy, steps) (`optimize_batch`).
+
+    Args:
+        entropy: float[n + 1] H.
+        steps: the budget T (may be traced).
+        padded_steps: the compiled budget P >= T (static).
+        optimizer, num_iterations, window: as for `optimize` (static).
+        powers: the starts' density powers (static tuple).
+        repair_fn: (entropy, cuts, steps, window) -> cuts; default `repair`.
 
     Returns (int[padded_steps - 1] cuts, the first steps - 1 of them real; relaxed value).
     """
     n = entropy.shape[0] - 1
+    repair_fn = repair if repair_fn is None else repair_fn
 
-    def solve(power):
+    def solve_from(power):
         theta = density_logits(entropy, steps, padded_steps, power)
         theta, relaxed = descend(entropy, theta, steps, optimizer, num_iterations)
         cuts = round_cuts(cuts_from_logits(theta, steps, n), steps, n)
-        cuts = repair(entropy, cuts, steps, window)
+        cuts = repair_fn(entropy, cuts, steps, window)
         return cuts, relaxed, cuts_kl(entropy, cuts)
 
-    cuts, relaxed, kl = jax.vmap(solve)(jnp.asarray(_START_POWERS, entropy.dtype))
+    cuts, relaxed, kl = jax.vmap(solve_from)(jnp.asarray(powers, entropy.dtype))
     best = jnp.argmin(kl)
     return cuts[best], relaxed[best]
 

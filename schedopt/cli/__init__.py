@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order their commands appear in --help.
-_MODULES = ("core", "profile", "known", "export", "learned", "plot")
+_MODULES = ("core", "profile", "known", "export", "learned", "plot", "batch")
 
 
 class _Parser(argparse.ArgumentParser):

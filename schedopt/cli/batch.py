@@ -1,0 +1,363 @@
+"""`schedopt batch` (a manifest of jobs in one batched run) and `schedopt frontier`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from . import add_profile_argument, format_table, load_profile
+from .core import BITS_PER_NAT, _whole
+
+_JOB_KEYS = ("profile", "steps", "target_kl", "name")
+# A KL "reaches" a target up to float64 rounding (as in schedopt.compare).
+_SLACK = 1e-12
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "batch",
+        help="optimize many (profile, budget) jobs from a manifest in one batched run",
+        description="Read a manifest {\"jobs\": [{\"profile\": PATH, \"steps\": T} or "
+        "{\"profile\": PATH, \"target_kl\": EPS}, ...]} (paths relative to the manifest), "
+        "optimize every job in a few compiled, vmapped runs sharded over all devices, and "
+        "write one schedule file per job and DIR/summary.csv. Jobs whose file exists are "
+        "skipped, so an interrupted run resumes where it stopped.",
+    )
+    p.add_argument("manifest", metavar="MANIFEST.json", help="the jobs to run")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the results")
+    p.add_argument(
+        "--regularize",
+        action="store_true",
+        help="project every profile onto concave, non-decreasing curves first",
+    )
+    p.set_defaults(func=run_batch)
+
+    p = sub.add_parser(
+        "frontier",
+        help="exact optimal KL for every step budget up to K, beside the baselines",
+        description="The exact optimal expected KL for every budget T = 1..K beside the "
+        "uniform, cosine (MaskGIT), TC and DTC (Chen-Cong-Li) schedules; with --target-kl, "
+        "also the fewest steps each method needs to reach it.",
+    )
+    add_profile_argument(p)
+    p.add_argument("--max-steps", required=True, type=_whole, metavar="K", help="largest T")
+    p.add_argument("--target-kl", type=float, metavar="EPS", help="also the fewest steps to EPS")
+    p.add_argument("--out", metavar="F.json|F.csv", help="write every row (JSON or CSV)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run_frontier)
+
+
+# --------------------------------------------------------------------------- batch
+def run_batch(args: argparse.Namespace) -> int:
+    from .. import _io, _progress
+    from ..batch import optimize_batch
+
+    manifest = Path(args.manifest)
+    jobs = read_manifest(manifest)
+    out = Path(args.out)
+    _io.check_output_path(out)  # its parent folder must exist
+    out.mkdir(exist_ok=True)
+    profiles = _load_profiles(jobs, manifest.parent, args.regularize)
+    budgets = _budgets(jobs, profiles)
+    names = _output_names(jobs)
+    rows: list[dict | None] = [None] * len(jobs)
+    todo = []
+    for i, job in enumerate(jobs):
+        done = _finished(out / names[i], profiles[i], budgets[i])
+        if done is None:
+            todo.append(i)
+        else:
+            rows[i] = _summary_row(i, job, done, names[i], "skipped")
+    for group in _progress.progress(_groups(todo, profiles, budgets), description="batch"):
+        schedules = optimize_batch([profiles[i] for i in group], [budgets[i] for i in group])
+        for i, schedule in zip(group, schedules, strict=True):
+            schedule = _meet_target(jobs[i], profiles[i], schedule)
+            meta = {**schedule.meta, "profile": jobs[i]["profile"], "job": i}
+            if "target_kl" in jobs[i]:
+                meta["target_kl"] = jobs[i]["target_kl"]
+            schedule = schedule.replace(meta=meta)
+            schedule.save(out / names[i])
+            rows[i] = _summary_row(i, jobs[i], schedule, names[i], "computed")
+    _io.atomic_write(out / "summary.csv", _csv(rows))
+    print(f"{len(todo)} computed, {len(jobs) - len(todo)} skipped -> {out / 'summary.csv'}")
+    return 0
+
+
+def read_manifest(path: Path) -> list[dict]:
+    """The manifest's jobs, each checked; a bad entry is named by its index and its fault."""
+    from .. import _io
+
+    obj = _io.read_json(path, "manifest")
+    if not isinstance(obj, dict) or not isinstance(obj.get("jobs"), list) or not obj["jobs"]:
+        raise ValueError(
+            f"manifest {str(path)!r} must be an object with a non-empty \"jobs\" list, e.g. "
+            '{"jobs": [{"profile": "p.json", "steps": 16}]}'
+        )
+    return [_check_job(i, job) for i, job in enumerate(obj["jobs"])]
+
+
+def _check_job(i: int, job) -> dict:
+    where = f"manifest entry {i} (jobs[{i}])"
+    if not isinstance(job, dict):
+        raise ValueError(f"{where} is {json.dumps(job)}, not an object; write "
+                         '{"profile": PATH, "steps": T} or {"profile": PATH, "target_kl": EPS}')
+    unknown = sorted(set(job) - set(_JOB_KEYS))
+    if unknown:
+        raise ValueError(f"{where} has unknown key(s) {unknown}; the keys are {list(_JOB_KEYS)}")
+    if not isinstance(job.get("profile"), str) or not job["profile"]:
+        raise ValueError(f"{where} needs \"profile\": the path of a profile file")
+    if ("steps" in job) == ("target_kl" in job):
+        raise ValueError(f"{where} needs exactly one of \"steps\" (a budget) or \"target_kl\" "
+                         "(a KL to reach in as few steps as possible)")
+    if "steps" in job:
+        t = job["steps"]
+        if isinstance(t, bool) or not isinstance(t, int | float) or t != int(t) or t < 1:
+            raise ValueError(f"{where} has steps {t!r}; give a whole number >= 1")
+    else:
+        eps = job["target_kl"]
+        if isinstance(eps, bool) or not isinstance(eps, int | float) or not (
+            math.isfinite(eps) and eps > 0
+        ):
+            raise ValueError(f"{where} has target_kl {eps!r}; give a positive number of nats")
+    name = job.get("name")
+    if name is not None and (not isinstance(name, str) or Path(name).name != name
+                             or not name.endswith(".json")):
+        raise ValueError(f"{where} has name {name!r}; give a plain file name ending in .json")
+    return dict(job)
+
+
+def _load_profiles(jobs: list[dict], root: Path, regularize: bool) -> list:
+    from .. import _progress
+
+    cache: dict[Path, object] = {}
+    profiles = []
+    for i, job in _progress.progress(list(enumerate(jobs)), description="loading profiles"):
+        path = (root / job["profile"]).resolve()
+        if path not in cache:
+            try:
+                cache[path] = load_profile(str(path), regularize)
+            except ValueError as e:
+                raise ValueError(f"manifest entry {i} (jobs[{i}]): {e}") from None
+        profiles.append(cache[path])
+    return profiles
+
+
+def _budgets(jobs: list[dict], profiles: list) -> list[int]:
+    """Each job's T; a target_kl job gets the fewest steps whose optimum reaches it."""
+    from ..compare import _fewest_optimal
+
+    budgets = []
+    for i, (job, profile) in enumerate(zip(jobs, profiles, strict=True)):
+        if "steps" in job:
+            if int(job["steps"]) > profile.n:
+                raise ValueError(
+                    f"manifest entry {i} (jobs[{i}]) has steps {job['steps']} but its profile "
+                    f"has n = {profile.n} tokens; give at most {profile.n} steps"
+                )
+            budgets.append(int(job["steps"]))
+        else:
+            budgets.append(_fewest_optimal(profile, float(job["target_kl"])))
+    return budgets
+
+
+def _output_names(jobs: list[dict]) -> list[str]:
+    names, seen = [], {}
+    for i, job in enumerate(jobs):
+        stem = Path(job["profile"]).stem
+        default = (f"{stem}.T{int(job['steps'])}.json" if "steps" in job
+                   else f"{stem}.kl{job['target_kl']:g}.json")
+        name = job.get("name") or default
+        if name in seen:
+            raise ValueError(
+                f"manifest entries {seen[name]} and {i} would both write {name!r}; give one of "
+                'them a distinct "name" (or remove the duplicate job)'
+            )
+        seen[name] = i
+        names.append(name)
+    return names
+
+
+def _finished(path: Path, profile, steps: int):
+    """The schedule already written for this job, or None when it must be (re)computed."""
+    from ..schedules import Schedule
+
+    if not path.is_file():
+        return None
+    try:
+        schedule = Schedule.load(path, profile=profile)
+    except ValueError:
+        return None  # a file from another run or another profile: recompute it
+    return schedule if schedule.steps == steps else None
+
+
+def _groups(todo: list[int], profiles: list, budgets: list[int]) -> list[list[int]]:
+    """Jobs by (n, budget bucket): each group is one `optimize_batch` call and one save."""
+    from ..optimize import bucket
+
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i in todo:
+        groups.setdefault((profiles[i].n, bucket(budgets[i])), []).append(i)
+    return list(groups.values())
+
+
+def _meet_target(job: dict, profile, schedule):
+    """For a target_kl job, the exact DP's schedule if the optimizer's misses the target."""
+    from ..exact import optimal_schedule
+
+    eps = job.get("target_kl")
+    if eps is None or float(schedule.expected_kl) <= eps * (1 + _SLACK) + _SLACK:
+        return schedule
+    return optimal_schedule(profile, schedule.steps)
+
+
+def _summary_row(i: int, job: dict, schedule, name: str, status: str) -> dict:
+    kl = float(schedule.expected_kl)
+    return {
+        "job": i,
+        "profile": job["profile"],
+        "steps": schedule.steps,
+        "target_kl": job.get("target_kl", ""),
+        "expected_kl": kl,
+        "expected_kl_bits": kl * BITS_PER_NAT,
+        "method": schedule.method,
+        "schedule": name,
+        "status": status,
+    }
+
+
+def _csv(rows: list) -> str:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: repr(v) if isinstance(v, float) else v for k, v in row.items()})
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- frontier
+def run_frontier(args: argparse.Namespace) -> int:
+    from .. import _io
+    from ..schedules import check_steps
+
+    if args.out is not None:
+        if Path(args.out).suffix.lower() not in (".json", ".csv"):
+            raise ValueError(f"cannot tell the format of --out {args.out!r}; name it .json or .csv")
+        _io.check_output_path(args.out)
+    if args.target_kl is not None and not (math.isfinite(args.target_kl) and args.target_kl > 0):
+        raise ValueError(f"--target-kl must be a positive number of nats, got {args.target_kl}")
+    profile = load_profile(args.profile, args.regularize)
+    max_steps = check_steps(args.max_steps, profile.n)
+    table = frontier_table(profile, max_steps)
+    result = {"format": "schedopt.frontier", "version": 1, "n": profile.n,
+              "max_steps": max_steps, "unit": "nats", **table}
+    if args.target_kl is not None:
+        result["target_kl"] = args.target_kl
+        result["fewest_steps"] = fewest_steps(profile, args.target_kl, table["optimal_kl"])
+    if args.out is not None:
+        if Path(args.out).suffix.lower() == ".json":
+            _io.write_json(args.out, result)
+        else:
+            _io.atomic_write(args.out, _frontier_csv(result))
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"n = {profile.n} tokens, budgets T = 1..{max_steps}, expected KL in nats")
+    shown = sorted({t for t in range(1, max_steps + 1) if max_steps <= 32 or t & (t - 1) == 0}
+                   | {max_steps})
+    rows = [{"steps": t, **{k: result[f"{k}_kl"][t - 1] for k in _METHODS}} for t in shown]
+    for row in rows:
+        row["ratio"] = row["uniform"] / row["optimal"] if row["optimal"] > 0 else None
+    print(format_table(rows, ("steps", *_METHODS, "ratio"),
+                 ("T", "optimal", "uniform", "cosine", "TC", "DTC", "uniform / optimal")))
+    if args.target_kl is not None:
+        print(f"\nfewest steps to reach expected KL <= {args.target_kl:g} nats")
+        fewest = [{"method": m, "steps": s} for m, s in result["fewest_steps"].items()]
+        print(format_table(fewest, ("method", "steps"), ("method", "steps")))
+    if args.out is not None:
+        print(f"all {max_steps} rows -> {args.out}")
+    return 0
+
+
+_METHODS = ("optimal", "uniform", "cosine", "tc", "dtc")
+
+
+def frontier_table(profile, max_steps: int) -> dict:
+    """Lists over T = 1..K: "steps", "optimal_kl" (exact), "uniform_kl", "cosine_kl", and
+    "tc_kl"/"dtc_kl" with "tc_steps"/"dtc_steps" (the most accurate TC/DTC schedule that
+    fits in T steps, as `schedopt compare` picks it; it may use fewer steps)."""
+    from ..exact import fast_frontier
+    from ..schedules import cosine_tokens, uniform_tokens
+
+    entropy = np.asarray(profile.entropy, dtype=np.float64)
+    n, budgets = profile.n, range(1, max_steps + 1)
+    table = {
+        "steps": list(budgets),
+        "optimal_kl": [float(v) for v in fast_frontier(profile, max_steps)],
+        "uniform_kl": [_kl(entropy, uniform_tokens(n, t)) for t in budgets],
+        "cosine_kl": [_kl(entropy, cosine_tokens(n, t)) for t in budgets],
+    }
+    for kind in ("tc", "dtc"):
+        kls, steps = _correlation_rows(profile, max_steps, kind)
+        table[f"{kind}_kl"], table[f"{kind}_steps"] = kls, steps
+    return table
+
+
+def _kl(entropy: np.ndarray, tokens: np.ndarray) -> float:
+    """THEORY 3 by block sums (float64): sum_k s_k g_{N_{k-1}} - (H_{N_k} - H_{N_{k-1}})."""
+    ends = np.cumsum(tokens)
+    starts = ends - tokens
+    g = np.diff(entropy)
+    return float(np.sum(tokens * g[starts] - (entropy[ends] - entropy[starts])))
+
+
+def _correlation_rows(profile, max_steps: int, kind: str) -> tuple[list[float], list[int]]:
+    """For each T, the TC (DTC) schedule with the largest zeta (smallest guaranteed eps) that
+    needs at most T steps; every zeta is built once, in increasing order."""
+    from ..schedules import _dtc_tokens, _tc_tokens
+
+    make = _tc_tokens if kind == "tc" else _dtc_tokens
+    entropy = np.asarray(profile.entropy, dtype=np.float64)
+    kls, steps = [], []
+    zeta, current, following = 1, make(profile.n, 1), make(profile.n, 2)
+    for t in range(1, max_steps + 1):
+        while zeta <= profile.n and following.size <= t:
+            zeta, current = zeta + 1, following
+            following = make(profile.n, zeta + 1) if zeta <= profile.n else following
+        kls.append(_kl(entropy, current))
+        steps.append(int(current.size))
+    return kls, steps
+
+
+def fewest_steps(profile, target_kl: float, optimal_kl: list[float]) -> dict[str, int]:
+    """The fewest steps each method needs for an expected KL <= target_kl (nats)."""
+    from ..compare import _fewest_optimal, _fewest_scanning
+    from ..schedules import cosine_tokens, dtc_schedule, tc_schedule, uniform_tokens
+
+    reached = [t for t, kl in enumerate(optimal_kl, 1) if kl <= target_kl * (1 + _SLACK) + _SLACK]
+    return {
+        "optimal": reached[0] if reached else _fewest_optimal(profile, target_kl),
+        "uniform": _fewest_scanning(profile, target_kl, uniform_tokens),
+        "cosine": _fewest_scanning(profile, target_kl, cosine_tokens),
+        "tc": tc_schedule(profile, target_kl).steps,
+        "dtc": dtc_schedule(profile, target_kl).steps,
+    }
+
+
+def _frontier_csv(result: dict) -> str:
+    info = {k: result[k] for k in ("n", "max_steps", "unit")}
+    if "target_kl" in result:
+        info["target_kl"] = result["target_kl"]
+        info.update({f"fewest_{k}": v for k, v in result["fewest_steps"].items()})
+    columns = ["steps", *(f"{k}_kl" for k in _METHODS), "tc_steps", "dtc_steps"]
+    lines = ["# schedopt.frontier " + " ".join(f"{k}={v}" for k, v in info.items()),
+             ",".join(columns)]
+    for i in range(result["max_steps"]):
+        lines.append(",".join(repr(result[c][i]) for c in columns))
+    return "\n".join(lines) + "\n"

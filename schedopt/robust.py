@@ -1,0 +1,134 @@
+"""Schedules robust to a noisy profile: optimize the mean KL over perturbed, regularised curves.
+
+An estimated profile carries a standard error per point of g (`EntropyProfile.stderr`).
+`optimize_robust` draws R curves g + stderr * z (z standard normal, independent per point,
+a parametric bootstrap), projects each onto non-increasing curves (the weighted PAV of
+`EntropyProfile.regularize`), and finds the schedule with the least mean expected KL over the
+draws. The expected KL is linear in the curve (THEORY 3), so that mean is exactly the KL under
+the mean of the regularised draws: the optimizer runs once, on that mean curve; the draws are
+evaluated together with `jax.vmap`.
+
+The KL the estimate predicts is optimistic: the schedule is fitted to the estimate's noise, and
+regularisation flattens the curve. The reported interval therefore comes from a parametric
+bootstrap of the whole procedure: with the mean curve as a stand-in for the truth, simulated
+estimates (mean curve + stderr * z) are regularised and optimized (one `optimize_batch` call),
+and the spread of (KL under the stand-in - KL the simulated estimate predicted) is added to the
+prediction. On a sticky Markov chain (n = 48, T = 6, 30 seeds per noise level) this interval
+covered the true KL 80 to 90% of the time for standard errors from 0.001 to 0.05 nats, where
+the plain spread of the draws covered it 87% of the time at 0.001 but only 27% at 0.01.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .divergence import _expected_kl
+from .optimize import NUM_ITERATIONS, WINDOW, optimize
+from .profile import EntropyProfile
+from .schedules import Schedule, check_steps
+
+CONFIDENCE = 0.95
+# Simulated estimates in the bootstrap of the procedure (one batched optimizer call).
+CALIBRATION_DRAWS = 32
+
+
+def optimize_robust(
+    profile: EntropyProfile,
+    steps: int,
+    draws: int,
+    *,
+    seed: int = 0,
+    confidence: float = CONFIDENCE,
+    optimizer: optax.GradientTransformation | None = None,
+    num_iterations: int = NUM_ITERATIONS,
+    window: int = WINDOW,
+) -> Schedule:
+    """The T-step schedule with the least mean expected KL over `draws` perturbed curves.
+
+    Args:
+        profile: an estimated profile with `stderr` (nats, per point of g).
+        steps: the budget T.
+        draws: R, the number of perturbed curves (at least 2).
+        seed: seed of the perturbations (the result is reproducible).
+        confidence: coverage of the reported interval.
+        optimizer, num_iterations, window: passed to `optimize`.
+
+    Returns:
+        A `Schedule` (method "optax-robust") whose expected_kl is the mean KL over the draws
+        (the objective). meta holds "kl_interval" [low, high] (the bootstrap interval for the
+        true KL, see the module docstring), "kl_bias" (the mean optimism it corrects for),
+        "kl_draws_interval" and "kl_stderr" (central interval and standard deviation of the
+        draws' KLs), "kl_point" (the KL under the regularised estimate), "robust_draws",
+        "confidence" and "seed".
+    """
+    steps = check_steps(steps, profile.n)
+    if profile.stderr is None:
+        raise ValueError(
+            "robust optimization needs a profile with standard errors (stderr), got one "
+            "without; estimate the profile with stderr or drop robust"
+        )
+    if isinstance(draws, bool) or int(draws) != draws or draws < 2:
+        raise ValueError(f"robust (the number of draws) must be a whole number >= 2, got {draws!r}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be between 0 and 1, got {confidence!r}")
+    curves = perturbed_curves(profile, int(draws), seed)
+    mean = EntropyProfile(entropy=jnp.asarray(curves.mean(axis=0)), meta=dict(profile.meta))
+    best = optimize(mean, steps, optimizer=optimizer, num_iterations=num_iterations, window=window)
+    tokens = np.asarray(best.tokens_per_step)
+    kls = np.asarray(jax.vmap(_expected_kl, in_axes=(0, None))(jnp.asarray(curves), tokens))
+    tail = (1 - confidence) / 2
+    predicted = float(kls.mean())
+    optimism = _optimism(mean.entropy, profile.stderr, steps, seed)
+    low, high = predicted + np.quantile(optimism, [tail, 1 - tail])
+    point = _expected_kl(profile.regularize().entropy, tokens)
+    return best.replace(
+        expected_kl=jnp.asarray(predicted),
+        method="optax-robust",
+        meta={
+            **best.meta,
+            "kl_interval": [float(low), float(high)],
+            "kl_bias": float(-optimism.mean()),
+            "kl_draws_interval": [float(q) for q in np.quantile(kls, [tail, 1 - tail])],
+            "kl_stderr": float(kls.std(ddof=1)),
+            "kl_point": float(point),
+            "robust_draws": int(draws),
+            "confidence": float(confidence),
+            "seed": int(seed),
+        },
+    )
+
+
+def perturbed_curves(profile: EntropyProfile, draws: int, seed: int) -> np.ndarray:
+    """float64[draws, n + 1]: H of each regularised draw g + stderr * z (z ~ N(0, 1) per point).
+
+    The draws share the profile's standard errors as PAV weights (1 / stderr^2).
+    """
+    g = np.asarray(profile.conditional_entropy, dtype=np.float64)
+    se = np.asarray(profile.stderr, dtype=np.float64)
+    noise = np.random.default_rng(seed).standard_normal((draws, g.size)) * se
+    curves = np.empty((draws, g.size + 1))
+    for r in range(draws):  # PAV is sequential; R is small
+        draw = EntropyProfile(entropy=jnp.asarray(np.concatenate([[0.0], np.cumsum(g + noise[r])])),
+                              stderr=profile.stderr)
+        curves[r] = np.asarray(draw.regularize().entropy)
+    return curves
+
+
+def _optimism(truth: jnp.ndarray, stderr, steps: int, seed: int) -> np.ndarray:
+    """float[CALIBRATION_DRAWS]: KL under `truth` minus the KL predicted from a simulated,
+    regularised estimate, for the schedule optimized on that estimate."""
+    from .batch import optimize_batch
+
+    stand_in = EntropyProfile(entropy=truth, stderr=stderr)
+    curves = perturbed_curves(stand_in, CALIBRATION_DRAWS, seed + 1)
+    estimates = [EntropyProfile(entropy=jnp.asarray(c)) for c in curves]
+    schedules = optimize_batch(estimates, steps)
+    width = max(s.steps for s in schedules)
+    tokens = np.zeros((len(schedules), width), np.int64)
+    for row, s in enumerate(schedules):
+        tokens[row, : s.steps] = np.asarray(s.tokens_per_step)
+    true_kl = np.asarray(jax.vmap(_expected_kl, in_axes=(None, 0))(truth, jnp.asarray(tokens)))
+    return true_kl - np.asarray([float(s.expected_kl) for s in schedules])
