@@ -1,18 +1,19 @@
 """Many (profile, budget) problems in one compiled, vmapped and sharded Optax run.
 
 `optimize_batch` groups the problems by sequence length n and budget bucket (`bucket(T)`, the
-next power of two: the same compiled shapes `optimize` uses), and solves each group with one
-call of a jit-compiled `jax.vmap` of the optimizer's core (`schedopt.optimize.solve`): no
-Python loop over problems. The batch axis is sharded over every device with `jax.sharding`
-(a one-axis `Mesh` and a `NamedSharding`), padded to a multiple of the device count; each
-problem's arithmetic is independent of the others, so the schedules are the same on 1 device
-as on 8.
+next power of two: the same compiled shapes `optimize` uses), and solves each group with a
+jit-compiled `jax.vmap` of the optimizer's core (`schedopt.optimize.solve`), one call per
+chunk of up to a power of two of problems sized to about 128 MB (1024 problems at n = 1024):
+no Python loop over problems, and memory O(chunk * (n + T)). The batch axis is sharded over
+every device with `jax.sharding` (a one-axis `Mesh` and a `NamedSharding`), padded to a
+multiple of the device count; each problem's arithmetic is independent of the others, so the
+schedules are the same on 1 device as on 8.
 
 Batch settings differ from `optimize`'s (measured in scripts/bench_batch.py): one start (the
 square-root rule) and fewer gradient steps, but a wider repair window iterated to a fixed
 point (`settle`). A problem whose relaxed objective ends above the KL of its integer schedule
-has not converged (the relaxed optimum is never above the integer one), so those few are
-solved again with `optimize`'s number of steps and the better schedule is kept.
+has not converged (the relaxed optimum is never above the integer one), so for those few
+(about 6%) the repair is run again with a window twice as wide, from where it stopped.
 
 Multi-host (a TPU pod): call `jax.distributed.initialize()` first on every host and run the
 same program everywhere; `jax.devices()` then lists every chip, every host reads the same
@@ -32,15 +33,17 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import _progress
 from .divergence import _expected_kl
-from .optimize import NUM_ITERATIONS, _window_dp, bucket, default_optimizer, solve
+from .optimize import _window_dp, bucket, default_optimizer, solve
 from .profile import EntropyProfile
 from .schedules import Schedule, check_steps
 
 BATCH_ITERATIONS = 200
 BATCH_WINDOW = 12
 _SETTLE_ROUNDS = 64
-# Problems per compiled call are capped so that a chunk's arrays stay near this size.
-_CHUNK_BYTES = 1 << 29
+# Problems per compiled call: a power of two whose arrays stay near this size (1024 problems at
+# n = 1024). Memory is O(chunk * (n + T)); smaller chunks also stop the vmapped repair loops
+# sooner (they run until the chunk's slowest problem settles).
+_CHUNK_BYTES = 1 << 27
 _BYTES_PER_TOKEN = 64  # float64 H, g and the optimizer's per-token temporaries
 
 
@@ -51,7 +54,7 @@ def optimize_batch(
     optimizer: optax.GradientTransformation | None = None,
     num_iterations: int = BATCH_ITERATIONS,
     window: int = BATCH_WINDOW,
-    polish_iterations: int = NUM_ITERATIONS,
+    polish: bool = True,
     quiet: bool = True,
 ) -> list[Schedule]:
     """The best schedule for every (profile, budget) pair, in a few compiled calls.
@@ -63,7 +66,8 @@ def optimize_batch(
             learning rate, as `optimize`).
         num_iterations: gradient steps per problem.
         window: half-width (tokens) of the exact repair window, moved until a fixed point.
-        polish_iterations: gradient steps for the problems whose descent did not converge.
+        polish: repair the problems whose descent did not converge again, with a window
+            twice as wide.
         quiet: no progress bar over the groups.
 
     Returns:
@@ -78,13 +82,13 @@ def optimize_batch(
     """
     profiles = list(profiles)
     budgets = _check_budgets(profiles, steps)
-    counts = {"num_iterations": num_iterations, "polish_iterations": polish_iterations}
-    for name, value in counts.items():
-        if isinstance(value, bool) or int(value) != value or value < 0:
-            raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
+    if isinstance(num_iterations, bool) or int(num_iterations) != num_iterations or (
+        num_iterations < 0
+    ):
+        raise ValueError(f"num_iterations must be a whole number >= 0, got {num_iterations!r}")
     if isinstance(window, bool) or int(window) != window or window < 1:
         raise ValueError(f"window must be a whole number >= 1, got {window!r}")
-    settings = (int(num_iterations), int(window), int(polish_iterations), optimizer)
+    settings = (int(num_iterations), int(window), bool(polish), optimizer)
     results: list[Schedule | None] = [None] * len(profiles)
     trivial, groups = _group(profiles, budgets)
     for i in trivial:  # T = 1 or T = n: a single schedule exists
@@ -160,7 +164,8 @@ def _group(profiles: list, budgets: np.ndarray) -> tuple[list[int], dict]:
 
 
 def _chunks(members: np.ndarray, n: int) -> list[np.ndarray]:
-    size = max(1, _CHUNK_BYTES // (_BYTES_PER_TOKEN * (n + 1)))
+    fit = max(1, _CHUNK_BYTES // (_BYTES_PER_TOKEN * (n + 1)))
+    size = 1 << (fit.bit_length() - 1)  # a power of two: full chunks share one compiled shape
     return [members[i : i + size] for i in range(0, len(members), size)]
 
 
@@ -175,34 +180,32 @@ def _padded_size(count: int) -> int:
 def _solve_group(entropy: np.ndarray, steps: np.ndarray, padded: int, settings):
     """Solve one group; returns (int[B, padded - 1] cuts, float[B] relaxed, float[B] KL)."""
     iterations, window, polish, optimizer = settings
-    first = optimizer if optimizer is not None else default_optimizer(iterations)
-    cuts, relaxed, kl = _sharded(entropy, steps, padded, first, iterations, window)
-    # A descent that ends above its own integer schedule's KL has not converged.
+    optimizer = optimizer if optimizer is not None else default_optimizer(iterations)
+    cuts, relaxed, kl = _sharded(
+        _solve_vmapped, (entropy, steps.astype(np.int32)),
+        padded_steps=padded, optimizer=optimizer, num_iterations=iterations, window=window,
+    )
+    # A descent that ends above its own integer schedule's KL has not converged: its cuts may
+    # sit in a long, nearly flat valley, more than `window` tokens from the optimum.
     again = np.nonzero(relaxed > kl * (1 + 1e-12) + 1e-12)[0]
-    if again.size and polish > 0:
-        second = optimizer if optimizer is not None else default_optimizer(polish)
-        c2, r2, k2 = _sharded(entropy[again], steps[again], padded, second, polish, window)
-        better = k2 < kl[again]
-        cuts[again[better]], relaxed[again[better]], kl[again[better]] = (
-            c2[better], r2[better], k2[better]
-        )
+    if again.size and polish:
+        rows = (entropy[again], cuts[again], steps[again].astype(np.int32))
+        cuts[again], kl[again] = _sharded(_settle_vmapped, rows, window=2 * window)
     return cuts, relaxed, kl
 
 
-def _sharded(entropy, steps, padded, optimizer, iterations, window):
-    """One compiled call over the batch axis, sharded across all devices (and hosts)."""
-    count = entropy.shape[0]
-    size = _padded_size(count)
-    fill = np.arange(size) % count  # padding rows repeat real problems; dropped below
-    entropy, steps = entropy[fill], steps[fill].astype(np.int32)
+def _sharded(fn, rows: tuple, **static) -> tuple:
+    """`fn(*rows, **static)` in one compiled call, the batch axis sharded across all devices
+    (and hosts)."""
+    count = rows[0].shape[0]
+    fill = np.arange(_padded_size(count)) % count  # padding repeats real rows; dropped below
     mesh = Mesh(np.asarray(jax.devices()), ("batch",))
     sharding = NamedSharding(mesh, PartitionSpec("batch"))
     inputs = [
         jax.make_array_from_callback(a.shape, sharding, lambda index, a=a: a[index])
-        for a in (entropy, steps)
+        for a in (a[fill] for a in rows)
     ]
-    outputs = _solve_vmapped(*inputs, padded, optimizer, iterations, window)
-    return tuple(np.array(_to_host(x)[:count]) for x in outputs)
+    return tuple(np.array(_to_host(x)[:count]) for x in fn(*inputs, **static))
 
 
 @functools.partial(
@@ -214,11 +217,25 @@ def _solve_vmapped(entropy, steps, padded_steps, optimizer, num_iterations, wind
             entropy, steps, padded_steps, optimizer, num_iterations, window,
             powers=(0.5,), repair_fn=settle,
         )
-        sizes = jnp.diff(jnp.concatenate([jnp.zeros(1, cuts.dtype), cuts,
-                                          jnp.full(1, entropy.shape[0] - 1, cuts.dtype)]))
-        return cuts, relaxed, _expected_kl(entropy, sizes)  # THEORY 3's first form, float64
+        return cuts, relaxed, _cuts_kl(entropy, cuts)
 
     return jax.vmap(one)(entropy, steps)
+
+
+@functools.partial(jax.jit, static_argnames="window")
+def _settle_vmapped(entropy, cuts, steps, window):
+    def one(entropy, cuts, steps):
+        cuts = settle(entropy, cuts, steps, window)
+        return cuts, _cuts_kl(entropy, cuts)
+
+    return jax.vmap(one)(entropy, cuts, steps)
+
+
+def _cuts_kl(entropy: jnp.ndarray, cuts: jnp.ndarray) -> jnp.ndarray:
+    """The exact KL of padded cuts, by THEORY 3's first form (float64)."""
+    n = entropy.shape[0] - 1
+    bounds = jnp.concatenate([jnp.zeros(1, cuts.dtype), cuts, jnp.full(1, n, cuts.dtype)])
+    return _expected_kl(entropy, jnp.diff(bounds))
 
 
 def _to_host(x: jax.Array) -> np.ndarray:

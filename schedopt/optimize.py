@@ -146,7 +146,7 @@ def solve(
         steps: the budget T (may be traced).
         padded_steps: the compiled budget P >= T (static).
         optimizer, num_iterations, window: as for `optimize` (static).
-        powers: the starts' density powers (static tuple).
+        powers: the starts' density powers (a tuple, or an array that may be traced).
         repair_fn: (entropy, cuts, steps, window) -> cuts; default `repair`.
 
     Returns (int[padded_steps - 1] cuts, the first steps - 1 of them real; relaxed value).

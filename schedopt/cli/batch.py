@@ -34,6 +34,12 @@ def register(sub) -> None:
         action="store_true",
         help="project every profile onto concave, non-decreasing curves first",
     )
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="multi-host run (a TPU pod): call jax.distributed.initialize() first; run the "
+        "same command on every host, which all read the manifest; host 0 writes the results",
+    )
     p.set_defaults(func=run_batch)
 
     p = sub.add_parser(
@@ -53,9 +59,14 @@ def register(sub) -> None:
 
 # --------------------------------------------------------------------------- batch
 def run_batch(args: argparse.Namespace) -> int:
+    import jax
+
     from .. import _io, _progress
     from ..batch import optimize_batch
 
+    if args.distributed:
+        jax.distributed.initialize()  # before any computation; TPU pods need no arguments
+    writer = jax.process_index() == 0
     manifest = Path(args.manifest)
     jobs = read_manifest(manifest)
     out = Path(args.out)
@@ -80,9 +91,11 @@ def run_batch(args: argparse.Namespace) -> int:
             if "target_kl" in jobs[i]:
                 meta["target_kl"] = jobs[i]["target_kl"]
             schedule = schedule.replace(meta=meta)
-            schedule.save(out / names[i])
+            if writer:
+                schedule.save(out / names[i])
             rows[i] = _summary_row(i, jobs[i], schedule, names[i], "computed")
-    _io.atomic_write(out / "summary.csv", _csv(rows))
+    if writer:
+        _io.atomic_write(out / "summary.csv", _csv(rows))
     print(f"{len(todo)} computed, {len(jobs) - len(todo)} skipped -> {out / 'summary.csv'}")
     return 0
 

@@ -1,0 +1,69 @@
+"""Robust schedules: exact without noise, and an interval that covers the truth with noise."""
+
+import numpy as np
+import pytest
+from helpers import kl_from_curve, markov_entropy_curve
+
+from schedopt import EntropyProfile, frontier, optimize
+
+N, STEPS = 48, 6
+TRUTH = markov_entropy_curve(0.8 * np.eye(4) + 0.05, N)
+
+
+def _estimate(seed: int, se_level: float) -> EntropyProfile:
+    """A Monte-Carlo-like estimate: the true g plus Gaussian noise of known standard error."""
+    rng = np.random.default_rng(seed)
+    se = np.full(N, se_level)
+    g = np.diff(TRUTH) + rng.standard_normal(N) * se
+    return EntropyProfile.from_conditional_entropy(g, stderr=se, check=False)
+
+
+def test_zero_stderr_gives_the_plain_optimum_and_a_point_interval():
+    profile = EntropyProfile.from_entropy(TRUTH, stderr=np.zeros(N + 1))
+    schedule = optimize(profile, STEPS, robust=8)
+    want = frontier(EntropyProfile.from_entropy(TRUTH), STEPS)[-1]  # the exact DP
+    assert schedule.method == "optax-robust" and schedule.meta["robust_draws"] == 8
+    assert float(schedule.expected_kl) == pytest.approx(want, rel=1e-9)
+    assert kl_from_curve(TRUTH, schedule.tokens_per_step.tolist()) == pytest.approx(want, rel=1e-9)
+    low, high = schedule.meta["kl_interval"]
+    assert low == pytest.approx(want, rel=1e-9) and high == pytest.approx(want, rel=1e-9)
+
+
+def test_interval_covers_the_true_kl_in_a_seeded_experiment():
+    covered, widths = 0, []
+    for seed in range(10):
+        schedule = optimize(_estimate(seed, 0.01), STEPS, robust=32)
+        true_kl = kl_from_curve(TRUTH, schedule.tokens_per_step.tolist())
+        low, high = schedule.meta["kl_interval"]
+        covered += low <= true_kl <= high
+        widths.append(high - low)
+        # The prediction without the bootstrap correction is optimistic (the reason for it).
+        assert schedule.meta["kl_point"] < true_kl
+    # 95% intervals: 10 of 10 covered here; allow for one or two misses.
+    assert covered >= 8
+    assert 0 < np.mean(widths) < 0.5 * _uniform_kl_scale()
+
+
+def _uniform_kl_scale() -> float:
+    """The true KL of the uniform 6-step schedule: a scale for the interval widths."""
+    return kl_from_curve(TRUTH, [8] * STEPS)
+
+
+def test_robust_draws_are_reproducible():
+    a = optimize(_estimate(3, 0.01), STEPS, robust=16)
+    b = optimize(_estimate(3, 0.01), STEPS, robust=16)
+    assert a.tokens_per_step.tolist() == b.tokens_per_step.tolist()
+    assert a.meta["kl_interval"] == b.meta["kl_interval"]
+
+
+@pytest.mark.parametrize(
+    "stderr, draws, message",
+    [(None, 8, "needs a profile with standard errors"), (0.01, 1, "whole number >= 2"),
+     (0.01, 2.5, "whole number >= 2")],
+)
+def test_bad_robust_requests(stderr, draws, message):
+    g = np.diff(TRUTH)
+    se = None if stderr is None else np.full(N, stderr)
+    profile = EntropyProfile.from_conditional_entropy(g, stderr=se)
+    with pytest.raises(ValueError, match=message):
+        optimize(profile, STEPS, robust=draws)
