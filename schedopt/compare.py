@@ -54,12 +54,12 @@ def fewest_steps(profile: EntropyProfile, target_kl: float) -> dict[str, int]:
     """
     if not (target_kl > 0 and np.isfinite(target_kl)):
         raise ValueError(f"target KL must be a positive number of nats, got {target_kl}")
-    optimum = _fewest_optimal(profile, target_kl)
+    optimum = fewest_steps_optimal(profile, target_kl)
     return {
         "optimized (optax)": _fewest_optimized(profile, target_kl, optimum),
         "exact (DP)": optimum,
-        "uniform": _fewest_scanning(profile, target_kl, uniform_tokens),
-        "cosine": _fewest_scanning(profile, target_kl, cosine_tokens),
+        "uniform": fewest_steps_scanning(profile, target_kl, uniform_tokens),
+        "cosine": fewest_steps_scanning(profile, target_kl, cosine_tokens),
         "TC": tc_schedule(profile, target_kl).steps,
         "DTC": dtc_schedule(profile, target_kl).steps,
     }
@@ -69,7 +69,8 @@ def _reaches(kl, target_kl: float):
     return kl <= target_kl * (1 + _SLACK) + _SLACK
 
 
-def _fewest_optimal(profile: EntropyProfile, target_kl: float) -> int:
+def fewest_steps_optimal(profile: EntropyProfile, target_kl: float) -> int:
+    """The fewest steps any schedule needs for KL <= target_kl (growing frontier passes)."""
     budget = min(64, profile.n)
     while True:
         hits = np.nonzero(_reaches(frontier(profile, budget), target_kl))[0]
@@ -86,7 +87,7 @@ def _fewest_optimized(profile: EntropyProfile, target_kl: float, optimum: int) -
     return profile.n
 
 
-def _fewest_scanning(
+def fewest_steps_scanning(
     profile: EntropyProfile, target_kl: float, tokens: Callable[[int, int], np.ndarray]
 ) -> int:
     """Score T = 1, 2, ... in vmapped batches (zero-padded schedules) until one reaches it."""

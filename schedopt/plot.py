@@ -32,7 +32,13 @@ from .divergence import _expected_kl, check_tokens_per_step, expected_kl
 from .exact import frontier
 from .optimize import bucket
 from .profile import EntropyProfile
-from .schedules import Schedule, _dtc_tokens, _tc_tokens, cosine_tokens, uniform_tokens
+from .schedules import (
+    Schedule,
+    cosine_tokens,
+    dtc_tokens_for_zeta,
+    tc_tokens_for_zeta,
+    uniform_tokens,
+)
 
 # Names for a Schedule's method in legends.
 _METHOD_NAMES = {
@@ -155,9 +161,10 @@ def frontier_curves(profile: EntropyProfile, max_steps: int, *, quiet: bool = Tr
     budgets = np.arange(1, max_steps + 1)
     families = {name: [make(n, t) for t in budgets]
                 for name, make in (("uniform", uniform_tokens), ("cosine", cosine_tokens))}
-    families["TC"] = _correlation_family(n, max_steps, _tc_tokens, profile.total_correlation,
-                                         "TC", quiet)
-    families["DTC"] = _correlation_family(n, max_steps, _dtc_tokens,
+    families["TC"] = _correlation_family(
+        n, max_steps, tc_tokens_for_zeta, profile.total_correlation, "TC", quiet
+    )
+    families["DTC"] = _correlation_family(n, max_steps, dtc_tokens_for_zeta,
                                           profile.dual_total_correlation, "DTC", quiet)
     # One evaluation for every schedule: its shape depends on max_steps only, so it compiles
     # once per bucket of budgets.

@@ -146,15 +146,16 @@ def cosine_tokens(n: int, steps: int) -> np.ndarray:
 
 def tc_tokens(n: int, eps: float, tc_bound: float) -> np.ndarray:
     """Chen-Cong-Li's TC schedule (App. D): big steps first, then single tokens."""
-    return _tc_tokens(n, _zeta(eps, tc_bound))
+    return tc_tokens_for_zeta(n, _zeta(eps, tc_bound))
 
 
 def dtc_tokens(n: int, eps: float, dtc_bound: float) -> np.ndarray:
     """The DTC schedule, TC's mirror image: single tokens first, then geometric growth."""
-    return _dtc_tokens(n, _zeta(eps, dtc_bound))
+    return dtc_tokens_for_zeta(n, _zeta(eps, dtc_bound))
 
 
-def _tc_tokens(n: int, zeta: int) -> np.ndarray:
+def tc_tokens_for_zeta(n: int, zeta: int) -> np.ndarray:
+    """The TC schedule for zeta = 1 + ceil(bound / eps) (App. D of Chen-Cong-Li)."""
     if zeta >= n + 1:
         return np.ones(n, dtype=np.int64)
     counts = [0]
@@ -164,7 +165,8 @@ def _tc_tokens(n: int, zeta: int) -> np.ndarray:
     return _steps_from_counts(counts)
 
 
-def _dtc_tokens(n: int, zeta: int) -> np.ndarray:
+def dtc_tokens_for_zeta(n: int, zeta: int) -> np.ndarray:
+    """The DTC schedule for zeta = 1 + ceil(bound / eps): TC's mirror image."""
     if zeta >= n + 1:
         return np.ones(n, dtype=np.int64)
     masked = [n]
@@ -231,7 +233,7 @@ def correlation_schedule_within(profile: EntropyProfile, steps: int, kind: str) 
     steps = check_steps(steps, profile.n)
     if kind not in ("tc", "dtc"):
         raise ValueError(f"kind must be 'tc' or 'dtc', got {kind!r}")
-    make = _tc_tokens if kind == "tc" else _dtc_tokens
+    make = tc_tokens_for_zeta if kind == "tc" else dtc_tokens_for_zeta
     bound = profile.total_correlation if kind == "tc" else profile.dual_total_correlation
     lo, hi = 1, profile.n + 1  # make(n, 1) has 1 step; the step count grows with zeta
     while lo < hi:

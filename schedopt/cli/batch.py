@@ -161,7 +161,7 @@ def _load_profiles(jobs: list[dict], root: Path, regularize: bool) -> list:
 
 def _budgets(jobs: list[dict], profiles: list) -> list[int]:
     """Each job's T; a target_kl job gets the fewest steps whose optimum reaches it."""
-    from ..compare import _fewest_optimal
+    from ..compare import fewest_steps_optimal
 
     budgets = []
     for i, (job, profile) in enumerate(zip(jobs, profiles, strict=True)):
@@ -173,7 +173,7 @@ def _budgets(jobs: list[dict], profiles: list) -> list[int]:
                 )
             budgets.append(int(job["steps"]))
         else:
-            budgets.append(_fewest_optimal(profile, float(job["target_kl"])))
+            budgets.append(fewest_steps_optimal(profile, float(job["target_kl"])))
     return budgets
 
 
@@ -333,9 +333,9 @@ def _kl(entropy: np.ndarray, tokens: np.ndarray) -> float:
 def _correlation_rows(profile, max_steps: int, kind: str) -> tuple[list[float], list[int]]:
     """For each T, the TC (DTC) schedule with the largest zeta (smallest guaranteed eps) that
     needs at most T steps; every zeta is built once, in increasing order."""
-    from ..schedules import _dtc_tokens, _tc_tokens
+    from ..schedules import dtc_tokens_for_zeta, tc_tokens_for_zeta
 
-    make = _tc_tokens if kind == "tc" else _dtc_tokens
+    make = tc_tokens_for_zeta if kind == "tc" else dtc_tokens_for_zeta
     entropy = np.asarray(profile.entropy, dtype=np.float64)
     kls, steps = [], []
     zeta, current, following = 1, make(profile.n, 1), make(profile.n, 2)
@@ -350,14 +350,14 @@ def _correlation_rows(profile, max_steps: int, kind: str) -> tuple[list[float], 
 
 def fewest_steps(profile, target_kl: float, optimal_kl: list[float]) -> dict[str, int]:
     """The fewest steps each method needs for an expected KL <= target_kl (nats)."""
-    from ..compare import _fewest_optimal, _fewest_scanning
+    from ..compare import fewest_steps_optimal, fewest_steps_scanning
     from ..schedules import cosine_tokens, dtc_schedule, tc_schedule, uniform_tokens
 
     reached = [t for t, kl in enumerate(optimal_kl, 1) if kl <= target_kl * (1 + _SLACK) + _SLACK]
     return {
-        "optimal": reached[0] if reached else _fewest_optimal(profile, target_kl),
-        "uniform": _fewest_scanning(profile, target_kl, uniform_tokens),
-        "cosine": _fewest_scanning(profile, target_kl, cosine_tokens),
+        "optimal": reached[0] if reached else fewest_steps_optimal(profile, target_kl),
+        "uniform": fewest_steps_scanning(profile, target_kl, uniform_tokens),
+        "cosine": fewest_steps_scanning(profile, target_kl, cosine_tokens),
         "tc": tc_schedule(profile, target_kl).steps,
         "dtc": dtc_schedule(profile, target_kl).steps,
     }
