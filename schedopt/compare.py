@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import jax
 import numpy as np
 
-from .divergence import _expected_kl
+from .divergence import evaluate_kl
 from .exact import frontier, optimal_schedule
 from .optimize import bucket, optimize
 from .profile import EntropyProfile
@@ -92,7 +91,6 @@ def fewest_steps_scanning(
 ) -> int:
     """Score T = 1, 2, ... in vmapped batches (zero-padded schedules) until one reaches it."""
     n = profile.n
-    scores = jax.vmap(_expected_kl, in_axes=(None, 0))
     lo = 1
     while lo <= n:
         hi = min(n + 1, lo + _ROWS_PER_BATCH, 2 * lo)
@@ -100,7 +98,7 @@ def fewest_steps_scanning(
         batch = np.zeros((hi - lo, width), dtype=np.int64)
         for row, steps in enumerate(range(lo, hi)):
             batch[row, :steps] = tokens(n, steps)
-        hits = np.nonzero(_reaches(np.asarray(scores(profile.entropy, batch)), target_kl))[0]
+        hits = np.nonzero(_reaches(np.asarray(evaluate_kl(profile.entropy, batch)), target_kl))[0]
         if hits.size:
             return lo + int(hits[0])
         lo = hi

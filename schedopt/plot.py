@@ -28,7 +28,8 @@ import numpy as np
 
 from . import _io
 from ._progress import progress
-from .divergence import _expected_kl, check_tokens_per_step, expected_kl
+from .checks import check_tokens_per_step
+from .divergence import evaluate_kl, expected_kl
 from .exact import frontier
 from .optimize import bucket
 from .profile import EntropyProfile
@@ -426,9 +427,8 @@ def _scores(profile: EntropyProfile, schedules: list[np.ndarray], rows: int, wid
     batch[:, 0] = profile.n  # padding rows: one step (dropped below)
     for row, s in enumerate(schedules):
         batch[row, 0] = 0
-        batch[row, : s.size] = s  # zero-size steps add nothing (see _expected_kl)
-    scores = jax.vmap(_expected_kl, in_axes=(None, 0))(profile.entropy, batch)
-    return np.asarray(scores)[: len(schedules)]
+        batch[row, : s.size] = s  # zero-size steps add nothing (see evaluate_kl)
+    return evaluate_kl(profile.entropy, batch)[: len(schedules)]
 
 
 def _correlation_family(n, max_steps, make, bound, name, quiet) -> list[np.ndarray]:

@@ -11,7 +11,6 @@ import math
 import os
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
@@ -33,14 +32,15 @@ class EntropyProfile:
     constructor does no checking (it is what JAX calls when it rebuilds the pytree).
 
     Attributes:
-        entropy: float64[n + 1], H_j in nats; entropy[0] == 0.
+        entropy: float64[n + 1], H_j in nats; entropy[0] == 0. A host (numpy) array, so
+            that a profile keeps its float64 values whatever JAX's precision setting is.
         stderr: float64[n] or None: standard error (nats) of each g_j when the curve was
             estimated; it weights `regularize()`.
         meta: free-form metadata (not traced), kept through save/load.
     """
 
-    entropy: jnp.ndarray
-    stderr: jnp.ndarray | None = None
+    entropy: np.ndarray
+    stderr: np.ndarray | None = None
     meta: dict = struct.field(pytree_node=False, default_factory=dict)
 
     # ----------------------------------------------------------------- construction
@@ -89,7 +89,7 @@ class EntropyProfile:
                     "standard error per revealed count"
                 )
             se = np.interp(grid[:-1], revealed, se)
-        return cls(entropy=jnp.asarray(full), stderr=_as_stderr(se), meta=dict(meta or {}))
+        return cls(entropy=full, stderr=_as_stderr(se), meta=dict(meta or {}))
 
     @classmethod
     def from_conditional_entropy(
@@ -129,7 +129,7 @@ class EntropyProfile:
         entropy = np.concatenate([[0.0], np.cumsum(g_full)])
         if check:
             _check_entropy(entropy, np.arange(n + 1), entropy)
-        return cls(entropy=jnp.asarray(entropy), stderr=_as_stderr(se), meta=dict(meta or {}))
+        return cls(entropy=entropy, stderr=_as_stderr(se), meta=dict(meta or {}))
 
     # ----------------------------------------------------------------- curves
     @property
@@ -138,12 +138,12 @@ class EntropyProfile:
         return self.entropy.shape[-1] - 1
 
     @property
-    def conditional_entropy(self) -> jnp.ndarray:
-        """g_j = H_{j+1} - H_j for j = 0..n-1 (nats per token), non-increasing."""
-        return jnp.diff(self.entropy, axis=-1)
+    def conditional_entropy(self) -> np.ndarray:
+        """float64[n]: g_j = H_{j+1} - H_j for j = 0..n-1 (nats per token), non-increasing."""
+        return np.diff(np.asarray(self.entropy, dtype=np.float64), axis=-1)
 
     @property
-    def information_curve(self) -> jnp.ndarray:
+    def information_curve(self) -> np.ndarray:
         """The paper's Z_j = H_1 - g_{j-1} for j = 1..n (nats), non-decreasing, Z_1 = 0."""
         g = self.conditional_entropy
         return g[..., :1] - g
@@ -190,7 +190,7 @@ class EntropyProfile:
             weights = 1.0 / np.maximum(se, floor) ** 2
         g = np.maximum(isotonic_nonincreasing(g, weights), 0.0)
         entropy = np.concatenate([[0.0], np.cumsum(g)])
-        return self.replace(entropy=jnp.asarray(entropy))
+        return self.replace(entropy=entropy)
 
     # ----------------------------------------------------------------- file io
     def to_json(self) -> dict:
@@ -255,8 +255,8 @@ class EntropyProfile:
 
 
 # --------------------------------------------------------------------------- helpers
-def _as_stderr(se: np.ndarray | None) -> jnp.ndarray | None:
-    return None if se is None else jnp.asarray(se, dtype=jnp.float64)
+def _as_stderr(se: np.ndarray | None) -> np.ndarray | None:
+    return None if se is None else np.asarray(se, dtype=np.float64)
 
 
 def _check_revealed(revealed: Any, size: int, last: int | None) -> np.ndarray:
