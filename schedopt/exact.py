@@ -335,14 +335,18 @@ def optimal_tokens(entropy: np.ndarray, steps: int) -> tuple[float, np.ndarray]:
     return float(value), spread_cuts(np.asarray(cuts)[: steps - 1], n, steps)
 
 
-def full_grid_layer(entropy: jnp.ndarray, prev: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """`grid_layer` on every integer position 0..n (traceable): the envelope's fallback."""
-    n = entropy.shape[0] - 1
-    grid = CutGrid(
+def full_grid(entropy: jnp.ndarray) -> CutGrid:
+    """The grid of every integer position 0..n, without compression (traceable)."""
+    n = entropy.shape[-1] - 1
+    return CutGrid(
         position=jnp.arange(n + 1, dtype=entropy.dtype), entropy=entropy,
         slope=jnp.diff(entropy), last=jnp.int32(n),
     )
-    return grid_layer(grid, prev)
+
+
+def full_grid_layer(entropy: jnp.ndarray, prev: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """`grid_layer` on every integer position 0..n (traceable): the envelope's fallback."""
+    return grid_layer(full_grid(entropy), prev)
 
 
 @float64
