@@ -28,8 +28,8 @@ from .export import read_schedule_file as read_schedule_file
 from .export import write_export as write_export
 from .nll import schedule_nll as schedule_nll
 from .optimize import optimize as optimize
-from .robust import optimize_robust as optimize_robust
 from .profile import EntropyProfile as EntropyProfile
+from .robust import optimize_robust as optimize_robust
 from .sampler import sample as sample
 from .sampler import verify as verify
 from .schedules import Schedule as Schedule

@@ -32,7 +32,7 @@ import optax
 
 from .checks import check_steps, whole_number
 from .divergence import block_cost, kl_of_tokens, relaxed_kl_of_cuts
-from .exact import CutGrid, grid_size, make_grid, optimal_tokens, run_starts, spread_cuts
+from .exact import CutGrid, make_grid, optimal_tokens, run_starts, spread_cuts
 from .precision import float64
 from .profile import EntropyProfile
 from .schedules import Schedule

@@ -228,24 +228,44 @@ def dtc_schedule(
     return Schedule.from_tokens(profile, s, "dtc", meta={"eps": eps, "dtc_bound": bound})
 
 
-def correlation_schedule_within(profile: EntropyProfile, steps: int, kind: str) -> Schedule:
-    """The TC (or DTC) schedule with the smallest eps that needs at most `steps` steps.
+def correlation_tokens_within(
+    n: int, steps: int, kind: str, *, smallest_zeta: int = 1
+) -> tuple[np.ndarray, int]:
+    """The TC (or DTC) schedule with the largest zeta that needs at most `steps` steps.
 
-    The TC/DTC schedules are indexed by eps; this finds, by bisection on
-    zeta = 1 + ceil(bound / eps), the most accurate one that fits the budget, so that they can
-    be compared with the others at equal T. Its meta holds the eps it guarantees.
+    The TC/DTC schedules are indexed by zeta = 1 + ceil(bound / eps), and their step count
+    grows with zeta; bisection finds the most accurate one that fits the budget.
+
+    Args:
+        n: sequence length.
+        steps: the budget T.
+        kind: "tc" or "dtc".
+        smallest_zeta: a zeta known to fit (a smaller budget's answer), to start from.
+
+    Returns:
+        (int64 tokens per step, possibly fewer than T; its zeta).
     """
-    steps = check_steps(steps, profile.n)
     if kind not in ("tc", "dtc"):
         raise ValueError(f"kind must be 'tc' or 'dtc', got {kind!r}")
     make = tc_tokens_for_zeta if kind == "tc" else dtc_tokens_for_zeta
-    bound = profile.total_correlation if kind == "tc" else profile.dual_total_correlation
-    lo, hi = 1, profile.n + 1  # make(n, 1) has 1 step; the step count grows with zeta
+    lo, hi = smallest_zeta, n + 1  # make(n, 1) has 1 step
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if make(profile.n, mid).size <= steps:
+        if make(n, mid).size <= steps:
             lo = mid
         else:
             hi = mid - 1
-    eps = bound / (lo - 1) if lo > 1 else float("inf")
-    return Schedule.from_tokens(profile, make(profile.n, lo), kind, meta={"eps": eps})
+    return make(n, lo), lo
+
+
+def correlation_schedule_within(profile: EntropyProfile, steps: int, kind: str) -> Schedule:
+    """The TC (or DTC) schedule with the smallest eps that needs at most `steps` steps.
+
+    So that they can be compared with the others at equal T; its meta holds the eps it
+    guarantees. See `correlation_tokens_within`.
+    """
+    steps = check_steps(steps, profile.n)
+    tokens, zeta = correlation_tokens_within(profile.n, steps, kind)
+    bound = profile.total_correlation if kind == "tc" else profile.dual_total_correlation
+    eps = bound / (zeta - 1) if zeta > 1 else float("inf")
+    return Schedule.from_tokens(profile, tokens, kind, meta={"eps": eps})

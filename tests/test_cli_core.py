@@ -40,7 +40,7 @@ def test_compare_table_and_target(profile_path, capsys):
                  "--target-kl", "5", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     rows = {r["method"]: r for r in result["schedules"]}
-    assert rows["exact (DP)"]["expected_kl"] == pytest.approx(7.176410, abs=1e-6)
+    assert rows["optimal"]["expected_kl"] == pytest.approx(7.176410, abs=1e-6)
     assert rows["uniform"]["expected_kl"] == pytest.approx(8.867725, abs=1e-6)
     assert rows["cosine"]["expected_kl"] == pytest.approx(7.857830, abs=1e-6)
     fewest = result["fewest_steps"]
@@ -49,8 +49,8 @@ def test_compare_table_and_target(profile_path, capsys):
         return [n // t + (k < n % t) for k in range(t)]
     want = next(t for t in range(1, 129) if kl_from_curve(ENTROPY, uniform(128, t)) <= 5)
     assert fewest["uniform"] == want
-    assert fewest["exact (DP)"] <= fewest["cosine"] <= fewest["uniform"]
-    assert fewest["optimized (optax)"] == fewest["exact (DP)"]
+    assert fewest["optimal"] <= fewest["cosine"] <= fewest["uniform"]
+    assert fewest["optimized"] == fewest["optimal"]
     main(["compare", "--profile", str(profile_path), "--steps", "8"])
     assert "uniform" in capsys.readouterr().out
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from helpers import kl_from_curve, markov_entropy_curve
 
-from schedopt import EntropyProfile, frontier, optimize, optimize_robust
+from schedopt import EntropyProfile, frontier, optimize_robust
 
 N, STEPS = 48, 6
 TRUTH = markov_entropy_curve(0.8 * np.eye(4) + 0.05, N)

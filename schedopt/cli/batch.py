@@ -7,10 +7,8 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
-
 from . import add_profile_argument, format_table, load_profile
-from .core import BITS_PER_NAT, _whole
+from .core import BITS_PER_NAT, whole_number_arg
 
 _JOB_KEYS = ("profile", "steps", "target_kl", "name")
 # A KL "reaches" a target up to float64 rounding (as in schedopt.compare).
@@ -35,6 +33,12 @@ def register(sub) -> None:
         help="project every profile onto concave, non-decreasing curves first",
     )
     p.add_argument(
+        "--fast",
+        action="store_true",
+        help="solve problems with many runs of g by the optimizer alone (faster, but not "
+        "certified optimal); by default every job is solved and certified by the exact DP",
+    )
+    p.add_argument(
         "--distributed",
         action="store_true",
         help="multi-host run (a TPU pod): call jax.distributed.initialize() first; run the "
@@ -50,7 +54,7 @@ def register(sub) -> None:
         "also the fewest steps each method needs to reach it.",
     )
     add_profile_argument(p)
-    p.add_argument("--max-steps", required=True, type=_whole, metavar="K", help="largest T")
+    p.add_argument("--max-steps", required=True, type=whole_number_arg, metavar="K", help="largest T")
     p.add_argument("--target-kl", type=float, metavar="EPS", help="also the fewest steps to EPS")
     p.add_argument("--out", metavar="F.json|F.csv", help="write every row (JSON or CSV)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -84,7 +88,10 @@ def run_batch(args: argparse.Namespace) -> int:
         else:
             rows[i] = _summary_row(i, job, done, names[i], "skipped")
     for group in _progress.progress(_groups(todo, profiles, budgets), description="batch"):
-        schedules = optimize_batch([profiles[i] for i in group], [budgets[i] for i in group])
+        schedules = optimize_batch(
+            [profiles[i] for i in group], [budgets[i] for i in group],
+            certify="auto" if args.fast else True,
+        )
         for i, schedule in zip(group, schedules, strict=True):
             schedule = _meet_target(jobs[i], profiles[i], schedule)
             meta = {**schedule.meta, "profile": jobs[i]["profile"], "job": i}
@@ -237,6 +244,7 @@ def _summary_row(i: int, job: dict, schedule, name: str, status: str) -> dict:
         "expected_kl": kl,
         "expected_kl_bits": kl * BITS_PER_NAT,
         "method": schedule.method,
+        "certified": bool(schedule.certified),
         "schedule": name,
         "status": status,
     }
@@ -272,7 +280,7 @@ def run_frontier(args: argparse.Namespace) -> int:
               "max_steps": max_steps, "unit": "nats", **table}
     if args.target_kl is not None:
         result["target_kl"] = args.target_kl
-        result["fewest_steps"] = fewest_steps(profile, args.target_kl, table["optimal_kl"])
+        result["fewest_steps"] = fewest_steps(profile, args.target_kl)
     if args.out is not None:
         if Path(args.out).suffix.lower() == ".json":
             _io.write_json(args.out, result)
@@ -302,65 +310,23 @@ _METHODS = ("optimal", "uniform", "cosine", "tc", "dtc")
 
 
 def frontier_table(profile, max_steps: int) -> dict:
-    """Lists over T = 1..K: "steps", "optimal_kl" (exact), "uniform_kl", "cosine_kl", and
-    "tc_kl"/"dtc_kl" with "tc_steps"/"dtc_steps" (the most accurate TC/DTC schedule that
-    fits in T steps, as `schedopt compare` picks it; it may use fewer steps)."""
-    from ..exact import fast_frontier
-    from ..schedules import cosine_tokens, uniform_tokens
+    """Lists over T = 1..K: "steps", "<method>_kl" for each of `_METHODS`, and
+    "tc_steps"/"dtc_steps" (the steps the TC/DTC schedule within T steps really uses)."""
+    from ..compare import budget_table
 
-    entropy = np.asarray(profile.entropy, dtype=np.float64)
-    n, budgets = profile.n, range(1, max_steps + 1)
-    table = {
-        "steps": list(budgets),
-        "optimal_kl": [float(v) for v in fast_frontier(profile, max_steps)],
-        "uniform_kl": [_kl(entropy, uniform_tokens(n, t)) for t in budgets],
-        "cosine_kl": [_kl(entropy, cosine_tokens(n, t)) for t in budgets],
-    }
-    for kind in ("tc", "dtc"):
-        kls, steps = _correlation_rows(profile, max_steps, kind)
-        table[f"{kind}_kl"], table[f"{kind}_steps"] = kls, steps
+    table = {"steps": list(range(1, max_steps + 1))}
+    for name, (steps, kl) in budget_table(profile, max_steps).items():
+        table[f"{name}_kl"] = [float(v) for v in kl]
+        if name in ("tc", "dtc"):
+            table[f"{name}_steps"] = [int(t) for t in steps]
     return table
 
 
-def _kl(entropy: np.ndarray, tokens: np.ndarray) -> float:
-    """THEORY 3 by block sums (float64): sum_k s_k g_{N_{k-1}} - (H_{N_k} - H_{N_{k-1}})."""
-    ends = np.cumsum(tokens)
-    starts = ends - tokens
-    g = np.diff(entropy)
-    return float(np.sum(tokens * g[starts] - (entropy[ends] - entropy[starts])))
+def fewest_steps(profile, target_kl: float) -> dict[str, int]:
+    """The fewest steps each method but the optimizer needs for a KL <= target_kl (nats)."""
+    from ..compare import fewest_steps as fewest
 
-
-def _correlation_rows(profile, max_steps: int, kind: str) -> tuple[list[float], list[int]]:
-    """For each T, the TC (DTC) schedule with the largest zeta (smallest guaranteed eps) that
-    needs at most T steps; every zeta is built once, in increasing order."""
-    from ..schedules import dtc_tokens_for_zeta, tc_tokens_for_zeta
-
-    make = tc_tokens_for_zeta if kind == "tc" else dtc_tokens_for_zeta
-    entropy = np.asarray(profile.entropy, dtype=np.float64)
-    kls, steps = [], []
-    zeta, current, following = 1, make(profile.n, 1), make(profile.n, 2)
-    for t in range(1, max_steps + 1):
-        while zeta <= profile.n and following.size <= t:
-            zeta, current = zeta + 1, following
-            following = make(profile.n, zeta + 1) if zeta <= profile.n else following
-        kls.append(_kl(entropy, current))
-        steps.append(int(current.size))
-    return kls, steps
-
-
-def fewest_steps(profile, target_kl: float, optimal_kl: list[float]) -> dict[str, int]:
-    """The fewest steps each method needs for an expected KL <= target_kl (nats)."""
-    from ..compare import fewest_steps_optimal, fewest_steps_scanning
-    from ..schedules import cosine_tokens, dtc_schedule, tc_schedule, uniform_tokens
-
-    reached = [t for t, kl in enumerate(optimal_kl, 1) if kl <= target_kl * (1 + _SLACK) + _SLACK]
-    return {
-        "optimal": reached[0] if reached else fewest_steps_optimal(profile, target_kl),
-        "uniform": fewest_steps_scanning(profile, target_kl, uniform_tokens),
-        "cosine": fewest_steps_scanning(profile, target_kl, cosine_tokens),
-        "tc": tc_schedule(profile, target_kl).steps,
-        "dtc": dtc_schedule(profile, target_kl).steps,
-    }
+    return fewest(profile, target_kl, methods=_METHODS)
 
 
 def _frontier_csv(result: dict) -> str:

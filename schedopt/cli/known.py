@@ -282,7 +282,7 @@ def run_demo(args: argparse.Namespace) -> int:
         rows = budget_table(profile, budgets)
         methods = [m for m in rows[0] if m != "T"]
         print("expected KL (nats) by step budget T:")
-        print(format_table(rows, ("T", *methods), ("T", *methods)))
+        print(format_table(rows, ("T", *methods), ("T", *(compare.LABELS[m] for m in methods))))
         fewest = compare.fewest_steps(profile, TARGET_KL)
         print(
             f"steps to reach KL <= {TARGET_KL:g} nat: "
@@ -312,30 +312,17 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def budget_table(profile, budgets) -> list[dict]:
-    """Expected KL (nats) of each method at each budget T, one dict per T.
-
-    The exact optimum comes from one frontier pass rather than a DP per budget (the same
-    numbers, a fraction of the compile time); its length matches the one
-    `compare.fewest_steps` starts with, so the compiled pass is shared.
-    """
-    from ..exact import frontier
+    """Expected KL (nats) of each method (`schedopt.compare.METHODS`) at each budget T, one
+    dict per T: one frontier pass and one batched evaluation, plus the optimizer per T."""
+    from .. import compare
     from ..optimize import optimize
-    from ..schedules import correlation_schedule_within, cosine, uniform
 
-    best = frontier(profile, max(min(64, profile.n), *budgets))
+    table = compare.budget_table(profile, max(budgets))
     rows = []
     for steps in budgets:
-        rows.append(
-            {
-                "T": steps,
-                "optimized (optax)": float(optimize(profile, steps).expected_kl),
-                "exact (DP)": float(best[steps - 1]),
-                "uniform": float(uniform(profile, steps).expected_kl),
-                "cosine": float(cosine(profile, steps).expected_kl),
-                "TC": float(correlation_schedule_within(profile, steps, "tc").expected_kl),
-                "DTC": float(correlation_schedule_within(profile, steps, "dtc").expected_kl),
-            }
-        )
+        row = {"T": steps, "optimized": float(optimize(profile, steps).expected_kl)}
+        row.update({name: float(kl[steps - 1]) for name, (_, kl) in table.items()})
+        rows.append(row)
     return rows
 
 

@@ -36,10 +36,10 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import _progress
-    from ..plot import _check_png_path, plot_report
+    from ..plot import check_png_path, plot_report
     from ..schedules import Schedule
 
-    _check_png_path(args.out)  # before any work: a bad name fails fast
+    check_png_path(args.out)  # before any work: a bad name fails fast
     profile = load_profile(args.profile, args.regularize)
     schedules = [Schedule.load(path, profile=profile) for path in args.schedule]
     labels = [Path(path).stem for path in args.schedule]  # e.g. "opt8": what the user named it
