@@ -13,9 +13,9 @@ Formats (JSON key in brackets):
   dllm). For a fixed-count schedule alpha_k = N_k / n.
 - timesteps ["t", "dt"]: t_0 = 1 > t_1 > ... > t_T = 0 for a masking family a(t) (THEORY 6):
   MD4 convention alpha(t) = (1 - 2 eps) a(t) + eps; MDLM/SEDD log-linear convention
-  1 - alpha(t) = (1 - eps)(1 - a(t)) (for a(t) = 1 - t the move chance (1 - eps) t). Interior
-  times solve alpha(t_k) = alpha_k; the ends are the sampler's own (t = 1 all masked, t = 0
-  all revealed). dt_k = t_{k-1} - t_k.
+  1 - alpha(t) = (1 - eps)(1 - a(t)). Interior times are those after which the sampler,
+  started fully masked at t = 1, has revealed alpha_k in expectation (`schedopt.timegrid`);
+  the ends are the sampler's own. dt_k = t_{k-1} - t_k.
 
 Containers by the output's extension: .json (one object), .csv (a "# key=value ..." comment
 line, a header, one row per step or block), .npz (one array per key plus a JSON "info" string).
@@ -37,17 +37,26 @@ import numpy as np
 
 from . import _io
 from .binomial import FORMAT as TIME_GRID_FORMAT
-from .binomial import TimeGrid, check_alpha, expected_kl_binomial
+from .binomial import TimeGrid, expected_kl_binomial
 from .blocks import BlockProfiles, block_expected_kl, check_block_length, steps_per_block
 from .divergence import expected_kl
 from .profile import EntropyProfile
 from .schedules import FORMAT as SCHEDULE_FORMAT
 from .schedules import Schedule
+from .timegrid import CONVENTIONS as CONVENTIONS  # the names `export --convention` accepts
+from .timegrid import (
+    alpha_from_counts,
+    alpha_to_timesteps,
+    check_alpha,
+    check_convention,
+    check_eps,
+    parse_alpha_schedule,
+    timesteps_to_alpha,
+)
 
 FORMAT = "schedopt.export"
 VERSION = 1
 FORMATS = ("counts", "maskgit", "alpha", "timesteps")
-CONVENTIONS = ("md4", "loglinear")
 CONTAINERS = (".json", ".csv", ".npz")
 DATA_KEYS = {
     "counts": ("counts",),
@@ -55,136 +64,6 @@ DATA_KEYS = {
     "alpha": ("alpha",),
     "timesteps": ("t", "dt"),
 }
-
-
-# --------------------------------------------------------------------------- masking families
-def check_eps(eps: Any) -> float:
-    """Check the schedule offset eps: a number in (0, 0.5)."""
-    try:
-        e = float(eps)
-    except (TypeError, ValueError):
-        raise ValueError(f"eps must be a number in (0, 0.5), got {eps!r}") from None
-    if not 0 < e < 0.5:
-        raise ValueError(f"eps must lie in (0, 0.5) (MD4 uses 1e-4), got {eps!r}")
-    return e
-
-
-def parse_alpha_schedule(name: str) -> tuple[str, float]:
-    """("linear" | "cosine" | "poly", exponent) from "linear", "cosine" or "polyK" (K > 0)."""
-    if name in ("linear", "cosine"):
-        return name, 1.0
-    match = re.fullmatch(r"poly(\d+(?:\.\d*)?|\.\d+)", str(name))
-    if match and float(match.group(1)) > 0:
-        return "poly", float(match.group(1))
-    raise ValueError(
-        f"alpha schedule {name!r} is unknown; use linear, cosine or polyK with K > 0 (e.g. poly2)"
-    )
-
-
-def _family(name: str, t: np.ndarray) -> np.ndarray:
-    """MD4's a(t): revealed fraction at time t in [0, 1] before the eps offset."""
-    kind, k = parse_alpha_schedule(name)
-    if kind == "linear":
-        return 1.0 - t
-    if kind == "cosine":
-        return 1.0 - np.cos(np.pi / 2 * (1.0 - t))
-    return 1.0 - t**k
-
-
-def _family_inverse(name: str, u: np.ndarray) -> np.ndarray:
-    """t with a(t) = u, for u in [0, 1]."""
-    kind, k = parse_alpha_schedule(name)
-    if kind == "linear":
-        return 1.0 - u
-    if kind == "cosine":
-        return 1.0 - 2.0 / np.pi * np.arccos(1.0 - u)
-    return (1.0 - u) ** (1.0 / k)
-
-
-def _check_convention(convention: str) -> str:
-    if convention not in CONVENTIONS:
-        raise ValueError(
-            f"convention {convention!r} is unknown; use 'md4' (alpha = (1-2eps) a(t) + eps) "
-            "or 'loglinear' (MDLM/SEDD: 1 - alpha = (1-eps)(1 - a(t)))"
-        )
-    return convention
-
-
-def sampler_alpha(
-    t: Any, alpha_schedule: str = "linear", eps: float = 1e-4, convention: str = "md4"
-) -> np.ndarray:
-    """The sampler's revealed fraction alpha(t) at times t (THEORY 6 conventions)."""
-    a = _family(alpha_schedule, np.asarray(t, dtype=np.float64))
-    eps = check_eps(eps)
-    if _check_convention(convention) == "md4":
-        return (1.0 - 2.0 * eps) * a + eps
-    return 1.0 - (1.0 - eps) * (1.0 - a)
-
-
-def alpha_to_timesteps(
-    alpha: Any, alpha_schedule: str = "linear", eps: float = 1e-4, convention: str = "md4"
-) -> tuple[np.ndarray, np.ndarray]:
-    """Times t_0 = 1 > t_1 > ... > t_T = 0 at which the sampler's alpha(t) equals the grid.
-
-    Args:
-        alpha: float[T + 1] revealed fractions from 0 to 1, strictly increasing.
-        alpha_schedule: "linear", "cosine" or "polyK".
-        eps: the sampler's offset in (0, 0.5).
-        convention: "md4" or "loglinear".
-
-    Returns:
-        (t float64[T + 1], dt float64[T] with dt_k = t_{k-1} - t_k > 0).
-
-    Raises:
-        ValueError: an interior alpha_k lies where the sampler cannot reach (below eps, or
-            above 1 - eps for MD4); a smaller eps fixes it.
-    """
-    a = check_alpha(alpha)
-    eps = check_eps(eps)
-    convention = _check_convention(convention)
-    inner = a[1:-1]
-    if convention == "md4":
-        low, high = eps, 1.0 - eps
-        u = (inner - eps) / (1.0 - 2.0 * eps)
-    else:
-        low, high = eps, 1.0
-        u = 1.0 - (1.0 - inner) / (1.0 - eps)
-    bad = np.nonzero((inner <= low) | (inner >= high))[0]
-    if bad.size:
-        k = int(bad[0]) + 1
-        raise ValueError(
-            f"alpha[{k}] = {inner[bad[0]]:.6g} is outside ({low:.6g}, {high:.6g}), which the "
-            f"{convention} sampler with eps = {eps:g} cannot reach; pass a smaller eps"
-        )
-    t = np.concatenate([[1.0], _family_inverse(alpha_schedule, u), [0.0]])
-    dt = -np.diff(t)
-    if np.any(dt <= 0):
-        k = int(np.nonzero(dt <= 0)[0][0]) + 1
-        raise ValueError(
-            f"steps {k} and {k + 1} map to the same time in float64; the grid is too fine "
-            "for this alpha schedule, use fewer steps or the linear family"
-        )
-    return t, dt
-
-
-def timesteps_to_alpha(
-    t: Any, alpha_schedule: str = "linear", eps: float = 1e-4, convention: str = "md4"
-) -> np.ndarray:
-    """The revealed-fraction grid a sampler realises on times t_0 = 1 > ... > t_T = 0.
-
-    Interior points are the sampler's alpha(t_k); the ends are 0 (the sampler starts fully
-    masked) and 1 (it ends fully revealed).
-    """
-    t = np.asarray(t, dtype=np.float64)
-    if t.ndim != 1 or t.size < 2 or not np.all(np.isfinite(t)):
-        raise ValueError(f"t must be a list of at least 2 finite times, got shape {t.shape}")
-    if np.any(np.diff(t) >= 0) or t[0] > 1 or t[-1] < 0:
-        raise ValueError(
-            "t must decrease strictly from t_0 <= 1 to t_T >= 0 (sampling runs from 1 to 0), "
-            f"got {t[:3].tolist()} ... {t[-2:].tolist()}"
-        )
-    inner = sampler_alpha(t[1:-1], alpha_schedule, eps, convention)
-    return np.concatenate([[0.0], inner, [1.0]])
 
 
 # --------------------------------------------------------------------------- export
@@ -264,7 +143,7 @@ def export_schedule(
         raise ValueError(f"format {fmt!r} is unknown; use one of {', '.join(FORMATS)}")
     check_eps(eps)
     parse_alpha_schedule(alpha_schedule)
-    _check_convention(convention)
+    check_convention(convention)
     if block_length is not None and fmt != "counts":
         raise ValueError(
             f"--block-length applies to --format counts only (got --format {fmt}); "
@@ -295,8 +174,7 @@ def export_schedule(
             _no_empty_steps(tokens, fmt, "MaskGIT unmasks at least one token per step")
             return {**head, "mask_ratio": mask_ratios(tokens).tolist()}
         _no_empty_steps(tokens, fmt, "alpha must increase strictly")
-        alpha = np.concatenate([[0.0], np.cumsum(tokens) / total])
-        alpha[-1] = 1.0
+        alpha = alpha_from_counts(tokens)
     if fmt == "alpha":
         return {**head, "alpha": alpha.tolist()}
     t, dt = alpha_to_timesteps(alpha, alpha_schedule, eps, convention)
@@ -611,10 +489,8 @@ def _maskgit_tokens(ratio: np.ndarray, n: int) -> np.ndarray:
 
 
 def _fixed(kind: str, tokens: np.ndarray, block_length: Any, steps: int) -> ImportedSchedule:
-    n = int(tokens.sum())
     kept = tokens[tokens > 0]
-    alpha = np.concatenate([[0.0], np.cumsum(kept) / n])
-    alpha[-1] = 1.0
+    alpha = alpha_from_counts(kept)
     length = None if block_length is None else int(block_length)
     return ImportedSchedule(kind, "fixed", kept, alpha, length, int(steps))
 
