@@ -27,19 +27,19 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import math
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import _io
+from . import _io, integrations
 from .binomial import FORMAT as TIME_GRID_FORMAT
 from .binomial import TimeGrid, expected_kl_binomial
 from .blocks import BlockProfiles, block_expected_kl, check_block_length, steps_per_block
 from .divergence import expected_kl
+from .integrations import CONTAINERS as CONTAINERS  # the output extensions export writes
+from .integrations import mask_ratios as mask_ratios
 from .profile import EntropyProfile
 from .schedules import FORMAT as SCHEDULE_FORMAT
 from .schedules import Schedule
@@ -51,13 +51,11 @@ from .timegrid import (
     check_convention,
     check_eps,
     parse_alpha_schedule,
-    timesteps_to_alpha,
 )
 
 FORMAT = "schedopt.export"
 VERSION = 1
 FORMATS = ("counts", "maskgit", "alpha", "timesteps")
-CONTAINERS = (".json", ".csv", ".npz")
 DATA_KEYS = {
     "counts": ("counts",),
     "maskgit": ("mask_ratio",),
@@ -100,15 +98,6 @@ def _no_empty_steps(tokens: np.ndarray, fmt: str, why: str) -> None:
             f"step {int(empty[0]) + 1} unmasks 0 tokens, which the {fmt} format cannot "
             f"express ({why}); drop the empty steps or export --format counts"
         )
-
-
-def mask_ratios(tokens: np.ndarray) -> np.ndarray:
-    """MaskGIT ratios after steps 1..T: (m_k + 1/2) / n, and 0 after the last step."""
-    n = int(tokens.sum())
-    masked = n - np.cumsum(tokens)
-    ratio = (masked + 0.5) / n
-    ratio[-1] = 0.0
-    return ratio
 
 
 def export_schedule(
@@ -315,8 +304,9 @@ def read_schedule_file(path: str | os.PathLike, n: int) -> ImportedSchedule:
 
     Counts are checked to sum to n; MaskGIT ratios go through MaskGIT's own rounding
     (masked after step k: max(1, min(m_{k-1} - 1, floor(n r_k))), all revealed at the end);
-    timesteps through the sampler's alpha(t) (the file's alpha_schedule / eps / convention,
-    default linear / 1e-4 / md4).
+    timesteps through the sampler's own rule (the file's alpha_schedule / eps / convention,
+    default linear / 1e-4 / md4) to the grid it realises. `schedopt.integrations` does the
+    reading.
 
     Args:
         path: the file.
@@ -326,180 +316,56 @@ def read_schedule_file(path: str | os.PathLike, n: int) -> ImportedSchedule:
         An `ImportedSchedule`.
     """
     path = Path(path)
-    data = _read_container(path)
     where = f"{str(path)!r}"
-    fmt = data.get("format")
+    if path.suffix.lower() == ".json" or path.suffix.lower() not in CONTAINERS:
+        data = _io.read_json(path, "schedule")
+    else:
+        data = None
+    fmt = data.get("format") if isinstance(data, dict) else None
     try:
         if fmt == SCHEDULE_FORMAT:
             schedule = Schedule.load(path)
             tokens = np.asarray(schedule.tokens_per_step, dtype=np.int64)
-            _check_total(tokens, n)
-            return _fixed("schedule", tokens, schedule.meta.get("block_length"), tokens.size)
-        if fmt == TIME_GRID_FORMAT:
-            return _random("time_grid", TimeGrid.load(path).alpha, n)
-        if "counts" in data:
-            return _import_counts(data, n)
-        if "mask_ratio" in data:
-            ratio = _vector(data["mask_ratio"], "mask_ratio")
-            return _fixed("maskgit", _maskgit_tokens(ratio, n), None, ratio.size)
-        if "alpha" in data:
-            return _random("alpha", _vector(data["alpha"], "alpha"), n)
-        if "t" in data:
-            alpha = timesteps_to_alpha(
-                _vector(data["t"], "t"),
-                str(data.get("alpha_schedule", "linear")),
-                float(data.get("eps", 1e-4)),
-                str(data.get("convention", "md4")),
+            if int(tokens.sum()) != n:
+                raise ValueError(
+                    f"the counts sum to {int(tokens.sum())} tokens but n = {n}; use a "
+                    "schedule made for this sequence length"
+                )
+            kept = tokens[tokens > 0]
+            length = schedule.meta.get("block_length")
+            return ImportedSchedule(
+                "schedule",
+                "fixed",
+                kept,
+                alpha_from_counts(kept),
+                None if length is None else int(length),
+                int(tokens.size),
             )
-            return _random("timesteps", alpha, n)
+        if fmt == TIME_GRID_FORMAT:
+            return _imported(integrations.from_dict(TimeGrid.load(path).to_json(), n))
+        return _imported(integrations.load(path, n))
     except ValueError as e:
         if str(e).startswith(where):
             raise
         raise ValueError(f"{where}: {e}") from None
-    raise ValueError(
-        f"{where} holds no schedule: expected a schedopt schedule or time grid, or a key "
-        "counts, mask_ratio, alpha or t"
-    )
 
 
-def _read_container(path: Path) -> dict:
-    suffix = path.suffix.lower()
-    if suffix == ".json" or suffix not in CONTAINERS:
-        obj = _io.read_json(path, "schedule")
-        if not isinstance(obj, dict):
-            raise ValueError(
-                f"{str(path)!r} holds a JSON {type(obj).__name__}, not an object; wrap the list "
-                'as {"counts": [...]} (or mask_ratio, alpha, t)'
-            )
-        return obj
-    if not path.is_file():
-        raise ValueError(f"schedule file {str(path)!r} does not exist; check the path")
-    if suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                data = {k: z[k] for k in z.files if k != "info"}
-                info = json.loads(str(z["info"])) if "info" in z.files else {}
-        except (OSError, ValueError, json.JSONDecodeError) as e:
-            raise ValueError(f"{str(path)!r} is not a readable .npz file ({e})") from None
-        return {**info, **{k: v.tolist() for k, v in data.items()}}
-    return _read_csv(path)
-
-
-def _read_csv(path: Path) -> dict:
-    lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
-    meta: dict[str, Any] = {}
-    rows = []
-    for line in lines:
-        if line.startswith("#"):
-            for key, value in re.findall(r"(\w+)=(\S+)", line):
-                meta[key] = value
-        else:
-            rows.append([c.strip() for c in line.split(",")])
-    if len(rows) < 2:
-        raise ValueError(f"{str(path)!r} has no data rows; expected a header and one row per step")
-    header, body = rows[0], rows[1:]
-    try:
-        columns = {h: np.asarray([float(r[i]) for r in body]) for i, h in enumerate(header)}
-    except (ValueError, IndexError):
-        raise ValueError(f"{str(path)!r}: every row must hold {len(header)} numbers") from None
-    out = dict(meta)
-    if "t_start" in columns:
-        out["t"] = np.append(columns["t_start"], columns["t_end"][-1]).tolist()
-    elif "steps" in columns and "block" in columns:
-        out["counts"] = np.stack([columns[h] for h in header[2:]], axis=1).tolist()
-        out["steps_per_block"] = columns["steps"].tolist()
+def _imported(schedule: integrations.SamplerSchedule) -> ImportedSchedule:
+    fixed = schedule.kind in ("counts", "maskgit")
+    if fixed:
+        tokens = schedule.counts[schedule.counts > 0]
     else:
-        for key in ("counts", "mask_ratio", "alpha", "t"):
-            if key in columns:
-                out[key] = columns[key].tolist()
-    return out
-
-
-def _vector(values: Any, key: str) -> np.ndarray:
-    try:
-        v = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{key} must be a list of numbers") from None
-    if v.ndim != 1 or v.size < 1:
-        raise ValueError(f"{key} must be a 1-D list of numbers, got shape {v.shape}")
-    return v
-
-
-def _check_total(tokens: np.ndarray, n: int) -> None:
-    if int(tokens.sum()) != n:
-        raise ValueError(
-            f"the counts sum to {int(tokens.sum())} tokens but the profile has n = {n}; "
-            "use a schedule made for this sequence length"
-        )
-
-
-def _whole(values: Any, key: str) -> np.ndarray:
-    v = np.asarray(values, dtype=np.float64)
-    if not np.all(np.isfinite(v)) or np.any(v != np.round(v)) or np.any(v < 0):
-        raise ValueError(f"{key} must hold whole numbers of tokens >= 0")
-    return v.astype(np.int64)
-
-
-def _import_counts(data: dict, n: int) -> ImportedSchedule:
-    counts = _whole(data["counts"], "counts")
-    if counts.ndim == 1:
-        _check_total(counts, n)
-        return _fixed("counts", counts, None, counts.size)
-    if counts.ndim != 2:
-        raise ValueError(f"counts must be a list or a [blocks, steps] matrix, got {counts.shape}")
-    num_blocks = counts.shape[0]
-    split = data.get("steps_per_block")
-    split = _whole(split, "steps_per_block") if split is not None else None
-    if split is None:
-        split = np.full(num_blocks, counts.shape[1], dtype=np.int64)
-    if split.shape != (num_blocks,) or np.any(split > counts.shape[1]):
-        raise ValueError("steps_per_block must give each block's step count (<= the row length)")
-    rows = [counts[b, : split[b]] for b in range(num_blocks)]
-    _check_total(np.concatenate(rows), n)
-    if n % num_blocks:
-        raise ValueError(
-            f"{num_blocks} blocks cannot split n = {n} tokens equally: the block length must "
-            "divide n"
-        )
-    length = n // num_blocks
-    for b, row in enumerate(rows):
-        if int(row.sum()) != length:
-            raise ValueError(
-                f"block {b} unmasks {int(row.sum())} tokens but blocks of n / {num_blocks} = "
-                f"{length} tokens need {length} each"
-            )
-    return _fixed("counts", np.concatenate(rows), length, int(split.sum()))
-
-
-def _maskgit_tokens(ratio: np.ndarray, n: int) -> np.ndarray:
-    """MaskGIT's floor rule: masked counts after each step, then the counts per step."""
-    if np.any(~np.isfinite(ratio)) or np.any(ratio < 0) or np.any(ratio > 1):
-        raise ValueError("mask_ratio values must lie in [0, 1]")
-    masked = [n]
-    for k, r in enumerate(ratio):
-        if k == ratio.size - 1:
-            masked.append(0)  # the last step unmasks everything left
-        else:
-            masked.append(max(1, min(masked[-1] - 1, math.floor(n * r))))
-    if masked[-2] < 1 or any(b >= a for a, b in zip(masked[:-1], masked[1:], strict=True)):
-        raise ValueError(
-            f"{ratio.size} MaskGIT steps cannot unmask n = {n} tokens at one or more per step"
-        )
-    return -np.diff(np.asarray(masked, dtype=np.int64))
-
-
-def _fixed(kind: str, tokens: np.ndarray, block_length: Any, steps: int) -> ImportedSchedule:
-    kept = tokens[tokens > 0]
-    alpha = alpha_from_counts(kept)
-    length = None if block_length is None else int(block_length)
-    return ImportedSchedule(kind, "fixed", kept, alpha, length, int(steps))
-
-
-def _random(kind: str, alpha: Any, n: int) -> ImportedSchedule:
-    alpha = check_alpha(np.asarray(alpha))
-    # The fixed-count reading: the nearest whole counts N_k = round(n alpha_k).
-    diffs = np.diff(np.round(alpha * n)).astype(np.int64)
-    return ImportedSchedule(kind, "binomial", diffs[diffs > 0], alpha, None, int(alpha.size - 1))
+        # The fixed-count reading of a grid: the nearest whole counts N_k = round(n alpha_k).
+        diffs = np.diff(np.round(schedule.alpha * schedule.n)).astype(np.int64)
+        tokens = diffs[diffs > 0]
+    return ImportedSchedule(
+        schedule.kind,
+        "fixed" if fixed else "binomial",
+        tokens,
+        schedule.alpha,
+        schedule.block_length,
+        schedule.steps,
+    )
 
 
 def score_imported(profile: EntropyProfile, imported: ImportedSchedule) -> dict:

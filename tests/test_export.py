@@ -274,7 +274,7 @@ def test_a_time_grid_has_no_counts():
 @pytest.mark.parametrize(
     "content, n, message",
     [
-        ({"counts": [3, 4]}, 8, "sum to 7 tokens but the profile has n = 8"),
+        ({"counts": [3, 4]}, 8, "sum to 7 tokens but n = 8"),
         ({"counts": [[4, 4], [4, 3]]}, 15, "cannot split n = 15 tokens equally"),
         ({"counts": [[4, 5], [4, 3]]}, 16, "block 0 unmasks 9 tokens"),
         ({"alpha": [0, 0.6, 0.5, 1]}, 8, "strictly increasing"),
@@ -399,4 +399,4 @@ def test_cli_evaluate_scores_exported_and_foreign_files(tmp_path, capsys):
     (tmp_path / "bad.json").write_text(json.dumps({"counts": [2, 6, 8]}))
     argv = ["evaluate", "--profile", str(tmp_path / "P.json"), "--schedule"]
     assert main([*argv, str(tmp_path / "bad.json")]) == 2
-    assert "sum to 16 tokens but the profile has n = 32" in capsys.readouterr().err
+    assert "sum to 16 tokens but n = 32" in capsys.readouterr().err
