@@ -202,6 +202,11 @@ class SamplerSchedule:
         return int(self.alpha.size - 1) if self.counts is None else int(self.counts.size)
 
     @property
+    def block_size(self) -> int:
+        """Tokens per block: the block length, or n without blocks."""
+        return self.n if self.block_length is None else int(self.block_length)
+
+    @property
     def num_blocks(self) -> int:
         """Number of semi-autoregressive blocks (1 without blocks)."""
         return 1 if self.steps_per_block is None else int(self.steps_per_block.size)
