@@ -51,6 +51,7 @@ from .timegrid import (
     check_convention,
     check_eps,
     parse_alpha_schedule,
+    realised_grid,
 )
 
 FORMAT = "schedopt.export"
@@ -288,6 +289,8 @@ class ImportedSchedule:
         alpha: float64[T + 1] revealed-fraction grid (N_k / n for fixed counts).
         block_length: the block length of a block counts matrix or block schedule, else None.
         steps: the number of steps the sampler runs (empty ones included).
+        sampler_grid: for MD4 timesteps, the grid MD4 really runs: alpha with its final decode
+            as one more random-count step (`schedopt.timegrid.realised_grid`); else None.
     """
 
     kind: str
@@ -296,6 +299,7 @@ class ImportedSchedule:
     alpha: np.ndarray
     block_length: int | None = None
     steps: int = 0
+    sampler_grid: np.ndarray | None = None
 
 
 def read_schedule_file(path: str | os.PathLike, n: int) -> ImportedSchedule:
@@ -317,12 +321,9 @@ def read_schedule_file(path: str | os.PathLike, n: int) -> ImportedSchedule:
     """
     path = Path(path)
     where = f"{str(path)!r}"
-    if path.suffix.lower() == ".json" or path.suffix.lower() not in CONTAINERS:
-        data = _io.read_json(path, "schedule")
-    else:
-        data = None
-    fmt = data.get("format") if isinstance(data, dict) else None
     try:
+        data = integrations.read_export_file(path)
+        fmt = data.get("format")
         if fmt == SCHEDULE_FORMAT:
             schedule = Schedule.load(path)
             tokens = np.asarray(schedule.tokens_per_step, dtype=np.int64)
@@ -343,7 +344,11 @@ def read_schedule_file(path: str | os.PathLike, n: int) -> ImportedSchedule:
             )
         if fmt == TIME_GRID_FORMAT:
             return _imported(integrations.from_dict(TimeGrid.load(path).to_json(), n))
-        return _imported(integrations.load(path, n))
+        imported = _imported(integrations.from_dict(data, n))
+        if "t" in data and str(data.get("convention", "md4")) == "md4":
+            grid = realised_grid(imported.alpha, float(data.get("eps", 1e-4)), "md4")
+            imported = dataclasses.replace(imported, sampler_grid=grid)
+        return imported
     except ValueError as e:
         if str(e).startswith(where):
             raise
@@ -376,14 +381,18 @@ def score_imported(profile: EntropyProfile, imported: ImportedSchedule) -> dict:
         format belongs to, plus "expected_kl_fixed" (the counts round(n alpha_k), run with fixed
         counts) for random-count grids, or "expected_kl_random" (the same alpha grid run with
         random counts, as MD4 would) for fixed counts. Block schedules are scored per block on
-        the profile sliced into blocks (exact for exchangeable laws).
+        the profile sliced into blocks (exact for exchangeable laws). Random-count files also
+        get "expected_tokens_per_step", n (alpha_k - alpha_{k-1}) on the grid the sampler
+        really runs (MD4 timesteps: its decode is one more step), which their expected_kl uses
+        (THEORY 6).
     """
     out: dict[str, Any] = {
         "kind": imported.kind,
         "sampler": imported.sampler,
         "steps": imported.steps,
     }
-    random_kl = float(expected_kl_binomial(profile, imported.alpha))
+    grid = imported.alpha if imported.sampler_grid is None else imported.sampler_grid
+    random_kl = float(expected_kl_binomial(profile, grid))
     fixed_kl = float(expected_kl(profile, imported.tokens_per_step))
     if imported.block_length is not None:
         blocks = BlockProfiles.from_sequence_profile(profile, imported.block_length)
@@ -394,5 +403,8 @@ def score_imported(profile: EntropyProfile, imported: ImportedSchedule) -> dict:
     elif imported.sampler == "fixed":
         out.update(expected_kl=fixed_kl, expected_kl_random=random_kl)
     else:
-        out.update(expected_kl=random_kl, expected_kl_fixed=fixed_kl)
+        tokens = (profile.n * np.diff(grid)).tolist()
+        out.update(
+            expected_kl=random_kl, expected_kl_fixed=fixed_kl, expected_tokens_per_step=tokens
+        )
     return out

@@ -161,6 +161,26 @@ def md4_leftover(eps: float) -> float:
     return eps / (1.0 - eps)
 
 
+def realised_grid(alpha: Any, eps: float = 1e-4, convention: str = "md4") -> np.ndarray:
+    """The grid a sampler runs when asked for `alpha`: MD4 (convention "md4") reaches only
+    1 - eps / (1 - eps) at t = 0 and its final decode reveals the rest, one more step of
+    random counts; the log-linear samplers reveal everything at t = 0.
+
+    Returns:
+        float64[T + 2] for MD4 (the decode step last), else float64[T + 1] (alpha itself).
+    """
+    a = check_alpha(alpha)
+    if check_convention(convention) == "loglinear":
+        return a
+    last = 1.0 - md4_leftover(eps)
+    if a.size > 2 and a[-2] >= last:
+        raise ValueError(
+            f"alpha[{a.size - 2}] = {a[-2]:.9g} leaves fewer tokens masked than MD4 leaves at "
+            f"t = 0; pass a smaller eps"
+        )
+    return np.concatenate([a[:-1], [last, 1.0]])
+
+
 def alpha_to_timesteps(
     alpha: Any, alpha_schedule: str = "linear", eps: float = 1e-4, convention: str = "md4"
 ) -> tuple[np.ndarray, np.ndarray]:

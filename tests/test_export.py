@@ -380,11 +380,14 @@ def test_cli_evaluate_scores_exported_and_foreign_files(tmp_path, capsys):
     tokens = [2, 6, 8, 16]
     fixed = float(schedopt.expected_kl(profile, tokens))
     random = float(schedopt.binomial.expected_kl_binomial(profile, np.cumsum([0] + tokens) / 32))
+    # MD4 reaches 1 - eps / (1 - eps) at t = 0 and its decode reveals the rest: one more step.
+    md4_grid = np.concatenate([np.cumsum([0] + tokens[:-1]) / 32, [1 - 1e-4 / (1 - 1e-4), 1]])
+    md4 = float(schedopt.binomial.expected_kl_binomial(profile, md4_grid))
     cases = [
         ("counts", ".csv", fixed, "expected_kl_random", random),
         ("maskgit", ".json", fixed, "expected_kl_random", random),
         ("alpha", ".npz", random, "expected_kl_fixed", fixed),
-        ("timesteps", ".json", random, "expected_kl_fixed", fixed),
+        ("timesteps", ".json", md4, "expected_kl_fixed", fixed),
     ]
     for fmt, suffix, primary, other_key, other in cases:
         path = tmp_path / f"{fmt}{suffix}"
@@ -394,6 +397,12 @@ def test_cli_evaluate_scores_exported_and_foreign_files(tmp_path, capsys):
         scores = json.loads(capsys.readouterr().out)
         assert scores["expected_kl"] == pytest.approx(primary, rel=1e-12)
         assert scores[other_key] == pytest.approx(other, rel=1e-12)
+        if fmt == "alpha":
+            assert scores["expected_tokens_per_step"] == pytest.approx(tokens, abs=1e-12)
+        if fmt == "timesteps":
+            assert scores["expected_tokens_per_step"] == pytest.approx(
+                [*tokens[:-1], 16 - 32e-4 / (1 - 1e-4), 32e-4 / (1 - 1e-4)], abs=1e-12
+            )
         assert main(argv) == 0
         assert "expected KL" in capsys.readouterr().out
     (tmp_path / "bad.json").write_text(json.dumps({"counts": [2, 6, 8]}))

@@ -191,8 +191,9 @@ def test_lladas_own_rule_refuses_an_uneven_split():
     """Why the snippet drops LLaDA's assert: 15 steps over 4 blocks fail `steps % num_blocks`
     (generate.py line 71), while the exported block matrix runs them."""
     assert 15 % 4 != 0
-    data = export.export_schedule([4, 4, 4, 4, 8, 8, 16, 2, 2, 2, 2, 2, 2, 2, 2], "counts",
-                                  block_length=16)
+    data = export.export_schedule(
+        [4, 4, 4, 4, 8, 8, 16, 2, 2, 2, 2, 2, 2, 2, 2], "counts", block_length=16
+    )
     assert data["steps_per_block"] == [4, 2, 1, 8]
 
 
@@ -213,11 +214,20 @@ class BlockRefinementScheduler:
     the mask-filling part of `step` (304-327, 345-349; editing off) and
     `check_block_should_continue` (412-454)."""
 
-    def __init__(self, block_length=32, num_inference_steps=32, threshold=0.95,
-                 editing_threshold=None, minimal_topk=1):
-        self.config = types.SimpleNamespace(block_length=block_length, threshold=threshold,
-                                            editing_threshold=editing_threshold,
-                                            minimal_topk=minimal_topk)
+    def __init__(
+        self,
+        block_length=32,
+        num_inference_steps=32,
+        threshold=0.95,
+        editing_threshold=None,
+        minimal_topk=1,
+    ):
+        self.config = types.SimpleNamespace(
+            block_length=block_length,
+            threshold=threshold,
+            editing_threshold=editing_threshold,
+            minimal_topk=minimal_topk,
+        )
         self.num_inference_steps = num_inference_steps
         self._transfer_schedule = None
 
@@ -234,8 +244,7 @@ class BlockRefinementScheduler:
         out[:remainder] += 1
         return out
 
-    def step(self, model_output, timestep, sample, *, mask_token_id=None, threshold=None,
-             **kwargs):
+    def step(self, model_output, timestep, sample, *, mask_token_id=None, threshold=None, **kwargs):
         threshold = float(self.config.threshold) if threshold is None else threshold
         sampled_probs = model_output  # stands for the sampled tokens' probabilities
         step_index = int(timestep)
@@ -244,8 +253,9 @@ class BlockRefinementScheduler:
         if active_block.any() and self._transfer_schedule is not None:
             clamped_step = min(step_index, len(self._transfer_schedule) - 1)
             num_to_transfer = int(self._transfer_schedule[clamped_step].item())
-            confidence = torch.where(active_block, sampled_probs.float(),
-                                     torch.full_like(sampled_probs, -torch.inf))
+            confidence = torch.where(
+                active_block, sampled_probs.float(), torch.full_like(sampled_probs, -torch.inf)
+            )
             for b in range(sample.shape[0]):
                 high_conf = confidence[b] > threshold
                 if high_conf.sum().item() >= num_to_transfer:
@@ -257,12 +267,22 @@ class BlockRefinementScheduler:
                         transfer_index[b, idx] = True
         prev_sample = sample.clone()
         prev_sample[transfer_index] = 0  # the committed token ids (any non-mask id)
-        return types.SimpleNamespace(prev_sample=prev_sample, transfer_index=transfer_index,
-                                     editing_transfer_index=torch.zeros_like(transfer_index))
+        return types.SimpleNamespace(
+            prev_sample=prev_sample,
+            transfer_index=transfer_index,
+            editing_transfer_index=torch.zeros_like(transfer_index),
+        )
 
-    def check_block_should_continue(self, step_idx, masks_remaining, editing_enabled,
-                                    editing_transfer_index, post_steps, max_post_steps,
-                                    finished):
+    def check_block_should_continue(
+        self,
+        step_idx,
+        masks_remaining,
+        editing_enabled,
+        editing_transfer_index,
+        post_steps,
+        max_post_steps,
+        finished,
+    ):
         if finished.all():
             return False
         if not masks_remaining and not editing_enabled:
@@ -274,8 +294,16 @@ class BlockRefinementScheduler:
         return not (not masks_remaining and post_steps > max_post_steps)
 
 
-def llada2_pipeline(scheduler, gen_length, block_length, prompt_length, batch,
-                    num_inference_steps=8, threshold=1.0, seed=0):
+def llada2_pipeline(
+    scheduler,
+    gen_length,
+    block_length,
+    prompt_length,
+    batch,
+    num_inference_steps=8,
+    threshold=1.0,
+    seed=0,
+):
     """huggingface/diffusers@58eb52c src/diffusers/pipelines/llada2/pipeline_llada2.py
     `__call__` lines 402-404, 407, 420-425 and the block loop 434-535 (editing off, no EOS
     stop). Returns the tokens committed at each step of each block (rows of the batch agree)."""
@@ -298,20 +326,31 @@ def llada2_pipeline(scheduler, gen_length, block_length, prompt_length, batch,
             if not masks_remaining:
                 post_steps += 1
             probs = torch.rand(batch, block_length, generator=gen)
-            out = scheduler.step(model_output=probs, timestep=step_idx, sample=block_tokens,
-                                 mask_token_id=mask, threshold=threshold,
-                                 editing_threshold=None)  # lines 468-483
+            out = scheduler.step(
+                model_output=probs,
+                timestep=step_idx,
+                sample=block_tokens,
+                mask_token_id=mask,
+                threshold=threshold,
+                editing_threshold=None,
+            )  # lines 468-483
             final_transfer = out.transfer_index | out.editing_transfer_index  # line 490
             if final_transfer.any():  # lines 496-499
-                block_x[:, -block_length:] = torch.where(final_transfer, out.prev_sample,
-                                                         block_tokens)
+                block_x[:, -block_length:] = torch.where(
+                    final_transfer, out.prev_sample, block_tokens
+                )
             if masks_remaining:  # lines 520-522
                 step_idx += 1
                 committed.append(final_transfer.sum(dim=1).tolist())
             should_continue = scheduler.check_block_should_continue(  # lines 524-532
-                step_idx=step_idx, masks_remaining=masks_remaining, editing_enabled=False,
-                editing_transfer_index=out.editing_transfer_index, post_steps=post_steps,
-                max_post_steps=16, finished=finished)
+                step_idx=step_idx,
+                masks_remaining=masks_remaining,
+                editing_enabled=False,
+                editing_transfer_index=out.editing_transfer_index,
+                post_steps=post_steps,
+                max_post_steps=16,
+                finished=finished,
+            )
         per_block.append(committed)
     assert not (x[:, prompt_length : prompt_length + gen_length] == mask).any()
     return per_block
@@ -319,8 +358,9 @@ def llada2_pipeline(scheduler, gen_length, block_length, prompt_length, batch,
 
 @pytest.mark.parametrize("suffix", CONTAINERS)
 @pytest.mark.parametrize("schedule, block_length", [(BLOCKS, 16), (SMALL, None)])
-def test_block_refinement_pipeline_runs_the_counts(tmp_path, monkeypatch, suffix, schedule,
-                                                   block_length):
+def test_block_refinement_pipeline_runs_the_counts(
+    tmp_path, monkeypatch, suffix, schedule, block_length
+):
     name = write(tmp_path, schedule, "counts", suffix, block_length=block_length)
     fake_module(monkeypatch, "diffusers", BlockRefinementScheduler=BlockRefinementScheduler)
     ns = run_snippet("block-refinement", tmp_path, monkeypatch, name)
@@ -349,18 +389,24 @@ def maskgit_masked_after(mask_ratio_table, n: int, seed: int = 0):
         selected_probs = jnp.where(unknown_map, probs, jnp.inf)  # line 145
         unknown_number_in_the_beginning = jnp.array([n], dtype=jnp.int32)  # line 107
         mask_len = jnp.expand_dims(jnp.floor(unknown_number_in_the_beginning * mask_ratio), 1)
-        mask_len = jnp.maximum(1, jnp.minimum(jnp.sum(unknown_map, -1, keepdims=True) - 1,
-                                              mask_len))  # lines 152-154
+        mask_len = jnp.maximum(
+            1, jnp.minimum(jnp.sum(unknown_map, -1, keepdims=True) - 1, mask_len)
+        )  # lines 152-154
         confidence = jnp.log(selected_probs) + (1.0 - ratio) * jax.random.gumbel(
-            choice_rng, selected_probs.shape)  # line 49
+            choice_rng, selected_probs.shape
+        )  # line 49
         cut_off = jnp.take_along_axis(jnp.sort(confidence, -1), mask_len.astype(jnp.int32), -1)
         masking = confidence < cut_off  # lines 51-55
         # The last iteration's final_seqs hold every sampled token (lines 138-139, 170).
         left = jnp.where(step == num_iter - 1, 0, jnp.sum(masking))
         return step + 1, masking, rng, masked_after.at[step].set(left)
 
-    state = (jnp.array(0), jnp.ones((1, n), bool), jax.random.key(seed),
-             jnp.zeros(num_iter, jnp.int32))
+    state = (
+        jnp.array(0),
+        jnp.ones((1, n), bool),
+        jax.random.key(seed),
+        jnp.zeros(num_iter, jnp.int32),
+    )
     return jax.lax.while_loop(lambda s: s[0] < num_iter, body, state)[3]  # line 169
 
 
@@ -518,8 +564,9 @@ def test_md4_file_times_are_exact_in_float64(tmp_path, family, schedule, n):
     for suffix in CONTAINERS:
         name = write(tmp_path, schedule, "timesteps", suffix, alpha_schedule=family, eps=1e-4)
         t = integrations.read_export_file(tmp_path / name)["t"]
-        np.testing.assert_allclose(md4_float64_tokens(t, family, 1e-4, n), schedule, rtol=0,
-                                   atol=1e-3)
+        np.testing.assert_allclose(
+            md4_float64_tokens(t, family, 1e-4, n), schedule, rtol=0, atol=1e-3
+        )
 
 
 def test_md4_long_schedule_in_float32(tmp_path, monkeypatch):
@@ -536,8 +583,9 @@ def test_md4_refuses_a_last_step_below_its_leftover():
     with pytest.raises(ValueError, match="pass a smaller eps"):
         export.export_schedule([32767, 1], "timesteps", eps=1e-4)
     data = export.export_schedule([32767, 1], "timesteps", eps=1e-6)
-    np.testing.assert_allclose(md4_float64_tokens(data["t"], "linear", 1e-6, 32768), [32767, 1],
-                               rtol=0, atol=1e-3)
+    np.testing.assert_allclose(
+        md4_float64_tokens(data["t"], "linear", 1e-6, 32768), [32767, 1], rtol=0, atol=1e-3
+    )
 
 
 # --------------------------------------------------------------------------- MDLM
@@ -715,7 +763,56 @@ def test_dllm_with_block_size_unset(tmp_path, monkeypatch):
 
 
 def test_dllm_refuses_blocks_with_different_rows(tmp_path):
-    export.write_export(tmp_path / "b.json",
-                        export.export_schedule(BLOCKS, "counts", block_length=16))
+    export.write_export(
+        tmp_path / "b.json", export.export_schedule(BLOCKS, "counts", block_length=16)
+    )
     with pytest.raises(ValueError, match="use llada_num_transfer_tokens"):
         integrations.load(tmp_path / "b.json").dllm_scheduler()
+
+
+# --------------------------------------------------------------------------- evaluate
+def binomial_kl(entropy: np.ndarray, grid: np.ndarray) -> float:
+    """THEORY 6, first form, in numpy: sum_k E_{t ~ Bin(n, a_{k-1})}[(n - t) p_k g_t] - H_n."""
+    from scipy.stats import binom
+
+    n = entropy.size - 1
+    g = np.append(np.diff(entropy), 0.0)
+    t = np.arange(n + 1)
+    total = 0.0
+    for a0, a1 in zip(grid[:-1], grid[1:], strict=True):
+        p = (a1 - a0) / (1 - a0)
+        total += float(np.sum(binom.pmf(t, n, a0) * (n - t) * p * g))
+    return total - float(entropy[-1])
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"alpha_schedule": "cosine", "eps": 1e-4, "convention": "md4"},
+        {"alpha_schedule": "linear", "eps": 1e-3, "convention": "loglinear"},
+    ],
+    ids=["md4", "mdlm"],
+)
+def test_evaluate_scores_what_the_sampler_really_reveals(tmp_path, kwargs):
+    """`evaluate` on a timesteps file: the expected tokens per step are those of the sampler's
+    own rule on the file's times (MD4's decode a step of its own), and the expected KL is
+    THEORY 6 on that grid."""
+    n = 1000
+    profile = schedopt.EntropyProfile.from_conditional_entropy(1.0 / (1.0 + np.arange(n)))
+    name = write(tmp_path, MEDIUM, "timesteps", ".npz", **kwargs)
+    scores = export.score_imported(profile, export.read_schedule_file(tmp_path / name, n))
+    t = np.asarray(integrations.read_export_file(tmp_path / name)["t"], dtype=np.float64)
+    if kwargs["convention"] == "md4":
+        a = 1.0 - np.cos(np.pi / 2 * (1.0 - t))
+        alpha = (1 - 2e-4) * a + 1e-4  # md4.py lines 59-71
+        unmask = (alpha[1:] - alpha[:-1]) / (1 - alpha[:-1])  # line 294
+        steps = expected_tokens(n, unmask, fill_rest=False)
+        steps = np.append(steps, n - steps.sum())  # decode (lines 173-187) fills the rest
+    else:
+        unmask = 1 - t[1:] / t[:-1]  # MDLM ddpm_cache, diffusion.py lines 598-606
+        steps = expected_tokens(n, unmask, fill_rest=False)
+    np.testing.assert_allclose(scores["expected_tokens_per_step"], steps, rtol=0, atol=1e-9)
+    grid = np.concatenate([[0.0], np.cumsum(steps) / n])
+    grid[-1] = 1.0
+    assert scores["expected_kl"] == pytest.approx(binomial_kl(np.asarray(profile.entropy), grid),
+                                                  rel=1e-9)

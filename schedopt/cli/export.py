@@ -136,6 +136,8 @@ def evaluate_file(args: argparse.Namespace, profile) -> bool:
     line += f"{scores['expected_kl']:.6g} nats with {how}"
     if "block_length" in scores:
         line += f" in blocks of {scores['block_length']} (per-block curves sliced from the profile)"
+    if len(scores.get("expected_tokens_per_step", [])) > scores["steps"]:
+        line += " (MD4's final decode counted as one more step)"
     if "expected_kl_fixed" in scores:
         line += f"; {scores['expected_kl_fixed']:.6g} with fixed counts round(n alpha)"
     if "expected_kl_random" in scores:
