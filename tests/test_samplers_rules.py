@@ -814,5 +814,6 @@ def test_evaluate_scores_what_the_sampler_really_reveals(tmp_path, kwargs):
     np.testing.assert_allclose(scores["expected_tokens_per_step"], steps, rtol=0, atol=1e-9)
     grid = np.concatenate([[0.0], np.cumsum(steps) / n])
     grid[-1] = 1.0
-    assert scores["expected_kl"] == pytest.approx(binomial_kl(np.asarray(profile.entropy), grid),
-                                                  rel=1e-9)
+    assert scores["expected_kl"] == pytest.approx(
+        binomial_kl(np.asarray(profile.entropy), grid), rel=1e-9
+    )
