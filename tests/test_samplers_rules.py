@@ -132,35 +132,43 @@ def llada_generate(num_transfer, block_length, gen_length, prompt_length, batch,
     return torch.stack(revealed, dim=1)
 
 
-def fast_dllm_generate(num_transfer, block_length, gen_length, prompt_length, seed=0):
+def fast_dllm_generate(num_transfer, block_length, gen_length, prompt_length, cached, seed=0):
     """NVlabs/Fast-dLLM@24cc59e llada/generate.py, `generate` lines 75-98 (batch 1, line 75)
     with `get_transfer_index` lines 235-261 (remasking='random', threshold=None), line 87
-    replaced by `num_transfer[num_block]` and lines 81-82 dropped, as docs/export.md says."""
+    replaced by `num_transfer[num_block]` and lines 81-82 dropped, as docs/export.md says.
+    `cached`: `generate_with_prefix_cache` (lines 118-172): its first step outside the loop
+    (lines 139-142, index 0), then i = 1, 2, ... until the block is unmasked (lines 153-169)."""
     gen = torch.Generator().manual_seed(seed)
     width = prompt_length + gen_length
     masked = torch.zeros(1, width, dtype=torch.bool)
     masked[:, prompt_length:] = True
     revealed = []
+
+    def transfer(num_block, k_step):  # one step: lines 91-95 / 156-166
+        mask_index = masked.clone()
+        mask_index[:, prompt_length + (num_block + 1) * block_length :] = False  # line 93
+        x0_p = torch.rand(1, width, generator=gen)  # line 244
+        confidence = torch.where(mask_index, x0_p, -np.inf)  # line 249
+        transfer_index = torch.zeros_like(mask_index)
+        for j in range(confidence.shape[0]):  # lines 254-256
+            _, select_index = torch.topk(confidence[j], k=k_step[j])
+            transfer_index[j, select_index] = True
+        assert torch.all(torch.isfinite(confidence[transfer_index]))
+        masked[transfer_index] = False  # line 95
+        revealed.append(int(transfer_index.sum()))
+
     for num_block in range(gen_length // block_length):  # lines 79, 85
-        num_transfer_tokens = num_transfer[num_block]  # line 87 as replaced
+        num_transfer_tokens = num_transfer[num_block]  # line 87 (134) as replaced
+        start = prompt_length + num_block * block_length
         i = 0
-        while True:  # lines 89-98
-            mask_index = masked.clone()
-            mask_index[:, prompt_length + (num_block + 1) * block_length :] = False  # line 93
-            k_step = num_transfer_tokens[:, i]  # line 94
-            x0_p = torch.rand(1, width, generator=gen)  # line 244
-            confidence = torch.where(mask_index, x0_p, -np.inf)  # line 249
-            transfer_index = torch.zeros_like(mask_index)
-            for j in range(confidence.shape[0]):  # lines 254-256
-                _, select_index = torch.topk(confidence[j], k=k_step[j])
-                transfer_index[j, select_index] = True
-            assert torch.all(torch.isfinite(confidence[transfer_index]))
-            masked &= ~transfer_index  # line 95
-            revealed.append(int(transfer_index.sum()))
-            i += 1
-            start = prompt_length + num_block * block_length
-            if not masked[:, start : start + block_length].any():  # line 97
+        if cached:
+            transfer(num_block, num_transfer_tokens[:, 0])  # line 141
+            i = 1  # line 153
+        while True:  # lines 89-98 / 154-169
+            transfer(num_block, num_transfer_tokens[:, i])  # line 94 / 165
+            if not masked[:, start : start + block_length].any():  # line 97 / 167
                 break
+            i += 1  # line 96 / 169
     return revealed
 
 
@@ -198,13 +206,27 @@ def test_lladas_own_rule_refuses_an_uneven_split():
 
 
 @pytest.mark.parametrize("suffix", CONTAINERS)
-@pytest.mark.parametrize("schedule, block_length", [(MEDIUM, None), (BLOCKS, 16)])
-def test_fast_dllm_runs_the_counts(tmp_path, monkeypatch, suffix, schedule, block_length):
-    name = write(tmp_path, schedule, "counts", suffix, block_length=block_length)
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("cached", [False, True], ids=["generate", "prefix_cache"])
+def test_fast_dllm_runs_the_counts(tmp_path, monkeypatch, fmt, suffix, cached):
+    # The cached variants always run a step after their first one: two steps per block at least.
+    blocks = [2, 14, 9, 7, 1, 8, 3, 4, 5, 11]
+    schedule, block_length = (MEDIUM, None) if fmt != "counts" else (blocks, 16)
+    name = write(tmp_path, schedule, fmt, suffix, block_length=block_length)
     prompt = torch.zeros(1, 3, dtype=torch.long)
     ns = run_snippet("llada", tmp_path, monkeypatch, name, prompt=prompt)
-    revealed = fast_dllm_generate(ns["num_transfer"], ns["block_length"], sum(schedule), 3)
-    assert revealed == schedule
+    n = sum(schedule)
+    assert fast_dllm_generate(ns["num_transfer"], ns["block_length"], n, 3, cached) == schedule
+
+
+def test_fast_dllm_prefix_cache_needs_two_steps_per_block(tmp_path, monkeypatch):
+    """Fast-dLLM's cached loop indexes step 1 even when step 0 unmasked the block (its own
+    uniform counts fail the same way with one step per block)."""
+    name = write(tmp_path, BLOCKS, "counts", ".json", block_length=16)
+    ns = run_snippet("llada", tmp_path, monkeypatch, name, prompt=torch.zeros(1, 3))
+    assert fast_dllm_generate(ns["num_transfer"], 16, 64, 3, cached=False) == BLOCKS
+    with pytest.raises(IndexError):
+        fast_dllm_generate(ns["num_transfer"], 16, 64, 3, cached=True)
 
 
 # --------------------------------------------------------------------------- diffusers
@@ -357,11 +379,10 @@ def llada2_pipeline(
 
 
 @pytest.mark.parametrize("suffix", CONTAINERS)
-@pytest.mark.parametrize("schedule, block_length", [(BLOCKS, 16), (SMALL, None)])
-def test_block_refinement_pipeline_runs_the_counts(
-    tmp_path, monkeypatch, suffix, schedule, block_length
-):
-    name = write(tmp_path, schedule, "counts", suffix, block_length=block_length)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_block_refinement_pipeline_runs_the_counts(tmp_path, monkeypatch, fmt, suffix):
+    schedule, block_length = (SMALL, None) if fmt != "counts" else (BLOCKS, 16)
+    name = write(tmp_path, schedule, fmt, suffix, block_length=block_length)
     fake_module(monkeypatch, "diffusers", BlockRefinementScheduler=BlockRefinementScheduler)
     ns = run_snippet("block-refinement", tmp_path, monkeypatch, name)
     length = block_length or sum(schedule)

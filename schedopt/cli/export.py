@@ -33,7 +33,8 @@ def register(sub) -> None:
         "--eps",
         type=float,
         default=1e-4,
-        help="timesteps only: the sampler's offset in (0, 0.5) (default 1e-4, MD4's)",
+        help="timesteps only: MD4's offset in (0, 0.5) (default 1e-4); log-linear (MDLM/SEDD) "
+        "times do not depend on it",
     )
     p.add_argument(
         "--convention",
