@@ -838,3 +838,61 @@ def test_evaluate_scores_what_the_sampler_really_reveals(tmp_path, kwargs):
     assert scores["expected_kl"] == pytest.approx(
         binomial_kl(np.asarray(profile.entropy), grid), rel=1e-9
     )
+
+
+# --------------------------------------------------------------------------- the reader itself
+def test_reading_a_file_needs_no_torch(tmp_path):
+    """Tensors are built lazily: reading and numpy tables leave torch unimported."""
+    import subprocess
+
+    name = write(tmp_path, SMALL, "counts", ".npz")
+    code = (
+        "import sys; from schedopt import integrations as I; "
+        f"s = I.load({str(tmp_path / name)!r}); c = s.block_counts(); "
+        "print('torch' in sys.modules, c.sum())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**__import__("os").environ},
+    )
+    assert out.stdout.split() == ["False", "256"]
+
+
+@pytest.mark.parametrize(
+    "content, n, call, message",
+    [
+        ({"alpha": [0, 0.5, 1]}, None, None, "needs the sequence length: pass n"),
+        ({"mask_ratio": [0.5, 0.0]}, None, None, "need the sequence length: pass n"),
+        ({"counts": [4, 4], "n": 8}, 10, None, "the file is for n = 8 tokens, not n = 10"),
+        ({"counts": [3, 4]}, 8, None, "sum to 7 tokens but n = 8"),
+        ({"counts": [3, 0, 5]}, None, "maskgit_mask_ratio", "drop the zero-token steps"),
+        ({"alpha": [0, 0.31, 1]}, 10, "llada_num_transfer_tokens", "random-count grid"),
+        (
+            {"counts": [[4, 4], [8, 0]], "steps_per_block": [2, 1]},
+            None,
+            "block_counts",
+            "pass the block index",
+        ),
+        (
+            {"counts": [[4, 4], [8, 0]], "steps_per_block": [2, 1]},
+            None,
+            "md4_timesteps",
+            "block schedules run with counts",
+        ),
+        ({"counts": [4, 4]}, None, "dream_timesteps:greedy", "alg 'greedy' is unknown"),
+        ({"steps": [1, 2]}, None, None, "holds no schedule"),
+    ],
+)
+def test_reader_bad_input_is_one_clear_error(tmp_path, content, n, call, message):
+    import json
+
+    (tmp_path / "s.json").write_text(json.dumps(content))
+    with pytest.raises(ValueError, match=message) as info:
+        schedule = integrations.load(tmp_path / "s.json", n)
+        if call is not None:
+            method, _, arg = call.partition(":")
+            getattr(schedule, method)(*([arg] if arg else []))
+    assert "\n" not in str(info.value)
