@@ -132,17 +132,6 @@ def family_time(name: str, u: Any) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- conventions
-def sampler_alpha(
-    t: Any, alpha_schedule: str = "linear", eps: float = 1e-4, convention: str = "md4"
-) -> np.ndarray:
-    """The sampler's own alpha(t) (MD4's alpha, or 1 - MDLM's move chance) at times t."""
-    a = family_alpha(alpha_schedule, t)
-    eps = check_eps(eps)
-    if check_convention(convention) == "md4":
-        return (1.0 - 2.0 * eps) * a + eps
-    return 1.0 - (1.0 - eps) * (1.0 - a)
-
-
 def revealed_fraction(
     t: Any, alpha_schedule: str = "linear", eps: float = 1e-4, convention: str = "md4"
 ) -> np.ndarray:
