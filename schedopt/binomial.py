@@ -29,6 +29,7 @@ from jax.scipy.special import gammaln, xlog1py, xlogy
 from . import _io
 from .optimize import minimise
 from .profile import EntropyProfile
+from .timegrid import alpha_to_timesteps, check_alpha
 
 FORMAT = "schedopt.time_grid"
 VERSION = 1
@@ -70,10 +71,8 @@ class TimeGrid:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Sampler times t_0 = 1 > ... > t_T = 0 and dt_k = t_{k-1} - t_k for this grid.
 
-        See `schedopt.export.alpha_to_timesteps` for the conventions (MD4, MDLM/SEDD).
+        See `schedopt.timegrid` for the conventions (MD4, MDLM/SEDD).
         """
-        from .export import alpha_to_timesteps
-
         return alpha_to_timesteps(np.asarray(self.alpha), alpha_schedule, eps, convention)
 
     def to_json(self) -> dict:
@@ -124,38 +123,6 @@ class TimeGrid:
 
 
 # --------------------------------------------------------------------------- the objective
-def check_alpha(alpha: Any, what: str = "alpha") -> np.ndarray:
-    """Check a concrete grid: float[..., T + 1] from exactly 0 to exactly 1, strictly increasing.
-
-    Returns:
-        float64[..., T + 1].
-    """
-    try:
-        a = np.asarray(alpha, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a list of numbers, got {alpha!r}") from None
-    if a.ndim < 1 or a.shape[-1] < 2:
-        raise ValueError(f"{what} needs at least 2 values (0 and 1: one step), got shape {a.shape}")
-    if not np.all(np.isfinite(a)) or np.any(a < 0) or np.any(a > 1):
-        bad = np.ravel(a)[np.ravel(~(np.isfinite(a) & (a >= 0) & (a <= 1)))][0]
-        raise ValueError(
-            f"{what} holds {bad}, outside [0, 1]; revealed fractions lie between 0 and 1"
-        )
-    if np.any(a[..., 0] != 0) or np.any(a[..., -1] != 1):
-        raise ValueError(
-            f"{what} must start at 0 (nothing revealed) and end at 1 (everything revealed), "
-            f"got {float(np.ravel(a[..., 0])[0])} ... {float(np.ravel(a[..., -1])[0])}"
-        )
-    steps = np.diff(a, axis=-1)
-    if np.any(steps <= 0):
-        k = int(np.nonzero(np.any(steps.reshape(-1, steps.shape[-1]) <= 0, axis=0))[0][0]) + 1
-        raise ValueError(
-            f"{what} must be strictly increasing, but {what}[{k}] does not exceed "
-            f"{what}[{k - 1}]; every step must reveal a positive expected fraction"
-        )
-    return a
-
-
 def expected_kl_binomial(profile: EntropyProfile, alpha: Any) -> jnp.ndarray:
     """Exact expected KL (nats) of a random-count sampler on the grid `alpha`.
 

@@ -33,7 +33,8 @@ def register(sub) -> None:
         "--eps",
         type=float,
         default=1e-4,
-        help="timesteps only: the sampler's offset in (0, 0.5) (default 1e-4, MD4's)",
+        help="timesteps only: MD4's offset in (0, 0.5) (default 1e-4); log-linear (MDLM/SEDD) "
+        "times do not depend on it",
     )
     p.add_argument(
         "--convention",
@@ -136,6 +137,8 @@ def evaluate_file(args: argparse.Namespace, profile) -> bool:
     line += f"{scores['expected_kl']:.6g} nats with {how}"
     if "block_length" in scores:
         line += f" in blocks of {scores['block_length']} (per-block curves sliced from the profile)"
+    if len(scores.get("expected_tokens_per_step", [])) > scores["steps"]:
+        line += " (MD4's final decode counted as one more step)"
     if "expected_kl_fixed" in scores:
         line += f"; {scores['expected_kl_fixed']:.6g} with fixed counts round(n alpha)"
     if "expected_kl_random" in scores:
