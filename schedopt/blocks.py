@@ -31,7 +31,8 @@ from flax import struct
 
 from . import _io
 from ._progress import progress
-from .divergence import check_tokens_per_step, expected_kl
+from .checks import check_tokens_per_step, whole_number
+from .divergence import expected_kl
 from .estimate import check_data, check_kind, masked_means
 from .profile import EntropyProfile
 from .schedules import Schedule
@@ -44,10 +45,8 @@ MAX_TABLE_BLOCK_LENGTH = 16
 
 def check_block_length(block_length: Any, n: int) -> int:
     """Check a block length: a whole number >= 1 that divides n."""
-    if isinstance(block_length, bool) or not float(block_length).is_integer():
-        raise ValueError(f"block_length must be a whole number of tokens, got {block_length!r}")
-    length = int(block_length)
-    if length < 1 or n % length:
+    length = whole_number(block_length, "block_length", minimum=1, hint=" tokens")
+    if n % length:
         raise ValueError(
             f"block_length {length} does not divide the sequence length n = {n}; "
             f"use a divisor of {n} (LLaDA requires gen_length % block_length == 0)"

@@ -29,7 +29,7 @@ from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ._progress import progress
-from .divergence import check_tokens_per_step
+from .checks import check_tokens_per_step
 from .profile import EntropyProfile
 
 LogitsFn = Callable[[jax.Array, jax.Array], jax.Array]

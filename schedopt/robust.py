@@ -24,10 +24,11 @@ import numpy as np
 import optax
 
 from .batch import optimize_batch
+from .checks import check_steps, whole_number
 from .divergence import evaluate_kl
 from .optimize import NUM_ITERATIONS, WINDOW, optimize
 from .profile import EntropyProfile
-from .schedules import Schedule, check_steps
+from .schedules import Schedule
 
 CONFIDENCE = 0.95
 # Simulated estimates in the bootstrap of the procedure (one batched optimizer call).
@@ -69,8 +70,7 @@ def optimize_robust(
             "robust optimization needs a profile with standard errors (stderr), got one "
             "without; estimate the profile with stderr or drop robust"
         )
-    if isinstance(draws, bool) or int(draws) != draws or draws < 2:
-        raise ValueError(f"robust (the number of draws) must be a whole number >= 2, got {draws!r}")
+    draws = whole_number(draws, "draws", minimum=2)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be between 0 and 1, got {confidence!r}")
     curves = perturbed_curves(profile, int(draws), seed)

@@ -20,9 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._progress import progress
+from .checks import check_tokens_per_step
 from .distributions import Distribution
 from .distributions._base import check_count, inverse_cdf, log_or_neg_inf
-from .divergence import check_tokens_per_step, expected_kl
+from .divergence import expected_kl
 from .estimate import CurveEstimate, batch_sharding, random_orders
 from .profile import EntropyProfile
 from .schedules import Schedule

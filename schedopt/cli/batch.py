@@ -54,7 +54,9 @@ def register(sub) -> None:
         "also the fewest steps each method needs to reach it.",
     )
     add_profile_argument(p)
-    p.add_argument("--max-steps", required=True, type=whole_number_arg, metavar="K", help="largest T")
+    p.add_argument(
+        "--max-steps", required=True, type=whole_number_arg, metavar="K", help="largest T"
+    )
     p.add_argument("--target-kl", type=float, metavar="EPS", help="also the fewest steps to EPS")
     p.add_argument("--out", metavar="F.json|F.csv", help="write every row (JSON or CSV)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -265,7 +267,7 @@ def _csv(rows: list) -> str:
 # --------------------------------------------------------------------------- frontier
 def run_frontier(args: argparse.Namespace) -> int:
     from .. import _io
-    from ..schedules import check_steps
+    from ..checks import check_steps
 
     if args.out is not None:
         if Path(args.out).suffix.lower() not in (".json", ".csv"):

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..checks import whole_number
 from ..profile import EntropyProfile
 
 # Enumerating V^n sequences (Distribution.table) is refused above this many.
@@ -180,17 +181,13 @@ def entropy_nats(p: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def check_length(n: Any, name: str = "n") -> int:
-    """A sequence length: a whole number >= 1."""
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        raise ValueError(f"{name} must be a whole number of tokens >= 1, got {n!r}")
-    return int(n)
+    """A sequence length: a whole number >= 1 (see `schedopt.checks.whole_number`)."""
+    return whole_number(n, name, minimum=1, hint=" tokens")
 
 
 def check_count(num: Any, name: str) -> int:
     """A number of samples or sequences: a whole number >= 1."""
-    if isinstance(num, bool) or not isinstance(num, int | np.integer) or num < 1:
-        raise ValueError(f"{name} must be a whole number >= 1, got {num!r}")
-    return int(num)
+    return whole_number(num, name, minimum=1)
 
 
 def check_probabilities(p: Any, name: str, ndim: int) -> np.ndarray:
