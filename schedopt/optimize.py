@@ -77,14 +77,14 @@ def optimize(
         >>> schedopt.optimize(profile, 4).tokens_per_step.tolist()
         [1, 3, 10, 50]
     """
-    if robust is not None:  # issue 6: robust to the profile's estimation noise
+    if robust is not None:  # robust to the profile's estimation noise
         from .robust import optimize_robust
 
         return optimize_robust(
             profile, steps, robust, optimizer=optimizer, num_iterations=num_iterations,
             window=window,
         )
-    if sampler != "fixed":  # issue 5: random-count samplers
+    if sampler != "fixed":  # random-count samplers
         from .binomial import optimize_binomial
 
         if sampler != "binomial":

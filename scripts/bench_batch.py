@@ -1,4 +1,4 @@
-"""Benchmark of batch jobs (issue 6): optimize_batch, scipy, and the exact frontier.
+"""Benchmark of batch jobs: optimize_batch, scipy, and the exact frontier.
 
 1. `optimize_batch` on a batch of random profiles (n = 1024, T = 32, 4096 problems by default):
    the first call (compile included), the median of warm calls, schedules per second, and every

@@ -1,4 +1,4 @@
-"""Learned curves, judged on held-out data: the issue-4 checks too slow for the tests.
+"""Learned curves, judged on held-out data: the learned-curve checks too slow for the tests.
 
     python scripts/bench_estimate.py                       # digits (shipped model) + cost
     python scripts/bench_estimate.py --hmm-model bench-out/hmm_mdm.json   # + the HMM check
