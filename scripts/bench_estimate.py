@@ -15,7 +15,7 @@
    grids of G revealed counts and M sequences (G * M passes), the KL under the full-data
    curve of the schedule optimized on the small estimate, relative to the optimum.
 
-Prints tables (nats); copy them into the README's Benchmarks section.
+Prints tables (nats); copy them into docs/benchmarks.md.
 """
 
 from __future__ import annotations
