@@ -51,8 +51,10 @@ def test_compare_table_and_target(profile_path, capsys):
     assert fewest["uniform"] == want
     assert fewest["exact (DP)"] <= fewest["cosine"] <= fewest["uniform"]
     assert fewest["optimized (optax)"] == fewest["exact (DP)"]
-    main(["compare", "--profile", str(profile_path), "--steps", "8"])
-    assert "uniform" in capsys.readouterr().out
+    # The text table prints the same numbers (theory §10's 8-step values, 6 digits).
+    assert main(["compare", "--profile", str(profile_path), "--steps", "8"]) == 0
+    rows = {line.split("  ")[0]: line.split() for line in capsys.readouterr().out.splitlines()}
+    assert rows["uniform"][2] == "8.86772" and rows["exact (DP)"][3] == "7.17641"
 
 
 @pytest.mark.parametrize(
