@@ -210,7 +210,7 @@ class EntropyProfile:
         return out
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the profile atomically as JSON (format in the README)."""
+        """Write the profile atomically as JSON (format in docs/formats.md)."""
         _io.write_json(path, self.to_json())
 
     @classmethod

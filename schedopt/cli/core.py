@@ -30,7 +30,7 @@ def register(sub) -> None:
         "exact: the dynamic program (the certificate)",
     )
     p.add_argument("--out", required=True, metavar="S.json", help="schedule file to write")
-    add_optimize_arguments(p)  # --sampler, --block-length, --equal-split (issue 5)
+    add_optimize_arguments(p)  # --sampler, --block-length, --equal-split
     p.set_defaults(func=run_optimize)
 
     p = sub.add_parser(

@@ -1,4 +1,4 @@
-"""`schedopt export`: write a schedule in the format another sampler reads (issue 5)."""
+"""`schedopt export`: write a schedule in the format another sampler reads."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CLI for known distributions: `profile --distribution`, `verify`, `demo` (issue 3).
+"""CLI for known distributions: `profile --distribution`, `verify`, `demo`.
 
     schedopt profile --distribution markov --transition P.npy --length 128 --out P.json
     schedopt verify --distribution markov --transition P.npy --length 128 --schedule S.json

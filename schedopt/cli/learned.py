@@ -1,4 +1,4 @@
-"""CLI for trained models: `profile --model` and `nll` (issue 4).
+"""CLI for trained models: `profile --model` and `nll`.
 
     schedopt profile --model digits --data digits --out digits.json
     schedopt nll --model digits --schedule opt8.json --schedule uniform8.json
