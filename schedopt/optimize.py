@@ -91,22 +91,6 @@ def optimize(
         >>> schedopt.optimize(profile, 4).tokens_per_step.tolist()
         [1, 3, 10, 50]
     """
-<<<<<<< HEAD
-=======
-    if robust is not None:  # robust to the profile's estimation noise
-        from .robust import optimize_robust
-
-        return optimize_robust(
-            profile, steps, robust, optimizer=optimizer, num_iterations=num_iterations,
-            window=window,
-        )
-    if sampler != "fixed":  # random-count samplers
-        from .binomial import optimize_binomial
-
-        if sampler != "binomial":
-            raise ValueError(f"sampler must be 'fixed' or 'binomial', got {sampler!r}")
-        return optimize_binomial(profile, steps, optimizer=optimizer, num_iterations=num_iterations)
->>>>>>> wt-docs
     steps = check_steps(steps, profile.n)
     num_iterations = whole_number(num_iterations, "num_iterations", minimum=0)
     window = whole_number(window, "window", minimum=1)
