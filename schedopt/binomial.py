@@ -28,6 +28,7 @@ from jax.scipy.special import gammaln, xlog1py, xlogy
 
 from . import _io
 from .optimize import minimise
+from .precision import float64
 from .profile import EntropyProfile
 from .timegrid import alpha_to_timesteps, check_alpha
 
@@ -116,7 +117,7 @@ class TimeGrid:
             kl = obj.get("expected_kl", np.nan)
         return cls(
             alpha=jnp.asarray(alpha),
-            expected_kl=jnp.asarray(kl, dtype=jnp.float64),
+            expected_kl=np.float64(kl),
             method=str(obj.get("method", "custom")),
             meta=meta,
         )
@@ -143,13 +144,21 @@ def expected_kl_binomial(profile: EntropyProfile, alpha: Any) -> jnp.ndarray:
         S. Chen, K. Cong, J. Li, "Optimal Inference Schedules for Masked Diffusion Models",
         COLT 2026; THEORY section 6.
     """
-    if not isinstance(alpha, jax.core.Tracer):
-        alpha = check_alpha(alpha)
-    a = jnp.asarray(alpha, dtype=jnp.float64)
+    if isinstance(alpha, jax.core.Tracer):
+        return _batched_kl_binomial(jnp.asarray(profile.entropy, alpha.dtype), alpha)
+    return _expected_kl_binomial_host(profile.entropy, check_alpha(alpha))
+
+
+@float64
+def _expected_kl_binomial_host(entropy: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    return np.asarray(_batched_kl_binomial(jnp.asarray(entropy), jnp.asarray(alpha)))
+
+
+def _batched_kl_binomial(entropy: jnp.ndarray, alpha: jnp.ndarray) -> jnp.ndarray:
     fn = _expected_kl_binomial
-    for _ in range(a.ndim - 1):
+    for _ in range(alpha.ndim - 1):
         fn = jax.vmap(fn, in_axes=(None, 0))
-    return fn(profile.entropy, a)
+    return fn(entropy, alpha)
 
 
 @jax.jit

@@ -45,7 +45,7 @@ MAX_TABLE_BLOCK_LENGTH = 16
 
 def check_block_length(block_length: Any, n: int) -> int:
     """Check a block length: a whole number >= 1 that divides n."""
-    length = whole_number(block_length, "block_length", minimum=1, hint=" tokens")
+    length = whole_number(block_length, "block_length", minimum=1, unit="tokens")
     if n % length:
         raise ValueError(
             f"block_length {length} does not divide the sequence length n = {n}; "
@@ -101,10 +101,10 @@ class BlockProfiles:
                 f"every block must have the same length, got lengths {sorted(lengths)}; "
                 "LLaDA-style blocks are equal"
             )
-        entropy = jnp.stack([jnp.asarray(p.entropy, jnp.float64) for p in profiles])
+        entropy = np.stack([np.asarray(p.entropy, np.float64) for p in profiles])
         stderr = None
         if all(p.stderr is not None for p in profiles):
-            stderr = jnp.stack([jnp.asarray(p.stderr, jnp.float64) for p in profiles])
+            stderr = np.stack([np.asarray(p.stderr, np.float64) for p in profiles])
         return cls(entropy=entropy, stderr=stderr, meta=dict(meta or {}))
 
     @classmethod
@@ -123,9 +123,9 @@ class BlockProfiles:
         stderr = None
         if profile.stderr is not None:
             se = np.asarray(profile.stderr, dtype=np.float64)
-            stderr = jnp.asarray(se.reshape(-1, length))
+            stderr = np.asarray(se.reshape(-1, length), np.float64)
         meta = {"source": "sequence-slice", **profile.meta}
-        return cls(entropy=jnp.asarray(rows), stderr=stderr, meta=meta)
+        return cls(entropy=np.asarray(rows, np.float64), stderr=stderr, meta=meta)
 
     # ----------------------------------------------------------------- file io
     def to_json(self) -> dict:
@@ -240,7 +240,7 @@ def block_profiles_from_table(joint: Any, block_length: int) -> BlockProfiles:
             subsets = itertools.combinations(block, j)
             row.append(float(np.mean([joint_entropy(prefix + s) - base for s in subsets])))
         rows.append(row)
-    return BlockProfiles(entropy=jnp.asarray(rows), meta={"source": "table"})
+    return BlockProfiles(entropy=np.asarray(rows, np.float64), meta={"source": "table"})
 
 
 # --------------------------------------------------------------------------- estimated curves
@@ -444,8 +444,8 @@ def optimize_blocks(blocks: BlockProfiles, steps: int, *, equal_split: bool = Fa
         "block_curves": blocks.meta.get("source", "custom"),
     }
     return Schedule(
-        tokens_per_step=jnp.asarray(tokens),
-        expected_kl=jnp.asarray(sum(block_kl), dtype=jnp.float64),
+        tokens_per_step=np.asarray(tokens, np.int64),
+        expected_kl=np.float64(sum(block_kl)),
         method="exact-blocks",
         meta=meta,
     )

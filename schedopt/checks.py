@@ -14,20 +14,21 @@ import numpy as np
 
 
 def whole_number(value: Any, name: str, *, minimum: int | None = None,
-                 maximum: int | None = None, hint: str = "") -> int:
+                 maximum: int | None = None, unit: str = "") -> int:
     """`value` as an int, after checking that it is a whole number in [minimum, maximum].
 
     Args:
         value: the argument.
         name: its name, for the message.
         minimum, maximum: inclusive bounds (None: unbounded).
-        hint: why the bounds are what they are, appended to the message.
+        unit: what is counted, for the message ("tokens").
     """
     ok = not isinstance(value, bool | np.bool_) and isinstance(value, int | float | np.number)
     if ok and not isinstance(value, int | np.integer):
         ok = math.isfinite(float(value)) and float(value).is_integer()
+    what = f"a whole number of {unit}" if unit else "a whole number"
     if not ok:
-        raise ValueError(f"{name} must be a whole number, got {value!r}")
+        raise ValueError(f"{name} must be {what}, got {value!r}")
     value = int(value)
     low = -math.inf if minimum is None else minimum
     high = math.inf if maximum is None else maximum
@@ -38,7 +39,7 @@ def whole_number(value: Any, name: str, *, minimum: int | None = None,
             bounds = f"<= {maximum}"
         else:
             bounds = f"between {minimum} and {maximum}"
-        raise ValueError(f"{name} must be {bounds}{hint}, got {value}")
+        raise ValueError(f"{name} must be {what} {bounds}, got {value}")
     return value
 
 

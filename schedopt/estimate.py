@@ -302,8 +302,8 @@ def masked_means(logits, tokens, revealed):
     ce = -jnp.take_along_axis(logp, tokens[..., None], axis=-1)[..., 0]
     masked = ~revealed
     count = jnp.sum(masked, axis=-1)
-    ce_mean = jnp.sum(jnp.where(masked, ce, 0.0).astype(jnp.float64), axis=-1) / count
-    ent_mean = jnp.sum(jnp.where(masked, entropy, 0.0).astype(jnp.float64), axis=-1) / count
+    ce_mean = jnp.sum(jnp.where(masked, ce, 0.0).astype(float), axis=-1) / count
+    ent_mean = jnp.sum(jnp.where(masked, entropy, 0.0).astype(float), axis=-1) / count
     bad = jnp.any(jnp.isnan(logits), axis=(-2, -1))
     return ce_mean, ent_mean, bad
 

@@ -39,6 +39,8 @@ from .schedules import Schedule
 # share one compiled loop body, padded to a common width; deeper levels get a body each. This
 # keeps compile time low (about five bodies for any m) at a few percent of extra work.
 _SHALLOW_FRACTION = 8
+# `frontier` switches to the envelope method (`fast_frontier`) above this many runs of g.
+ENVELOPE_RUNS = 1 << 14
 # Grids are padded to a power of two of at least this many points.
 _MIN_GRID = 16
 
@@ -280,6 +282,7 @@ def frontier(profile: EntropyProfile, max_steps: int) -> np.ndarray:
     Returns:
         float64[max_steps]: entry T - 1 is the least expected KL (nats) of any T-step schedule.
         Non-increasing in T; zero from the number of runs of g on (T = n at the latest).
+        Curves with more than `ENVELOPE_RUNS` runs use `fast_frontier` (same values).
     """
     max_steps = check_steps(max_steps, profile.n)
     entropy = np.asarray(profile.entropy, np.float64)
@@ -287,7 +290,9 @@ def frontier(profile: EntropyProfile, max_steps: int) -> np.ndarray:
     runs = starts.size - 1
     out = np.zeros(max_steps)
     depth = min(max_steps, runs)
-    if depth:
+    if runs > ENVELOPE_RUNS:  # long smooth curves: O(n) certified envelopes per layer
+        out[:depth] = fast_frontier(profile, depth)
+    elif depth:
         out[:depth] = _frontier_on(entropy, starts, depth)
     # Differences of H can leave -1e-15 where the optimum is 0; the KL is never negative.
     return np.maximum(out, 0.0)

@@ -19,10 +19,17 @@ F = TypeVar("F", bound=Callable)
 
 
 def float64(fn: F) -> F:
-    """Run `fn` with JAX's float64 mode on, restoring the caller's setting on return."""
+    """Run `fn` with JAX's float64 mode on, restoring the caller's setting on return.
+
+    Called with traced arguments (inside the caller's `jax.jit` or `grad`), `fn` runs in the
+    caller's precision instead: a trace cannot change precision halfway.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        leaves = jax.tree.leaves((args, kwargs))
+        if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+            return fn(*args, **kwargs)
         with jax.enable_x64(True):
             return fn(*args, **kwargs)
 

@@ -305,13 +305,13 @@ def _scan_steps(fn, draw, logits, tokens, order, bounds, key):
             u = jax.random.uniform(jax.random.fold_in(key, k), x.shape)
             x = jnp.where(new, inverse_cdf(u, jnp.exp(logp)), x)
         picked = jnp.take_along_axis(logp, x[..., None], axis=-1)[..., 0]
-        loglik = loglik + jnp.sum(jnp.where(new, picked, 0.0), axis=-1).astype(jnp.float64)
+        loglik = loglik + jnp.sum(jnp.where(new, picked, 0.0), axis=-1).astype(float)
         return x, loglik
 
     def step(carry, k):
         carry = jax.lax.cond(bounds[k] < bounds[k + 1], reveal, lambda c, _: c, carry, k)
         return carry, None
 
-    init = (tokens, jnp.zeros(tokens.shape[0], jnp.float64))
+    init = (tokens, jnp.zeros(tokens.shape[0], float))
     (x, loglik), _ = jax.lax.scan(step, init, jnp.arange(bounds.shape[0] - 1))
     return x, loglik

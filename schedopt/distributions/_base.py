@@ -9,6 +9,7 @@ Rao-Blackwellised Monte Carlo estimator of `schedopt.estimate`.
 from __future__ import annotations
 
 import abc
+import inspect
 import itertools
 from typing import Any
 
@@ -17,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..checks import whole_number
+from ..precision import float64
 from ..profile import EntropyProfile
 
 # Enumerating V^n sequences (Distribution.table) is refused above this many.
@@ -41,6 +43,14 @@ class Distribution(abc.ABC):
     n: int
     vocab_size: int
 
+    def __init_subclass__(cls, **kwargs):
+        # A known law is the laboratory: its profiles, samples and probabilities are exact
+        # references, computed in float64 whatever the caller's JAX precision.
+        super().__init_subclass__(**kwargs)
+        for name, attribute in list(vars(cls).items()):
+            if inspect.isfunction(attribute) and not name.startswith("_"):
+                setattr(cls, name, float64(attribute))
+
     # ---------------------------------------------------------------- to implement
     @abc.abstractmethod
     def sample(self, key: jax.Array, num: int) -> jnp.ndarray:
@@ -60,6 +70,7 @@ class Distribution(abc.ABC):
         """Whether `profile()` is exact (True) or a Monte Carlo estimate (False)."""
         return False
 
+    @float64
     def conditionals(self, x: Any, revealed: Any) -> jnp.ndarray:
         """The conditional marginals mu(x_i = v | x_revealed) of every position.
 
@@ -76,6 +87,7 @@ class Distribution(abc.ABC):
         out = self._conditionals(x.reshape(-1, self.n), revealed.reshape(-1, self.n))
         return out.reshape(*lead, self.n, self.vocab_size)
 
+    @float64
     def log_conditionals(self, x: Any, revealed: Any) -> jnp.ndarray:
         """log of `conditionals` (nats; -inf where a value is impossible).
 
@@ -84,6 +96,7 @@ class Distribution(abc.ABC):
         """
         return log_or_neg_inf(self.conditionals(x, revealed))
 
+    @float64
     def profile(
         self,
         *,
@@ -105,6 +118,7 @@ class Distribution(abc.ABC):
         """
         return self.estimate(key=key, samples=samples, grid=grid, quiet=quiet).profile("model")
 
+    @float64
     def estimate(
         self,
         *,
@@ -131,6 +145,7 @@ class Distribution(abc.ABC):
         data = self.sample(k_data, samples)
         return estimate_curves(self.log_conditionals, data, key=k_order, grid=grid, quiet=quiet)
 
+    @float64
     def table(self) -> np.ndarray:
         """The joint probabilities as float64[V, ..., V] (n axes), by enumeration.
 
@@ -182,7 +197,7 @@ def entropy_nats(p: np.ndarray, axis: int = -1) -> np.ndarray:
 
 def check_length(n: Any, name: str = "n") -> int:
     """A sequence length: a whole number >= 1 (see `schedopt.checks.whole_number`)."""
-    return whole_number(n, name, minimum=1, hint=" tokens")
+    return whole_number(n, name, minimum=1, unit="tokens")
 
 
 def check_count(num: Any, name: str) -> int:
