@@ -30,6 +30,7 @@ import json
 import math
 import os
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -494,15 +495,19 @@ def _read_container(path: Path) -> dict:
                 'as {"counts": [...]} (or mask_ratio, alpha, t)'
             )
         return obj
-    if not path.is_file():
-        raise ValueError(f"schedule file {str(path)!r} does not exist; check the path")
+    _io.check_input_file(path, "schedule")
     if suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files if k != "info"}
                 info = json.loads(str(z["info"])) if "info" in z.files else {}
-        except (OSError, ValueError, json.JSONDecodeError) as e:
-            raise ValueError(f"{str(path)!r} is not a readable .npz file ({e})") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, RecursionError) as e:
+            raise ValueError(
+                f"{str(path)!r} is not a readable .npz file ({type(e).__name__}); write it "
+                "with schedopt export or numpy.savez"
+            ) from None
+        if not isinstance(info, dict):
+            raise ValueError(f"{str(path)!r}: the .npz \"info\" entry must be a JSON object")
         return {**info, **{k: v.tolist() for k, v in data.items()}}
     return _read_csv(path)
 

@@ -172,24 +172,27 @@ def _verification_lines(result, label: str) -> str:
 
 def _load_array(path: str, flag: str) -> np.ndarray:
     """A parameter array from a .npy file or a .json file holding a (nested) list."""
-    from .._io import read_json
+    from .._io import check_input_file, number_array, read_json
 
     p = Path(path)
     if p.suffix == ".npy":
-        if not p.is_file():
-            raise ValueError(f"{flag} file {path!r} does not exist; check the path")
+        check_input_file(p, f"{flag}")
         try:
-            return np.load(p, allow_pickle=False)
-        except (ValueError, OSError) as e:
-            raise ValueError(f"{flag} file {path!r} is not a readable .npy array ({e})") from None
+            a = np.load(p, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise ValueError(
+                f"{flag} file {path!r} is not a readable .npy array ({type(e).__name__}); "
+                "write it with numpy.save"
+            ) from None
+        if a.dtype.kind not in "iuf":
+            raise ValueError(f"{flag} file {path!r} holds {a.dtype} values; give numbers")
+        return a
     if p.suffix == ".json":
         obj = read_json(p, flag)
-        try:
-            return np.asarray(obj, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"{flag} file {path!r} must hold a list of numbers (nested for a matrix)"
-            ) from None
+        depth, probe = 0, obj
+        while isinstance(probe, list) and probe:
+            depth, probe = depth + 1, probe[0]
+        return number_array(obj, f"{flag} file {path!r}", ndim=max(depth, 1))
     raise ValueError(f"{flag} file {path!r} must end in .npy or .json")
 
 

@@ -7,7 +7,8 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from .. import _io
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = False,
@@ -133,7 +134,7 @@ def run_nll(args: argparse.Namespace) -> int:
         rows.append({"schedule": path, **r.to_json(), "predicted_excess": predicted,
                      "predicted_excess_stderr": predicted_se})
     if args.json:
-        print(json.dumps({**info, "results": rows}, indent=1))
+        print(_io.dumps({**info, "results": rows}, indent=1))
         return 0
     print(_table(info, rows, n))
     return 0
