@@ -498,7 +498,8 @@ def _read_container(path: Path) -> dict:
     _io.check_input_file(path, "schedule")
     if suffix == ".npz":
         try:
-            with np.load(path, allow_pickle=False) as z:
+            # Our own handle: np.load leaks the one it opens when the zip is corrupt.
+            with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files if k != "info"}
                 info = json.loads(str(z["info"])) if "info" in z.files else {}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, RecursionError) as e:

@@ -1,0 +1,258 @@
+"""Bad input and faults on the command line: one line and exit 2, or a correct result.
+
+Every case here was once a traceback, a silently wrong result or a misleading message.
+The CLI runs in-process (`schedopt.cli.main`) except where a real process is the point
+(Ctrl-C, a closed pipe).
+"""
+
+import contextlib
+import io
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from schedopt import _io
+from schedopt.cli import main
+from schedopt.distributions import MarkovChain
+from schedopt.profile import EntropyProfile
+
+N = 12
+CHAIN = MarkovChain(0.8 * np.eye(3) + 0.2 / 3, N)
+
+
+def run(argv):
+    """(exit code, stdout, stderr) of the CLI run in-process."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as e:  # argparse usage errors
+            code = e.code
+    return code, out.getvalue(), err.getvalue()
+
+
+def assert_one_line(code, err, match=None):
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err and "unexpected" not in err, err
+    if match is not None:
+        assert match in lines[0], lines[0]
+
+
+@pytest.fixture
+def files(tmp_path):
+    good = CHAIN.profile()
+    good.save(tmp_path / "good.json")
+    base = json.loads((tmp_path / "good.json").read_text())
+
+    def variant(name, **changes):
+        obj = {**base, **changes}
+        (tmp_path / name).write_text(json.dumps(obj))
+        return tmp_path / name
+
+    from schedopt.schedules import uniform
+
+    uniform(good, 3).save(tmp_path / "s.json")
+    return tmp_path, base, variant
+
+
+# --------------------------------------------------------------------------- tracebacks
+def test_profile_fields_of_the_wrong_type_or_size(files):
+    tmp, base, variant = files
+    n = base["n"]
+    cases = {
+        "entropy must be a list": variant("a.json", entropy=5),
+        "revealed[1] is 1e+20": variant("b.json", revealed=[0, 1e20]),
+        f"revealed[{n}] is 1e+30": variant("c.json", revealed=base["revealed"][:-1] + [1e30]),
+        "revealed[1] is 1.5": variant("d.json", revealed=[0, 1.5, *base["revealed"][2:]]),
+        'entropy[0] is "0.0"': variant("e.json", entropy=[str(h) for h in base["entropy"]]),
+        "revealed[1] is true": variant("f.json", revealed=[0, True, *base["revealed"][2:]]),
+        "stderr[0] is -0.1": variant("g.json", stderr=[-0.1] * (n + 1)),
+        "n is true": variant("h.json", n=True),
+        "entropy[1] is nan": variant("i.json", entropy=[0.0] + [math.nan] * n),
+        "entropy[2] is inf": variant("j.json", entropy=[0.0, 1.0] + [math.inf] * (n - 1)),
+    }
+    for match, path in cases.items():
+        for extra in ([], ["--regularize"]):  # --regularize must not let NaN through
+            code, out, err = run(["evaluate", "--profile", path, "--schedule",
+                                  tmp / "s.json", *extra])
+            assert_one_line(code, err, match)
+
+
+def test_deeply_nested_json(tmp_path):
+    (tmp_path / "deep.json").write_text("[" * 100000 + "]" * 100000)
+    code, _, err = run(["frontier", "--profile", tmp_path / "deep.json", "--max-steps", 2])
+    assert_one_line(code, err, "nested too deeply")
+
+
+def test_corrupt_npz_schedule(files):
+    tmp, _, _ = files
+    (tmp / "bad.npz").write_bytes(b"PK\x03\x04" + b"garbage" * 20)
+    code, _, err = run(["evaluate", "--profile", tmp / "good.json", "--schedule",
+                        tmp / "bad.npz"])
+    assert_one_line(code, err, "not a readable .npz")
+
+
+def test_plot_refuses_a_single_token_profile(tmp_path):
+    EntropyProfile.from_entropy([0.0, 0.7]).save(tmp_path / "p.json")
+    (tmp_path / "s.json").write_text(json.dumps(
+        {"format": "schedopt.schedule", "version": 1, "n": 1, "tokens_per_step": [1]}))
+    code, _, err = run(["plot", "--profile", tmp_path / "p.json", "--schedule",
+                        tmp_path / "s.json", "--out", tmp_path / "x.png"])
+    assert_one_line(code, err, "n >= 2")
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("steps", ["Infinity", "-Infinity", "NaN", "1e400", "true", '"4"'])
+def test_manifest_steps_that_are_not_counts(files, steps):
+    tmp, _, _ = files
+    (tmp / "m.json").write_text('{"jobs": [{"profile": "good.json", "steps": %s}]}' % steps)
+    code, _, err = run(["batch", tmp / "m.json", "--out", tmp / "out"])
+    assert_one_line(code, err, "has steps")
+
+
+def test_block_profiles_with_too_few_stderr_rows(tmp_path):
+    from schedopt.blocks import BlockProfiles
+
+    blocks = BlockProfiles.from_sequence_profile(CHAIN.profile(), 4)
+    obj = blocks.to_json()
+    obj["stderr"] = [[0.01] * 4]  # one row for three blocks
+    (tmp_path / "b.json").write_text(json.dumps(obj))
+    code, _, err = run(["optimize", "--profile", tmp_path / "b.json", "--steps", 6,
+                        "--block-length", 4, "--out", tmp_path / "o.json"])
+    assert_one_line(code, err, "stderr")
+
+
+# --------------------------------------------------------------------------- silently wrong
+def test_batch_results_are_keyed_by_content(files):
+    """A rerun recomputes a job whose profile changed but kept its name and n."""
+    tmp, _, _ = files
+    (tmp / "m.json").write_text(json.dumps({"jobs": [{"profile": "p.json", "steps": 3}]}))
+    first, second = CHAIN.profile(), MarkovChain(0.5 * np.eye(3) + 0.5 / 3, N).profile()
+    rows = []
+    for profile in (first, first, second):
+        profile.save(tmp / "p.json")
+        assert run(["batch", tmp / "m.json", "--out", tmp / "out"])[0] == 0
+        rows.append((tmp / "out" / "summary.csv").read_text().splitlines()[1])
+    assert rows[0].endswith("computed") and rows[1].endswith("skipped")
+    assert rows[2].endswith("computed"), rows[2]
+    # The stored schedule is the new profile's exact optimum (brute force over compositions).
+    stored = json.loads((tmp / "out" / "p.T3.json").read_text())
+    h = np.asarray(second.entropy)
+    g = np.diff(h)
+
+    def kl(sizes):
+        ends = np.cumsum(sizes)
+        return sum(s * g[e - s] - (h[e] - h[e - s]) for s, e in zip(sizes, ends, strict=True))
+
+    best = min(kl([a, b, N - a - b]) for a in range(1, N) for b in range(1, N - a))
+    assert stored["expected_kl"] == pytest.approx(best, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("weights,match", [([0.3, 0.3], "sums to 0.6"), ([0, 0], "sums to 0")])
+def test_mixture_weights_must_sum_to_one(tmp_path, weights, match):
+    (tmp_path / "w.json").write_text(json.dumps(weights))
+    np.save(tmp_path / "m.npy", np.full((2, 4, 2), 0.5))
+    code, _, err = run(["profile", "--distribution", "mixture", "--weights", tmp_path / "w.json",
+                        "--marginals", tmp_path / "m.npy", "--out", tmp_path / "p.json"])
+    assert_one_line(code, err, match)
+
+
+def test_compare_json_is_strict(tmp_path):
+    """g piecewise constant in two pieces: the exact 2-step KL is 0, cosine's is not, so the
+    ratio to the exact KL is infinite; the JSON must still parse strictly."""
+    g = np.array([1.0] * 6 + [0.5] * 6)
+    EntropyProfile.from_entropy(np.concatenate([[0], np.cumsum(g)])).save(tmp_path / "p.json")
+    code, out, err = run(["compare", "--profile", tmp_path / "p.json", "--steps", 2, "--json"])
+    assert code == 0, err
+
+    def refuse(name):
+        raise AssertionError(f"non-standard JSON constant {name}")
+
+    rows = json.loads(out, parse_constant=refuse)["schedules"]
+    assert any(r["ratio_to_exact"] is None for r in rows)  # infinite -> null
+
+
+# --------------------------------------------------------------------------- messages
+def test_inputs_that_are_not_regular_files(files):
+    tmp, _, _ = files
+    (tmp / "adir").mkdir()
+    os.mkfifo(tmp / "fifo")
+    for path, match in [(tmp / "adir", "is a directory"), ("/dev/null", "not a regular file"),
+                        (tmp / "fifo", "not a regular file"), (tmp / "nope", "does not exist")]:
+        code, _, err = run(["evaluate", "--profile", path, "--schedule", tmp / "s.json"])
+        assert_one_line(code, err, match)
+
+
+def test_write_errors_name_the_file_not_the_temporary(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / ".out.json.x1y2.tmp"))
+
+    monkeypatch.setattr(_io.tempfile, "mkstemp", refuse)
+    with pytest.raises(ValueError) as info:
+        _io.write_json(tmp_path / "out.json", {"a": 1})
+    assert str(info.value) == f"cannot write {str(tmp_path / 'out.json')!r}: permission denied"
+
+
+@pytest.mark.parametrize("where", ["before", "after", "both"])
+def test_quiet_before_or_after_the_subcommand(files, where):
+    tmp, _, _ = files
+    argv = ["frontier", "--profile", tmp / "good.json", "--max-steps", 3]
+    argv = {"before": ["--quiet", *argv], "after": [*argv, "--quiet"],
+            "both": ["--quiet", *argv, "--quiet"]}[where]
+    code, out, err = run(argv)
+    assert code == 0 and err == "" and "optimal" in out
+
+
+def _subprocess(args, **kwargs):
+    env = {**os.environ, "SCHEDOPT_CACHE_DIR": "off",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    # A shell may start tests with SIGINT ignored, and the CLI keeps an ignored SIGINT (as
+    # under nohup), so the child restores Python's handler before it runs the CLI.
+    start = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             "sys.argv[0] = 'schedopt'; runpy.run_module('schedopt', run_name='__main__')")
+    return subprocess.Popen([sys.executable, "-c", start, *map(str, args)], env=env, **kwargs)
+
+
+def _big_profile(path, n):
+    g = math.log(8) * (1 - np.arange(n) / n) ** 2 + 0.01
+    EntropyProfile.from_entropy(np.concatenate([[0], np.cumsum(g)])).save(path)
+
+
+def test_closed_pipe_exits_quietly(files):
+    """`schedopt frontier | head -1`: the reader has left; no error message, exit 0."""
+    tmp, _, _ = files
+    proc = _subprocess(["--quiet", "frontier", "--profile", tmp / "good.json",
+                        "--max-steps", 4], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the CLI has even started: every write meets a closed pipe
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == 0, err
+    assert err == ""
+
+
+def test_ctrl_c_during_a_long_frontier(tmp_path):
+    """SIGINT while XLA computes: exit 130 at once; the existing output is untouched."""
+    _big_profile(tmp_path / "p.json", 2**16)
+    out = tmp_path / "f.json"
+    out.write_text("previous results\n")
+    proc = _subprocess(["--quiet", "frontier", "--profile", tmp_path / "p.json",
+                        "--max-steps", 2000, "--out", out],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(5)  # past start-up, into the computation (it runs about 30 s here)
+    assert proc.poll() is None, "the frontier finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)  # promptly: the computation is not waited for
+    assert proc.returncode == 130, err
+    assert err.decode().strip() == "schedopt: interrupted"
+    assert out.read_text() == "previous results\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.json", "p.json"]
