@@ -182,6 +182,47 @@ def test_compare_json_is_strict(tmp_path):
     assert any(r["ratio_to_exact"] is None for r in rows)  # infinite -> null
 
 
+# Fixes that belong to the Schedule type and the KL kernel (being reworked elsewhere); strict
+# xfail: these start failing, as a reminder to drop the mark, once they are fixed.
+_ELSEWHERE = pytest.mark.xfail(strict=True, reason="Schedule.load / expected_kl fix pending")
+
+
+def _schedule_file(tmp, **fields):
+    obj = {"format": "schedopt.schedule", "version": 1, "n": N, "tokens_per_step": [4, 4, 4],
+           **fields}
+    (tmp / "x.json").write_text(json.dumps(obj))
+    return tmp / "x.json"
+
+
+@_ELSEWHERE
+def test_schedule_steps_field_must_match_its_tokens(files):
+    tmp, _, _ = files
+    code, _, err = run(["evaluate", "--profile", tmp / "good.json", "--schedule",
+                        _schedule_file(tmp, steps=5)])
+    assert_one_line(code, err, "steps")
+
+
+@_ELSEWHERE
+def test_schedule_tokens_must_not_be_booleans(files):
+    tmp, _, _ = files
+    n_true = _schedule_file(tmp, n=3, tokens_per_step=[True, True, True])
+    EntropyProfile.from_entropy([0.0, 1.0, 1.5, 1.8]).save(tmp / "p3.json")
+    code, _, err = run(["evaluate", "--profile", tmp / "p3.json", "--schedule", n_true])
+    assert_one_line(code, err, "true")
+
+
+@_ELSEWHERE
+def test_constant_curve_gives_exactly_zero_kl(tmp_path):
+    """g constant (a product law): every schedule's KL is exactly 0, never negative."""
+    EntropyProfile.from_entropy(0.3 * np.arange(101)).save(tmp_path / "p.json")
+    (tmp_path / "s.json").write_text(json.dumps(
+        {"format": "schedopt.schedule", "version": 1, "n": 100, "tokens_per_step": [50, 50]}))
+    code, out, err = run(["evaluate", "--profile", tmp_path / "p.json", "--schedule",
+                          tmp_path / "s.json", "--json"])
+    assert code == 0, err
+    assert json.loads(out)["expected_kl"] == 0.0
+
+
 # --------------------------------------------------------------------------- messages
 def test_inputs_that_are_not_regular_files(files):
     tmp, _, _ = files
@@ -256,3 +297,116 @@ def test_ctrl_c_during_a_long_frontier(tmp_path):
     assert err.decode().strip() == "schedopt: interrupted"
     assert out.read_text() == "previous results\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.json", "p.json"]
+
+
+# --------------------------------------------------------------------------- fuzz
+from hypothesis import HealthCheck, event, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=4),
+    st.sampled_from([0, 1, 2, 5, 6, -1, 0.5, 1e20, 1e308, "6", "nats", "bits"]),
+)
+_JSON = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=4),
+                            st.dictionaries(st.text(max_size=3), inner, max_size=3)),
+    max_leaves=8,
+)
+_ARG = st.one_of(
+    st.sampled_from(["1", "2", "3", "6", "0", "-1", "1.5", "1e30", "nan", "inf", "abc", ""]),
+    st.integers(-3, 40).map(str),
+)
+
+
+def _valid_profile(n):
+    g = np.sort(np.random.default_rng(n).uniform(0.1, 1.5, n))[::-1]
+    return EntropyProfile.from_entropy(np.concatenate([[0], np.cumsum(g)])).to_json()
+
+
+@st.composite
+def _mutated(draw, obj):
+    """A valid file's dict with a few fields replaced, removed, or edited in place."""
+    obj = json.loads(json.dumps(obj))
+    for _ in range(draw(st.integers(1, 3)) if draw(st.booleans()) else 0):
+        key = draw(st.sampled_from(sorted(obj) + ["extra"]))
+        action = draw(st.sampled_from(["replace", "delete", "element", "truncate"]))
+        if action == "delete":
+            obj.pop(key, None)
+        elif action == "replace" or not isinstance(obj.get(key), list) or not obj[key]:
+            obj[key] = draw(_JSON)
+        elif action == "element":
+            obj[key][draw(st.integers(0, len(obj[key]) - 1))] = draw(_SCALARS)
+        else:
+            obj[key] = obj[key][: draw(st.integers(0, len(obj[key])))]
+    return obj
+
+
+@st.composite
+def _command(draw):
+    n = draw(st.sampled_from([5, 6]))
+    profile = draw(_mutated(_valid_profile(n)))
+    steps = [1] * (n - 3) + [3]
+    schedule = draw(_mutated({"format": "schedopt.schedule", "version": 1, "n": n,
+                              "steps": len(steps), "tokens_per_step": steps}))
+    command = draw(st.sampled_from(["evaluate", "frontier", "optimize", "batch"]))
+    extra = draw(st.lists(st.sampled_from(["--regularize", "--quiet"]), max_size=2, unique=True))
+    if command == "evaluate":
+        argv = ["evaluate", "--profile", "{p}", "--schedule", "{s}", "--json", *extra]
+    elif command == "frontier":
+        argv = ["frontier", "--profile", "{p}", "--max-steps", draw(_ARG), "--out",
+                draw(st.sampled_from(["{o}.json", "{o}.csv"])), *extra]
+        if draw(st.booleans()):
+            argv += ["--target-kl", draw(_ARG)]
+    elif command == "optimize":
+        argv = ["optimize", "--profile", "{p}", "--steps", draw(_ARG), "--method", "exact",
+                "--out", "{o}.json", *extra]
+    else:
+        job = draw(st.one_of(
+            st.fixed_dictionaries({"profile": st.just("p.json"), "steps": _SCALARS}),
+            st.fixed_dictionaries({"profile": st.just("p.json"), "target_kl": _SCALARS}),
+            _JSON,
+        ))
+        argv = ["batch", "{m}", "--out", "{d}", *extra]
+        return profile, schedule, {"jobs": [job]}, argv
+    return profile, schedule, None, argv
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(_command())
+def test_fuzz_files_and_arguments(case):
+    """Any file content and argument: exit 0 with a valid output, or exit 2 with one line,
+    never a traceback; an existing output file is untouched on failure."""
+    import tempfile
+
+    profile, schedule, manifest, argv = case
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "p.json").write_text(json.dumps(profile))
+        (tmp / "s.json").write_text(json.dumps(schedule))
+        (tmp / "m.json").write_text(json.dumps(manifest))
+        names = {"p": tmp / "p.json", "s": tmp / "s.json", "m": tmp / "m.json",
+                 "o": tmp / "out", "d": tmp / "results"}
+        argv = [a.format(**names) if isinstance(a, str) else a for a in argv]
+        outputs = [Path(a) for a in argv if str(a).startswith(str(tmp / "out"))]
+        for path in outputs:
+            path.write_text("previous\n")
+        code, out, err = run(argv)
+        event(f"{argv[0]} exit {code}")
+        if code == 2:
+            assert_one_line(code, err)
+            for path in outputs:
+                assert path.read_text() == "previous\n"
+            return
+        assert code == 0, (argv, code, err)
+        assert "Traceback" not in err
+        for path in outputs:
+            text = path.read_text()
+            if path.suffix == ".json":
+                json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in {path.name}"))
+            else:
+                assert text.startswith("# schedopt.frontier") and "nan" not in text.lower()
+        if argv[0] == "evaluate":
+            row = json.loads(out, parse_constant=lambda c: pytest.fail(f"{c} printed"))
+            assert row["expected_kl"] >= -1e-9  # a KL is never negative
