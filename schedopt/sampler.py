@@ -266,10 +266,9 @@ class Verification:
             return text
         if self.status == "inconclusive":
             return (
-                f"inconclusive: heavy tails (excess kurtosis {self.excess_kurtosis:.3g}); rare "
-                "sequences carry much of the KL, so the sampled mean usually falls below the "
-                "true KL and its interval is too narrow: the risk is one-sided, the true KL "
-                "is more likely above the sampled value; sample more sequences"
+                f"inconclusive: heavy tails (excess kurtosis {self.excess_kurtosis:.3g}): rare "
+                "sequences carry much of the KL, so the interval is too narrow and the risk "
+                "one-sided: the true KL is more likely above the sampled value than below"
             )
         return (
             "DISAGREES: the sampled KL is outside the 95% interval around the prediction "

@@ -98,9 +98,12 @@ def register(sub) -> None:
     p = sub.add_parser(
         "verify",
         help="check a schedule's predicted KL by sampling a known distribution",
-        description="Sample the known distribution, run the schedule's sampler on random "
-        "partitions, and compare the Monte Carlo KL (with a 95%% interval) with the KL "
-        "predicted from the profile. Exit code 0 if they agree, 1 if not.",
+        description="Sample the known distribution, score each sequence under the "
+        "schedule's sampler on a random partition, and compare the Monte Carlo KL with the "
+        "KL predicted from the profile (for a law without an exact profile, from its curve "
+        "measured on the same sequences and orders: a paired check). Exit code 0 if the "
+        "95%% interval of the difference holds 0, 1 if not (verdict DISAGREES, or "
+        "inconclusive when heavy tails make the interval untrustworthy); docs/checks.md.",
     )
     add_distribution_arguments(p)
     p.add_argument("--schedule", required=True, metavar="S.json", help="schedule file")
