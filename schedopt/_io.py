@@ -14,10 +14,11 @@ import numpy as np
 
 
 def check_output_path(path: str | os.PathLike) -> Path:
-    """Return `path` as a Path after checking that its directory exists.
+    """Return `path` as a Path after checking that it can be written as a file.
 
     Raises:
-        ValueError: the parent directory is missing.
+        ValueError: the parent directory is missing, or `path` is a directory, a device or
+            a pipe.
     """
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
@@ -25,6 +26,14 @@ def check_output_path(path: str | os.PathLike) -> Path:
         raise ValueError(
             f"cannot write {str(path)!r}: directory {str(parent)!r} does not exist; "
             "create it first or choose another output path"
+        )
+    if path.is_dir():
+        raise ValueError(f"cannot write {str(path)!r}: it is a directory; give a file name")
+    if path.exists() and not path.is_file():
+        # Renaming over a device or a pipe would replace it (as root, even /dev/null).
+        raise ValueError(
+            f"cannot write {str(path)!r}: it is not a regular file (a device or a pipe); "
+            "give a file name"
         )
     return path
 
@@ -48,8 +57,6 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
             temporary file).
     """
     path = check_output_path(path)
-    if path.is_dir():
-        raise ValueError(f"cannot write {str(path)!r}: it is a directory; give a file name")
     mode = "wb" if isinstance(data, bytes) else "w"
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -234,6 +234,20 @@ def test_inputs_that_are_not_regular_files(files):
         assert_one_line(code, err, match)
 
 
+def test_outputs_that_are_not_regular_files(files):
+    tmp, _, _ = files
+    (tmp / "adir").mkdir()
+    os.mkfifo(tmp / "fifo")
+    for path, match in [(tmp / "adir", "is a directory"), ("/dev/null", "not a regular file"),
+                        (tmp / "fifo", "not a regular file")]:
+        code, _, err = run(["optimize", "--profile", tmp / "good.json", "--steps", 2,
+                            "--method", "exact", "--out", path])
+        assert_one_line(code, err, match)
+    with pytest.raises(ValueError, match="not a regular file"):
+        _io.write_json("/dev/null", {})
+    assert Path("/dev/null").is_char_device()
+
+
 def test_write_errors_name_the_file_not_the_temporary(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied", str(tmp_path / ".out.json.x1y2.tmp"))

@@ -71,8 +71,11 @@ def run_batch(args: argparse.Namespace) -> int:
     manifest = Path(args.manifest)
     jobs = read_manifest(manifest)
     out = Path(args.out)
-    _io.check_output_path(out)  # its parent folder must exist
-    out.mkdir(exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {args.out!r} is a file; give a folder name")
+    if not out.is_dir():
+        _io.check_output_path(out)  # its parent folder must exist
+        out.mkdir()
     profiles = _load_profiles(jobs, manifest.parent, args.regularize)
     budgets = _budgets(jobs, profiles)
     names = _output_names(jobs)
