@@ -358,13 +358,22 @@ def _mutated(draw, obj):
 
 
 @st.composite
+def _mutated_matrix(draw, matrix):
+    """A parameter matrix with one entry replaced by any JSON scalar."""
+    matrix = json.loads(json.dumps(matrix))
+    row = draw(st.integers(0, len(matrix) - 1))
+    matrix[row][draw(st.integers(0, len(matrix[row]) - 1))] = draw(_SCALARS)
+    return matrix
+
+
+@st.composite
 def _command(draw):
     n = draw(st.sampled_from([5, 6]))
     profile = draw(_mutated(_valid_profile(n)))
     steps = [1] * (n - 3) + [3]
     schedule = draw(_mutated({"format": "schedopt.schedule", "version": 1, "n": n,
                               "steps": len(steps), "tokens_per_step": steps}))
-    command = draw(st.sampled_from(["evaluate", "frontier", "optimize", "batch"]))
+    command = draw(st.sampled_from(["evaluate", "frontier", "optimize", "batch", "profile"]))
     extra = draw(st.lists(st.sampled_from(["--regularize", "--quiet"]), max_size=2, unique=True))
     if command == "evaluate":
         argv = ["evaluate", "--profile", "{p}", "--schedule", "{s}", "--json", *extra]
@@ -376,6 +385,17 @@ def _command(draw):
     elif command == "optimize":
         argv = ["optimize", "--profile", "{p}", "--steps", draw(_ARG), "--method", "exact",
                 "--out", "{o}.json", *extra]
+    elif command == "profile":  # known laws with exact profiles, parameters from a file
+        law = draw(st.sampled_from(["markov", "product"]))
+        if law == "markov":
+            valid = (0.7 * np.eye(3) + 0.1).tolist()
+            flag = ["--transition", "{m}", "--length", draw(_ARG)]
+        else:
+            valid = np.full((n, 2), 0.5).tolist()
+            flag = ["--marginals", "{m}"]
+        parameters = draw(st.one_of(st.just(valid), _JSON, _mutated_matrix(valid)))
+        argv = ["profile", "--distribution", law, *flag, "--out", "{o}.json", *extra]
+        return profile, schedule, parameters, argv
     else:
         job = draw(st.one_of(
             st.fixed_dictionaries({"profile": st.just("p.json"), "steps": _SCALARS}),

@@ -99,7 +99,8 @@ class Distribution(abc.ABC):
         Args:
             key: JAX PRNG key (default: key 0, so results are reproducible).
             samples: number of sequences.
-            grid: revealed counts to evaluate (default: `schedopt.estimate.revealed_grid`).
+            grid: revealed counts to evaluate (default: `schedopt.estimate.default_grid`,
+                every count for n <= 256).
             quiet: no progress bar.
         """
         return self.estimate(key=key, samples=samples, grid=grid, quiet=quiet).profile("model")
