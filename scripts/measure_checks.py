@@ -86,7 +86,8 @@ def demo(seeds: int, sequences: int) -> None:
           f"{dict(collections.Counter(r.status for r in rows))}")
     print(f"sampled below predicted in {int(np.sum(diff < 0))} of {seeds}")
     print(f"mean difference {diff.mean():+.4f} nats; spread over seeds {diff.std(ddof=1):.4f}; "
-          f"median reported paired stderr {statistics.median(r.difference_stderr for r in rows):.4f}"
+          "median reported paired stderr "
+          f"{statistics.median(r.difference_stderr for r in rows):.4f}"
           f"; median unpaired stderr "
           f"{statistics.median(np.hypot(r.stderr, r.predicted_stderr) for r in rows):.4f}")
     print(f"excess kurtosis: median {statistics.median(r.excess_kurtosis for r in rows):.0f}")

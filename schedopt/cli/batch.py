@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import _io
 from . import add_profile_argument, format_table, load_profile
 from .core import BITS_PER_NAT, _whole
 
