@@ -39,8 +39,7 @@ KINDS = ("data", "model")
 
 # Up to this length the default grid is every revealed count 0..n-1: the curve is then measured
 # where any schedule cuts, with no interpolation. Between grid points linear interpolation
-# over-states g on a convex stretch, which biases a predicted KL upwards (28% of the KL was
-# measured on the demo's clustered law with 33 points).
+# over-states g on a convex stretch, which biases a predicted KL upwards (docs/checks.md).
 FULL_GRID_MAX = 256
 
 # Grid size used above FULL_GRID_MAX.
@@ -158,7 +157,7 @@ class CurveEstimate:
         Positive when the model is overconfident (its entropy under-states the held-out
         cross-entropy). About 0 for a known law scored by its own conditionals.
         """
-        per_sequence = (self.cross_entropy - self.predictive_entropy) @ _sum_weights(
+        per_sequence = (self.cross_entropy - self.predictive_entropy) @ sum_weights(
             self.revealed, self.n
         )
         se = _stderr(per_sequence[:, None], 0, 0)
@@ -172,6 +171,10 @@ class CurveEstimate:
         counts. The first part uses the curve measured at the cuts themselves (never
         interpolated, which biases a step on a convex stretch of g); the sum is exact on a
         full grid and interpolated otherwise.
+
+        Args:
+            tokens_per_step: int[T] summing to n.
+            kind: "data" or "model".
 
         Raises:
             ValueError: a cut is not on the grid; estimate with `schedule_grid(n, steps)`
@@ -187,7 +190,7 @@ class CurveEstimate:
                 "the schedule's steps start, and interpolating there biases the predicted KL; "
                 "estimate with grid=schedule_grid(n, tokens_per_step) or every count"
             )
-        weights = -_sum_weights(grid, self.n)
+        weights = -sum_weights(grid, self.n)
         np.add.at(weights, np.searchsorted(grid, cuts), steps)
         return self.values(kind) @ weights
 
@@ -216,7 +219,7 @@ class CurveEstimate:
     def profile(self, kind: str = "data", *, bootstrap: int = 0, seed: int = 0) -> EntropyProfile:
         """The regularised profile of one curve, with stderr and diagnostics in `meta`."""
         mean, se = self.curve(kind, bootstrap=bootstrap, seed=seed)
-        per_sequence_h = self.values(kind) @ _sum_weights(self.revealed, self.n)
+        per_sequence_h = self.values(kind) @ sum_weights(self.revealed, self.n)
         h_se = _stderr(per_sequence_h[:, None], bootstrap, seed)
         gap, gap_se = self.calibration_gap
         meta = {
@@ -487,6 +490,19 @@ def interpolation_matrix(revealed: np.ndarray, n: int) -> np.ndarray:
     return np.stack([np.interp(np.arange(n), revealed, e) for e in np.eye(revealed.size)], 1)
 
 
-def _sum_weights(revealed: np.ndarray, n: int) -> np.ndarray:
-    """float64[G] w with sum_{j<n} interp(j) = values @ w (per-sequence H_n)."""
-    return interpolation_matrix(revealed, n).sum(axis=0)
+def sum_weights(revealed: np.ndarray, n: int) -> np.ndarray:
+    """float64[G] w with sum_{j<n} interp(j) = values @ w (per-sequence H_n).
+
+    The column sums of `interpolation_matrix`, in closed form (O(G) memory, for any n): an
+    interval of length L between grid points gives (L + 1) / 2 to its left end and
+    (L - 1) / 2 to its right end; the last grid point (n - 1) also counts itself.
+    """
+    r = np.asarray(revealed, np.int64)
+    if r.ndim != 1 or r.size == 0 or r[0] != 0 or r[-1] != n - 1 or np.any(np.diff(r) <= 0):
+        raise ValueError(f"revealed must rise strictly from 0 to n - 1 = {n - 1}")
+    length = np.diff(r).astype(np.float64)
+    w = np.zeros(r.size)
+    w[:-1] += (length + 1) / 2
+    w[1:] += (length - 1) / 2
+    w[-1] += 1.0
+    return w

@@ -146,8 +146,8 @@ class Verification:
         steps: T.
         difference_stderr: standard error of mean - predicted (nats). When the prediction
             comes from the same sequences and orders as the sample (a paired check), it is
-            the spread of the per-sequence differences, much smaller than the two errors
-            combined; otherwise hypot(stderr, predicted_stderr).
+            the spread of the per-sequence differences, smaller than the two errors combined
+            as far as they share noise; otherwise hypot(stderr, predicted_stderr).
         paired: whether prediction and sample share sequences and orders.
         excess_kurtosis: of the per-sequence values behind the test (the differences when
             paired, else the sampled KLs); above `HEAVY_TAIL_KURTOSIS` the interval is not
@@ -188,6 +188,11 @@ class Verification:
         """
         kl = np.asarray(sampled, np.float64)
         m = kl.size
+        if kl.ndim != 1 or m < 2:
+            raise ValueError(
+                f"sampled must be a 1-D array of at least 2 per-sequence KLs, got shape "
+                f"{kl.shape}"
+            )
         stderr = float(kl.std(ddof=1) / math.sqrt(m))
         pred = np.asarray(predicted, np.float64)
         if pred.ndim == 1:
@@ -300,7 +305,7 @@ def verify(
     - None otherwise: a paired check. The curve is measured on the same sequences and
       orders as the sample, at every revealed count (n <= `estimate.FULL_GRID_MAX`) or at
       the schedule's cuts and their neighbours, and the per-sequence differences give the
-      interval (their spread is much smaller than the two errors combined).
+      interval (smaller than the two errors combined, as far as they share noise).
 
     The verdict is "agrees" when the 95% interval of sampled - predicted holds 0;
     otherwise "inconclusive: heavy tails" when the tested per-sequence values have excess

@@ -154,6 +154,15 @@ def test_schedule_grid_holds_every_cut_and_its_neighbours(steps):
     assert set(estimate.default_grid(n).tolist()) <= set(grid.tolist())
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_sum_weights_are_the_interpolation_column_sums(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 60))
+    inner = rng.choice(np.arange(1, max(n - 1, 1)), size=min(5, max(n - 2, 0)), replace=False)
+    grid = np.unique(np.concatenate([[0, n - 1], inner]))
+    assert np.allclose(estimate.sum_weights(grid, n), interpolation_matrix(grid, n).sum(axis=0))
+
+
 def test_default_grid_is_every_count_up_to_the_limit():
     n = estimate.FULL_GRID_MAX
     assert np.array_equal(estimate.default_grid(n), np.arange(n))
