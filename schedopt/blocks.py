@@ -166,6 +166,11 @@ class BlockProfiles:
                 f"{str(path)!r}: entropy has shape {entropy.shape}; expected "
                 "[num_blocks, block_length + 1]"
             )
+        if stderr is not None and stderr.shape != (entropy.shape[0], entropy.shape[1] - 1):
+            raise ValueError(
+                f"{str(path)!r}: stderr has shape {stderr.shape} but entropy has "
+                f"{entropy.shape}; give one row of {entropy.shape[1] - 1} per block"
+            )
         rows = []
         for b, row in enumerate(entropy):
             try:

@@ -32,11 +32,13 @@ import json
 import math
 import os
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import _io
 from .timegrid import (
     alpha_from_counts,
     alpha_to_timesteps,
@@ -57,24 +59,25 @@ def read_export_file(path: str | os.PathLike) -> dict:
     ("counts", "mask_ratio", "alpha", "t", or a block matrix "counts" with "steps_per_block");
     .npz: one array per key plus the JSON "info" string. Any other extension is read as JSON.
     """
-    path = Path(path)
+    path = _io.check_input_file(path, "schedule")
     suffix = path.suffix.lower()
-    if not path.is_file():
-        raise ValueError(f"schedule file {str(path)!r} does not exist; check the path")
     if suffix == ".npz":
         try:
-            with np.load(path, allow_pickle=False) as z:
+            # Our own handle: np.load leaks the one it opens when the zip is corrupt.
+            with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files if k != "info"}
                 info = json.loads(str(z["info"])) if "info" in z.files else {}
-        except (OSError, ValueError, json.JSONDecodeError) as e:
-            raise ValueError(f"{str(path)!r} is not a readable .npz file ({e})") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, RecursionError) as e:
+            raise ValueError(
+                f"{str(path)!r} is not a readable .npz file ({type(e).__name__}); write it "
+                "with schedopt export or numpy.savez"
+            ) from None
+        if not isinstance(info, dict):
+            raise ValueError(f"{str(path)!r}: the .npz \"info\" entry must be a JSON object")
         return {**info, **{k: v.tolist() for k, v in data.items()}}
     if suffix == ".csv":
         return _read_csv(path)
-    try:
-        obj = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{str(path)!r} is not a readable JSON schedule file ({e})") from None
+    obj = _io.read_json(path, "schedule")
     if not isinstance(obj, dict):
         raise ValueError(
             f"{str(path)!r} holds a JSON {type(obj).__name__}, not an object; wrap the list "

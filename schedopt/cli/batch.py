@@ -7,6 +7,8 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
+
 from . import add_profile_argument, format_table, load_profile
 from .core import BITS_PER_NAT, whole_number_arg
 
@@ -76,15 +78,18 @@ def run_batch(args: argparse.Namespace) -> int:
     manifest = Path(args.manifest)
     jobs = read_manifest(manifest)
     out = Path(args.out)
-    _io.check_output_path(out)  # its parent folder must exist
-    out.mkdir(exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {args.out!r} is a file; give a folder name")
+    if not out.is_dir():
+        _io.check_output_path(out)  # its parent folder must exist
+        out.mkdir()
     profiles = _load_profiles(jobs, manifest.parent, args.regularize)
     budgets = _budgets(jobs, profiles)
     names = _output_names(jobs)
     rows: list[dict | None] = [None] * len(jobs)
     todo = []
     for i, job in enumerate(jobs):
-        done = _finished(out / names[i], profiles[i], budgets[i])
+        done = _finished(out / names[i], profiles[i], budgets[i], job)
         if done is None:
             todo.append(i)
         else:
@@ -96,7 +101,8 @@ def run_batch(args: argparse.Namespace) -> int:
         )
         for i, schedule in zip(group, schedules, strict=True):
             schedule = _meet_target(jobs[i], profiles[i], schedule)
-            meta = {**schedule.meta, "profile": jobs[i]["profile"], "job": i}
+            meta = {**schedule.meta, "profile": jobs[i]["profile"], "job": i,
+                    "profile_sha256": profile_digest(profiles[i])}
             if "target_kl" in jobs[i]:
                 meta["target_kl"] = jobs[i]["target_kl"]
             schedule = schedule.replace(meta=meta)
@@ -137,7 +143,8 @@ def _check_job(i: int, job) -> dict:
                          "(a KL to reach in as few steps as possible)")
     if "steps" in job:
         t = job["steps"]
-        if isinstance(t, bool) or not isinstance(t, int | float) or t != int(t) or t < 1:
+        if (isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t)
+                or t != int(t) or t < 1):
             raise ValueError(f"{where} has steps {t!r}; give a whole number >= 1")
     else:
         eps = job["target_kl"]
@@ -203,7 +210,19 @@ def _output_names(jobs: list[dict]) -> list[str]:
     return names
 
 
-def _finished(path: Path, profile, steps: int):
+def profile_digest(profile) -> str:
+    """SHA-256 of a profile's curve as float64 bytes: results are keyed by content.
+
+    A rerun recomputes a job whose profile file changed, even when its name and n did not
+    (the curve after --regularize is what is hashed, so the flag counts too).
+    """
+    import hashlib
+
+    data = np.ascontiguousarray(np.asarray(profile.entropy, dtype=np.float64))
+    return hashlib.sha256(data.tobytes()).hexdigest()
+
+
+def _finished(path: Path, profile, steps: int, job: dict):
     """The schedule already written for this job, or None when it must be (re)computed."""
     from ..schedules import Schedule
 
@@ -213,6 +232,11 @@ def _finished(path: Path, profile, steps: int):
         schedule = Schedule.load(path, profile=profile)
     except ValueError:
         return None  # a file from another run or another profile: recompute it
+    meta = schedule.meta
+    if meta.get("profile_sha256") != profile_digest(profile):
+        return None  # written for other content (or by an older schedopt)
+    if meta.get("target_kl") != job.get("target_kl"):
+        return None
     return schedule if schedule.steps == steps else None
 
 
@@ -289,7 +313,7 @@ def run_frontier(args: argparse.Namespace) -> int:
         else:
             _io.atomic_write(args.out, _frontier_csv(result))
     if args.json:
-        print(json.dumps(result))
+        print(_io.dumps(result))
         return 0
     print(f"n = {profile.n} tokens, budgets T = 1..{max_steps}, expected KL in nats")
     shown = sorted({t for t in range(1, max_steps + 1) if max_steps <= 32 or t & (t - 1) == 0}

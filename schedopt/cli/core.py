@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 
 import numpy as np
 
+from .. import _io
 from . import add_profile_argument, format_table, load_profile
 from .export import add_optimize_arguments, evaluate_file, optimize_variant, random_count_rows
 
@@ -114,7 +114,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     schedule = Schedule.load(args.schedule, profile=profile)
     kl = float(schedule.expected_kl)
     if args.json:
-        print(json.dumps(_row(schedule)))
+        print(_io.dumps(_row(schedule)))
     else:
         print(f"{args.schedule}: {_describe(schedule)}")
     return 0 if math.isfinite(kl) else 1
@@ -145,7 +145,7 @@ def run_compare(args: argparse.Namespace) -> int:
         out["target_kl"] = args.target_kl
         out["fewest_steps"] = cmp.fewest_steps(profile, args.target_kl)
     if args.json:
-        print(json.dumps(out))
+        print(_io.dumps(out))
         return 0
     print(f"n = {profile.n} tokens, budget T = {args.steps} steps")
     shown = [{**r, "method": cmp.LABELS.get(r["method"], r["method"])} for r in rows]

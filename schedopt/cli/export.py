@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from .. import _io
 
 
 def register(sub) -> None:
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     )
     export.write_export(args.out, data)
     summary = {k: data[k] for k in ("kind", "n", "steps", "sampler") if k in data}
-    print(json.dumps({"out": args.out, **summary}))
+    print(_io.dumps({"out": args.out, **summary}))
     return 0
 
 
@@ -130,7 +131,7 @@ def evaluate_file(args: argparse.Namespace, profile) -> bool:
         return False
     scores = export.score_imported(profile, export.read_schedule_file(args.schedule, profile.n))
     if args.json:
-        print(json.dumps(scores))
+        print(_io.dumps(scores))
         return True
     how = {"fixed": "fixed counts", "binomial": "random counts"}[scores["sampler"]]
     line = f"{args.schedule}: {scores['kind']}, {scores['steps']} steps, expected KL "

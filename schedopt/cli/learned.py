@@ -7,9 +7,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-DEFAULT_FULL_GRID = 256  # up to this n the data curve is estimated at every revealed count
+from .. import _io
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = False,
@@ -71,10 +70,6 @@ def load_model_and_data(args: argparse.Namespace):
     return model, data, info
 
 
-def _grid(n: int):
-    return None if n > DEFAULT_FULL_GRID else n
-
-
 def profile_from_model(args: argparse.Namespace):
     """The --kind curve of --model on held-out --data, regularised, with stderr (profile cmd)."""
     import jax
@@ -85,7 +80,7 @@ def profile_from_model(args: argparse.Namespace):
     model, data, info = load_model_and_data(args)
     profile = estimate_profile(
         logits_fn(model), data, key=jax.random.key(args.seed), kind=args.kind,
-        grid=_grid(data.shape[1]), batch_size=args.batch_size, quiet=False,
+        batch_size=args.batch_size, quiet=False,
     )
     return profile.replace(meta={**profile.meta, **info})
 
@@ -112,7 +107,7 @@ def register(sub) -> None:
 def run_nll(args: argparse.Namespace) -> int:
     import jax
 
-    from ..estimate import estimate_curves
+    from ..estimate import estimate_curves, schedule_grid
     from ..models import logits_fn
     from ..nll import predicted_excess, schedules_nll
     from ..schedules import Schedule
@@ -129,7 +124,9 @@ def run_nll(args: argparse.Namespace) -> int:
     fn = logits_fn(model)
     k_nll, k_curve = jax.random.split(jax.random.key(args.seed))
     results = schedules_nll(fn, data, schedules, k_nll, orders=args.orders, quiet=False)
-    estimate = estimate_curves(fn, data, key=k_curve, grid=_grid(n),
+    # The curve at every count (n <= FULL_GRID_MAX) or at least at each schedule's cuts.
+    grid = schedule_grid(n, *(s.tokens_per_step for s in schedules))
+    estimate = estimate_curves(fn, data, key=k_curve, grid=grid,
                                batch_size=args.batch_size, quiet=False)
     rows = []
     for path, s, r in zip(args.schedule, schedules, results, strict=True):
@@ -137,7 +134,7 @@ def run_nll(args: argparse.Namespace) -> int:
         rows.append({"schedule": path, **r.to_json(), "predicted_excess": predicted,
                      "predicted_excess_stderr": predicted_se})
     if args.json:
-        print(json.dumps({**info, "results": rows}, indent=1))
+        print(_io.dumps({**info, "results": rows}, indent=1))
         return 0
     print(_table(info, rows, n))
     return 0

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
+from .. import _io
 from . import known, learned
 
 
@@ -35,5 +35,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         raise ValueError("say where the curve comes from: --distribution NAME or --model NAME")
     profile.save(args.out)
-    print(json.dumps({"out": args.out, **profile.summary()}))
+    print(_io.dumps({"out": args.out, **profile.summary()}))
     return 0

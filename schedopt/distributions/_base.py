@@ -113,7 +113,8 @@ class Distribution(abc.ABC):
         Args:
             key: JAX PRNG key (default: key 0, so results are reproducible).
             samples: number of sequences.
-            grid: revealed counts to evaluate (default: `schedopt.estimate.revealed_grid`).
+            grid: revealed counts to evaluate (default: `schedopt.estimate.default_grid`,
+                every count for n <= 256).
             quiet: no progress bar.
         """
         return self.estimate(key=key, samples=samples, grid=grid, quiet=quiet).profile("model")
@@ -233,9 +234,10 @@ def check_probabilities(p: Any, name: str, ndim: int) -> np.ndarray:
             f"{name}{list(idx)} = {a[idx]:.6g} is negative; probabilities must be >= 0"
         )
     sums = a.sum(axis=-1)
-    bad = np.argwhere(np.abs(sums - 1.0) > _SUM_TOLERANCE)
+    # np.atleast_1d: for a single distribution sums is 0-d, where argwhere finds nothing.
+    bad = np.argwhere(np.atleast_1d(np.abs(sums - 1.0) > _SUM_TOLERANCE))
     if bad.size:
-        idx = tuple(int(i) for i in bad[0])
+        idx = tuple(int(i) for i in bad[0]) if sums.ndim else ()
         where = f"{name}{list(idx)}" if idx else name
         raise ValueError(
             f"{where} sums to {sums[idx]:.6g}, not 1; normalise each distribution along the "
