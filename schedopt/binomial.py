@@ -65,7 +65,8 @@ class TimeGrid:
         if alpha.ndim != 1:
             raise ValueError(f"alpha must be 1-D for one grid, got shape {alpha.shape}")
         kl = expected_kl_binomial(profile, alpha)
-        return cls(alpha=jnp.asarray(alpha), expected_kl=kl, method=method, meta={"n": profile.n})
+        return cls(alpha=np.asarray(alpha, np.float64), expected_kl=kl, method=method,
+                   meta={"n": profile.n})
 
     def timesteps(
         self, alpha_schedule: str = "linear", eps: float = 1e-4, convention: str = "md4"
@@ -116,7 +117,7 @@ class TimeGrid:
         else:
             kl = obj.get("expected_kl", np.nan)
         return cls(
-            alpha=jnp.asarray(alpha),
+            alpha=np.asarray(alpha, np.float64),
             expected_kl=np.float64(kl),
             method=str(obj.get("method", "custom")),
             meta=meta,
@@ -226,6 +227,7 @@ def _default_optimizer() -> optax.GradientTransformationExtraArgs:
     return optax.lbfgs(linesearch=linesearch)
 
 
+@float64
 def optimize_binomial(
     profile: EntropyProfile,
     steps: int,

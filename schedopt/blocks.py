@@ -34,6 +34,7 @@ from ._progress import progress
 from .checks import check_tokens_per_step, whole_number
 from .divergence import expected_kl
 from .estimate import check_data, check_kind, masked_means
+from .precision import float64
 from .profile import EntropyProfile
 from .schedules import Schedule
 
@@ -203,6 +204,7 @@ def load_block_profiles(path: str | os.PathLike, block_length: int, regularize: 
 
 
 # --------------------------------------------------------------------------- exact curves
+@float64
 def block_profiles_from_table(joint: Any, block_length: int) -> BlockProfiles:
     """Exact per-block curves of an explicit joint table, by enumeration.
 
@@ -249,6 +251,7 @@ def block_profiles_from_table(joint: Any, block_length: int) -> BlockProfiles:
 
 
 # --------------------------------------------------------------------------- estimated curves
+@float64
 def estimate_block_profiles(
     logits_fn: Callable[[jax.Array, jax.Array], jax.Array],
     data: Any,
@@ -408,6 +411,7 @@ def allocate_steps(frontiers: np.ndarray, steps: int) -> tuple[np.ndarray, float
     return split, float(best[steps])
 
 
+@float64
 def optimize_blocks(blocks: BlockProfiles, steps: int, *, equal_split: bool = False) -> Schedule:
     """The exact optimal semi-autoregressive schedule with T steps in all.
 

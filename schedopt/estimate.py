@@ -30,6 +30,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ._progress import progress
 from .checks import check_tokens_per_step
+from .precision import float64
 from .profile import EntropyProfile
 
 LogitsFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -239,6 +240,7 @@ class CurveEstimate:
         return raw.regularize()
 
 
+@float64
 def estimate_curves(
     logits_fn: LogitsFn,
     data: Any,
@@ -312,6 +314,7 @@ def estimate_curves(
     )
 
 
+@float64
 def estimate_profile(
     logits_fn: LogitsFn,
     data: Any,

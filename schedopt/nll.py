@@ -26,6 +26,7 @@ import numpy as np
 
 from .checks import check_tokens_per_step, whole_number
 from .data import check_sequences
+from .precision import float64
 from .sampler import schedule_log_likelihood
 from .schedules import Schedule
 
@@ -82,6 +83,7 @@ class ScheduleNLL:
         return out
 
 
+@float64
 def schedule_nll(
     logits_fn,
     data: Any,

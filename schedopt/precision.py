@@ -2,9 +2,14 @@
 
 Reported KLs are sums of many small non-negative terms and the exact DP compares costs that
 differ in the last digits, so they are computed in float64. JAX's precision is a global
-setting (`jax_enable_x64`); schedopt never changes it. Public functions that report a KL run
-inside `jax.enable_x64(True)` (a context, undone on return) and hand back host (numpy)
-values, so the caller's own JAX code keeps running in float32.
+setting (`jax_enable_x64`); schedopt never changes it. Public functions that report a KL, a
+curve or a likelihood run inside `jax.enable_x64(True)` (a context, undone on return) and
+hand back host (numpy) values, so the caller's own JAX code keeps running in float32.
+
+Functions that call a model you pass in (`estimate_profile`, `schedule_nll`, `sample`,
+`verify`) call it inside that scope too: arrays your model creates without an explicit dtype
+are float64 during the call (its float32 parameters stay float32). Give dtypes explicitly in
+model code that must stay float32; PyTorch models are unaffected.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from .estimate import (
     random_orders,
     schedule_grid,
 )
+from .precision import float64
 from .profile import EntropyProfile
 from .schedules import Schedule
 
@@ -41,6 +42,7 @@ ConditionalsFn = Callable[[jax.Array, jax.Array], jax.Array]
 _BATCH_ELEMENTS = 2**22
 
 
+@float64
 def sample(
     conditionals_fn: ConditionalsFn,
     schedule: Schedule | Any,
@@ -84,6 +86,7 @@ def sample(
     return jnp.asarray(x)
 
 
+@float64
 def schedule_log_likelihood(
     conditionals_fn: ConditionalsFn,
     tokens: Any,
@@ -282,6 +285,7 @@ class Verification:
         )
 
 
+@float64
 def verify(
     distribution: Distribution,
     schedule: Schedule | Any,
@@ -340,6 +344,7 @@ def verify(
     )
 
 
+@float64
 def verification_samples(
     distribution: Distribution,
     schedule: Schedule | Any,

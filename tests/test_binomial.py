@@ -163,6 +163,7 @@ def test_batched_grids_match_one_at_a_time():
     np.testing.assert_allclose(batched[:, 0], single, rtol=1e-13)
 
 
+@jax.enable_x64(True)  # gradients through the caller's trace use the caller's precision
 def test_gradient_matches_finite_differences():
     profile = schedopt.EntropyProfile.from_entropy(markov_entropy(STICKY, 64))
     alpha = random_grid(np.random.default_rng(5), 6)

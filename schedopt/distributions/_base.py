@@ -183,6 +183,16 @@ class Distribution(abc.ABC):
 
 
 # --------------------------------------------------------------------------- helpers
+def as_jax(*arrays: Any) -> tuple[jnp.ndarray, ...]:
+    """A law's numpy parameters as JAX arrays in the current precision.
+
+    Jitted kernels get JAX arrays, never numpy ones: a numpy argument lets a program compiled
+    under one precision be reused under the other (the laws run in float64 inside, and in the
+    caller's precision when traced by the caller), which XLA then refuses.
+    """
+    return tuple(jnp.asarray(a) for a in arrays)
+
+
 def point_mass(x: jnp.ndarray, revealed: jnp.ndarray, probs: jnp.ndarray) -> jnp.ndarray:
     """Replace the conditionals at revealed positions by the point mass on x_i."""
     onehot = jax.nn.one_hot(x, probs.shape[-1], dtype=probs.dtype)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..profile import EntropyProfile
-from ._base import MAX_ENUMERATION, Distribution, check_count, check_length, point_mass
+from ._base import MAX_ENUMERATION, Distribution, as_jax, check_count, check_length, point_mass
 
 # Conditionals are float[..., n, q]; larger alphabets belong to a different tool.
 MAX_FIELD = 1021
@@ -133,7 +133,8 @@ class LinearCode(Distribution):
         return np.ascontiguousarray(self.generator.T), inverse, self.q
 
     def _conditionals(self, x, revealed):
-        return _code_conditionals(*self._field, x, revealed)
+        generator, inverse, q = self._field
+        return _code_conditionals(*as_jax(generator, inverse), q, x, revealed)
 
     def sample(self, key: jax.Array, num: int) -> jnp.ndarray:
         num = check_count(num, "num")

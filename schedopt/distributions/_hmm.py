@@ -11,6 +11,7 @@ import numpy as np
 
 from ._base import (
     Distribution,
+    as_jax,
     check_count,
     check_length,
     check_probabilities,
@@ -55,7 +56,7 @@ class HiddenMarkov(Distribution):
 
     @property
     def _params(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.stationary, self.transition, self.emission
+        return as_jax(self.stationary, self.transition, self.emission)
 
     def _conditionals(self, x, revealed):
         return _hmm_conditionals(*self._params, x, revealed)

@@ -12,6 +12,7 @@ import numpy as np
 from ..profile import EntropyProfile
 from ._base import (
     Distribution,
+    as_jax,
     check_count,
     check_length,
     check_probabilities,
@@ -74,11 +75,11 @@ class MarkovChain(Distribution):
         return matrix_powers(self.transition, self.n)
 
     def _conditionals(self, x, revealed):
-        return _markov_conditionals(self._powers, self.stationary, x, revealed)
+        return _markov_conditionals(*as_jax(self._powers, self.stationary), x, revealed)
 
     def sample(self, key: jax.Array, num: int) -> jnp.ndarray:
         num = check_count(num, "num")
-        return _markov_sample(key, self.stationary, self.transition, num, self.n)
+        return _markov_sample(key, *as_jax(self.stationary, self.transition), num, self.n)
 
     def log_prob(self, x: Any) -> jnp.ndarray:
         x = jnp.asarray(x, jnp.int32)
