@@ -125,6 +125,7 @@ def schedule_nll(
                          batch_size=batch_size, quiet=quiet)[0]
 
 
+@float64
 def schedules_nll(
     logits_fn,
     data: Any,

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import jax
+import numpy as np
 
 F = TypeVar("F", bound=Callable)
 
@@ -36,6 +37,14 @@ def float64(fn: F) -> F:
         if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
             return fn(*args, **kwargs)
         with jax.enable_x64(True):
-            return fn(*args, **kwargs)
+            return jax.tree.map(_to_host, fn(*args, **kwargs))
 
     return wrapper  # type: ignore[return-value]
+
+
+def _to_host(leaf):
+    # A float64 JAX array would be silently demoted by the caller's next float32 operation;
+    # as a numpy array it keeps its precision.
+    if isinstance(leaf, jax.Array) and leaf.dtype == np.float64:
+        return np.asarray(leaf)
+    return leaf

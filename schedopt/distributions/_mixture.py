@@ -99,9 +99,8 @@ class MixtureOfProducts(Distribution):
         lead = x.shape[:-1]
         flat = x.reshape(-1, self.n)
         log_weights, log_marginals = as_jax(*self._params)
-        return _mixture_log_joint(log_weights, log_marginals, flat, jnp.ones(flat.shape, bool)).reshape(
-            lead
-        )
+        everything = jnp.ones(flat.shape, bool)
+        return _mixture_log_joint(log_weights, log_marginals, flat, everything).reshape(lead)
 
 
 # --------------------------------------------------------------------------- kernels
