@@ -351,7 +351,8 @@ def sample_entropy_bounded(
     """Draw `num` sequences with the entropy-bounded (EB) adaptive sampler.
 
     At each step the model gives the conditionals of every masked position; positions are
-    sorted by the entropy of their conditional (lowest first), and the longest prefix U with
+    sorted by the entropy of their conditional (lowest first, ties broken at random), and the
+    longest prefix U with
 
         sum_{i in U} H(p_i) - max_{i in U} H(p_i) <= gamma
 
@@ -418,7 +419,11 @@ def _entropy_bounded_loop(fn, logits, tokens, gamma, key):
         p = jnp.exp(logp)
         entropy = -jnp.sum(jnp.where(p > 0, p * logp, 0.0), axis=-1)
         entropy = jnp.where(revealed, jnp.inf, entropy)
-        order = jnp.argsort(entropy, axis=1, stable=True)
+        # Ties (to 1e-6 nats) are broken at random: exact laws have many equal entropies
+        # (a stationary chain at the start), and breaking them by position would reveal
+        # neighbouring, strongly correlated tokens together.
+        tie = jax.random.uniform(jax.random.fold_in(key, n + k), x.shape)
+        order = jnp.lexsort((tie, jnp.round(entropy * 1e6)), axis=1)
         ranked = jnp.take_along_axis(entropy, order, axis=1)
         masked = jnp.isfinite(ranked)
         ranked = jnp.where(masked, ranked, 0.0)
