@@ -10,7 +10,12 @@ from helpers import kl_from_curve, markov_entropy_curve
 
 from schedopt.cli import main
 from schedopt.exact import optimal_schedule
-from schedopt.losscurve import profile_from_loss_curve, read_loss_curve, write_loss_curve
+from schedopt.losscurve import (
+    convex_nonincreasing,
+    profile_from_loss_curve,
+    read_loss_curve,
+    write_loss_curve,
+)
 from schedopt.models import MDMConfig, train
 from schedopt.models._training import loss_by_revealed_count
 from schedopt.profile import EntropyProfile
@@ -112,6 +117,36 @@ def test_stderr_of_the_joint_entropy_matches_monte_carlo():
     ratio = np.var(joint, ddof=1) / predicted**2  # ~ chi2(399) / 399
     assert 0.77 < ratio < 1.26
     assert abs(np.mean(joint) - truth.sum()) < 4 * predicted / math.sqrt(400)
+
+
+def test_convex_fit_matches_a_general_constrained_solver():
+    # Independent route: SLSQP with the constraints written out (slopes <= 0, second
+    # differences >= 0 on an uneven grid).
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(5)
+    x = np.sort(rng.uniform(0, 30, 12))
+    y = 2 * np.exp(-x / 10) + 0.2 * rng.standard_normal(12)
+    w = rng.uniform(0.5, 2, 12)
+    fitted, fit_map = convex_nonincreasing(x, y, w)
+    slope = lambda f: np.diff(f) / np.diff(x)  # noqa: E731
+    cons = [{"type": "ineq", "fun": lambda f: -slope(f)},
+            {"type": "ineq", "fun": lambda f: np.diff(slope(f))}]
+    ref = minimize(lambda f: np.sum(w * (f - y) ** 2), np.full(12, y.mean()),
+                   constraints=cons, method="SLSQP", options={"ftol": 1e-14, "maxiter": 500})
+    np.testing.assert_allclose(fitted, ref.x, atol=1e-5)
+    np.testing.assert_allclose(fit_map @ y, fitted, atol=1e-9)
+    # A curve that is already convex and decreasing is returned unchanged.
+    exact, _ = convex_nonincreasing(x, 3 - np.sqrt(x + 1))
+    np.testing.assert_allclose(exact, 3 - np.sqrt(x + 1), atol=1e-9)
+
+
+def test_convex_shape_gives_a_convex_profile():
+    ratio, ce, se = chain_rows()
+    noisy = ce + 0.01 * np.random.default_rng(6).standard_normal(N)
+    g = np.asarray(profile_from_loss_curve(ratio, noisy, se * 100, length=N,
+                                           shape="convex").conditional_entropy)
+    assert np.all(np.diff(g) <= 1e-12) and np.all(np.diff(g, 2) >= -1e-12)
 
 
 def test_training_loss_binning_matches_a_loop():

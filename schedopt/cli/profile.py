@@ -26,6 +26,22 @@ def register(sub) -> None:
         help="CSV with header mask_ratio,cross_entropy[,stderr] (mean CE per masked token, "
         "nats); needs --length N. Mask ratio r is revealed count n (1 - r)",
     )
+    group.add_argument(
+        "--shape", choices=("monotone", "convex"), default="monotone",
+        help="--from-loss-curve fit: 'monotone' (non-increasing, default) or 'convex' "
+        "(non-increasing and convex: smoother, fewer flat stretches for noisy logs)",
+    )
+    group = p.add_argument_group("forward-pass budget (--model)")
+    group.add_argument(
+        "--max-forward-passes", type=int, default=None, metavar="B",
+        help="estimate the --model curve with at most B forward passes: half on a coarse "
+        "curve, the rest around the cuts of its optimal schedules (for --target-steps); "
+        "prints how stable those schedules are",
+    )
+    group.add_argument(
+        "--target-steps", type=int, nargs="+", default=[4, 8, 16, 32], metavar="T",
+        help="the step budgets the --max-forward-passes estimate aims at (default 4 8 16 32)",
+    )
     p.add_argument("--out", required=True, metavar="P.json", help="profile file to write")
     p.add_argument("--seed", type=int, default=0, help="random seed for Monte Carlo (default 0)")
     p.set_defaults(func=run)
@@ -39,13 +55,16 @@ def run(args: argparse.Namespace) -> int:
                ("distribution", "model", "from_loss_curve") if getattr(args, name, None)]
     if len(sources) > 1:
         raise ValueError(f"give one source of the curve, not {' and '.join(sources)}")
+    if args.max_forward_passes is not None and not getattr(args, "model", None):
+        raise ValueError("--max-forward-passes applies to --model; drop it or give --model")
     if getattr(args, "from_loss_curve", None):
         from ..losscurve import profile_from_loss_curve_file
 
         if args.length is None:
             raise ValueError("--from-loss-curve needs --length N, the sequence length to "
                              "schedule for")
-        profile = profile_from_loss_curve_file(args.from_loss_curve, length=args.length)
+        profile = profile_from_loss_curve_file(args.from_loss_curve, length=args.length,
+                                               shape=args.shape)
         for stretch in profile.meta["nonmonotone"]:
             lo, hi = stretch["mask_ratio"]
             print(f"schedopt profile: warning: the loss rises with revealed tokens between mask "
@@ -53,11 +72,37 @@ def run(args: argparse.Namespace) -> int:
                   "is flattened there", file=sys.stderr)
     elif getattr(args, "distribution", None):
         profile = known.profile_from_distribution(args)
+    elif getattr(args, "model", None) and args.max_forward_passes is not None:
+        profile = _profile_within_budget(args)
     elif getattr(args, "model", None):
         profile = learned.profile_from_model(args)
     else:
         raise ValueError("say where the curve comes from: --distribution NAME, --model NAME or "
                          "--from-loss-curve FILE.csv")
     profile.save(args.out)
-    print(json.dumps({"out": args.out, **profile.summary()}))
+    extra = {}
+    if "stability" in profile.meta and "max_forward_passes" in profile.meta:
+        extra = {"forward_passes": profile.meta["forward_passes"],
+                 "schedules": profile.meta["schedules"], "stability": profile.meta["stability"]}
+    print(json.dumps({"out": args.out, **profile.summary(), **extra}))
     return 0
+
+
+def _profile_within_budget(args: argparse.Namespace):
+    """--model with --max-forward-passes: the adaptive two-phase estimate."""
+    import jax
+
+    from ..adaptive_estimate import estimate_within_budget
+    from ..models import logits_fn
+
+    model, data, info = learned.load_model_and_data(args)
+    result = estimate_within_budget(
+        logits_fn(model), data, key=jax.random.key(args.seed),
+        max_forward_passes=args.max_forward_passes, steps=args.target_steps, kind=args.kind,
+        batch_size=args.batch_size)
+    for t, report in result.stability.items():
+        print(f"schedopt profile: T = {t}: schedule {result.schedules[t].tolist()} agrees with "
+              f"{100 * report['agreement']:.0f}% of bootstrap re-estimates; 90% of them put its "
+              f"excess KL below {report['excess_p90']:.3g} nats "
+              f"({100 * report['relative_p90']:.1f}% of the optimum)", file=sys.stderr)
+    return result.profile.replace(meta={**result.profile.meta, **info})
