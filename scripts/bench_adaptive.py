@@ -170,9 +170,11 @@ def plot(results: dict, path: str) -> None:
               "EB": "tab:red"}
     for ax, (name, r) in zip(np.atleast_1d(axes), results.items(), strict=True):
         for method, color in colors.items():
-            pts = sorted((x["passes"], x["quality"], x["stderr"]) for x in r["rows"]
+            # EB's points are joined in order of gamma (its passes need not fall strictly).
+            pts = sorted((x.get("gamma", 0.0) if method == "EB" else x["passes"],
+                          x["passes"], x["quality"], x["stderr"]) for x in r["rows"]
                          if x["method"] == method)
-            p, q, s = (np.asarray(v) for v in zip(*pts, strict=True))
+            _, p, q, s = (np.asarray(v) for v in zip(*pts, strict=True))
             ax.errorbar(p, q, yerr=1.96 * s, color=color, marker="o", ms=3, lw=1.2,
                         capsize=2, label="optimal fixed" if method == "optimal" else method)
         ax.axhline(r["exact_quality"], color="k", lw=0.8, ls=":", label="exact sampling")

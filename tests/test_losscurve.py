@@ -84,16 +84,21 @@ def test_repeats_without_stderr_give_errors_from_their_spread():
                                 np.std([1.0, 1.1, 1.2], ddof=1) / math.sqrt(3)])
 
 
+@pytest.mark.parametrize("shape", ["convex", "monotone"])
 @pytest.mark.parametrize("se, flagged", [(1e-3, True), (0.5, False)])
-def test_a_rise_is_flattened_and_flagged_only_when_the_errors_reject_monotonicity(se, flagged):
+def test_a_rise_is_flattened_and_flagged_only_when_the_errors_reject_monotonicity(
+        se, flagged, shape):
     # c falls by 0.02 nats per revealed token but jumps up by 0.3 at j = 25: against tiny
     # errors the rise is real (chi-square p ~ 0), against errors of 0.5 it is noise.
     n = 64
     j = np.arange(n)
     c = 2.0 - 0.02 * j + 0.3 * (j >= 25)
-    profile = profile_from_loss_curve((n - j) / n, c, np.full(n, se), length=n)
+    profile = profile_from_loss_curve((n - j) / n, c, np.full(n, se), length=n, shape=shape)
     g = np.asarray(profile.conditional_entropy)
     assert np.all(np.diff(g) <= 1e-12)  # the written curve is monotone (a normal profile)
+    if shape == "monotone":  # PAV by hand: the fit is flat exactly where it pools
+        pooled = g[np.abs(g - c) > 1e-9]
+        assert pooled.size and np.ptp(pooled) < 0.3
     assert bool(profile.meta["nonmonotone"]) == flagged
     if flagged:
         lo, hi = profile.meta["nonmonotone"][0]["mask_ratio"]

@@ -27,9 +27,10 @@ def register(sub) -> None:
         "nats); needs --length N. Mask ratio r is revealed count n (1 - r)",
     )
     group.add_argument(
-        "--shape", choices=("monotone", "convex"), default="monotone",
-        help="--from-loss-curve fit: 'monotone' (non-increasing, default) or 'convex' "
-        "(non-increasing and convex: smoother, fewer flat stretches for noisy logs)",
+        "--shape", choices=("convex", "monotone"), default="convex",
+        help="--from-loss-curve fit: 'convex' (non-increasing and convex, default: smooth, "
+        "no flat stretches for the optimizer to exploit) or 'monotone' (non-increasing only; "
+        "for step-shaped curves such as codes)",
     )
     group = p.add_argument_group("forward-pass budget (--model)")
     group.add_argument(
