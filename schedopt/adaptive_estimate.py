@@ -87,6 +87,7 @@ def estimate_within_budget(
     coarse_fraction: float = 0.5,
     shape: str = "convex",
     bagging: int = 64,
+    gap_degree: int | None = None,
     bootstrap: int = 200,
     batch_size: int = 128,
     jit: bool = True,
@@ -110,7 +111,13 @@ def estimate_within_budget(
             long steps it predicts to be free; bagging smooths them. On the HMM benchmark
             at B = 512 (scripts/bench_budget.py), convex + bagging cut the median excess
             at T = 32 from 61% (one monotone fit) to 15%.
-        bootstrap: replicates for the stability report (0 skips it).
+        gap_degree: None (the data curve as measured) or a polynomial degree: the data curve
+            is then estimated as the model curve (predictive entropy, far less noisy: no
+            sampled token) plus a polynomial fit in j of the calibration gap (cross-entropy
+            minus entropy, pooled over every row). Exact when the gap is such a polynomial
+            (0 for exact conditionals); biased where it is not.
+        bootstrap: replicates for the stability report (0 skips it; the gap fit is held
+            fixed in the replicates).
         batch_size: rows per forward pass call.
         jit: compile logits_fn with the statistics.
 
@@ -133,7 +140,11 @@ def estimate_within_budget(
     if not targets:
         raise ValueError(f"steps must hold at least one budget T between 1 and n = {n}")
     k_coarse, k_boot, k_bag = jax.random.split(key, 3)
-    rows = _RowSampler(logits_fn, tokens, kind, batch_size, jit, k_coarse, shape)
+    if gap_degree is not None and (kind != "data" or not 0 <= int(gap_degree) <= 4):
+        raise ValueError(
+            f"gap_degree applies to kind 'data' and must be 0..4, got {gap_degree!r}"
+        )
+    rows = _RowSampler(logits_fn, tokens, kind, batch_size, jit, k_coarse, shape, gap_degree)
 
     # 1. Coarse curve: g1 points ~ sqrt(B1) (within [4, 33]) on B1 / g1 sequences, each
     #    sequence with one random order for all its points (common random numbers).
@@ -188,6 +199,7 @@ def estimate_within_budget(
         "kind": kind,
         "max_forward_passes": budget,
         "shape": shape,
+        "gap_degree": gap_degree,
         "forward_passes": rows.passes,
         "coarse_forward_passes": int(first * grid.size),
         "refined_points": [int(j) for j in extra],
@@ -245,7 +257,7 @@ class _RowSampler:
     than sequences are asked for, with a fresh order each time round).
     """
 
-    def __init__(self, logits_fn, tokens, kind, batch_size, jit, key, shape):
+    def __init__(self, logits_fn, tokens, kind, batch_size, jit, key, shape, gap_degree):
         self.fn, self.tokens, self.kind, self.jit = logits_fn, tokens, kind, jit
         self.batch_size = batch_size
         self.key = key
@@ -253,6 +265,8 @@ class _RowSampler:
         self.passes = 0
         self._cycle = random_orders(key, 1, tokens.shape[0])[0]
         self.shape = shape
+        self.gap_degree = gap_degree
+        self.gaps: list[tuple[np.ndarray, np.ndarray]] = []  # (counts, ce - ent) per run
 
     def _orders(self, slots: np.ndarray) -> np.ndarray:
         n = self.tokens.shape[1]
@@ -275,8 +289,12 @@ class _RowSampler:
             ce, ent, bad = (_row_statistics if self.jit else _eager_rows)(self.fn, *args)
             if bool(np.any(np.asarray(bad))):
                 raise ValueError("logits_fn returned NaN logits; check the model")
-            out.append(np.asarray(ce if self.kind == "data" else ent, np.float64))
-        values = np.concatenate(out)[:total].reshape(slots.size, grid.size)
+            out.append(np.stack([np.asarray(ce, np.float64), np.asarray(ent, np.float64)]))
+        ce, ent = (np.concatenate([o[i] for o in out])[:total].reshape(slots.size, grid.size)
+                   for i in range(2))
+        values = ent if self.kind == "model" or self.gap_degree is not None else ce
+        if self.gap_degree is not None:
+            self.gaps.append((np.tile(grid, slots.size), (ce - ent).ravel()))
         if not np.all(np.isfinite(values)):
             raise ValueError(
                 "the model gives probability 0 to a token in the data (infinite "
@@ -294,9 +312,18 @@ class _RowSampler:
         values = np.asarray([[v[j] for j in grid] for v in self.values.values()])
         return grid, values
 
+    def gap(self, grid: np.ndarray) -> np.ndarray:
+        """The fitted calibration gap (data minus model curve) at `grid`, or zeros."""
+        if self.gap_degree is None:
+            return np.zeros(grid.size)
+        counts = np.concatenate([c for c, _ in self.gaps])
+        gaps = np.concatenate([g for _, g in self.gaps])
+        coef = np.polyfit(counts.astype(np.float64), gaps, self.gap_degree)
+        return np.polyval(coef, grid.astype(np.float64))
+
     def profile(self, n: int, values: np.ndarray | None = None) -> EntropyProfile:
         grid, table = self.table()
-        table = table if values is None else values
+        table = (table if values is None else values) + self.gap(grid)[None, :]
         mean = table.mean(axis=0)
         se = np.maximum(table.std(axis=0, ddof=1) / np.sqrt(table.shape[0]), 1e-9)
         meta = {"grid": [int(j) for j in grid], "sequences": int(table.shape[0]),

@@ -69,6 +69,24 @@ def test_refinement_adds_points_at_and_beside_the_left_endpoints(result):
     assert added <= set(meta["grid"]) and not added & set(meta["coarse_grid"])
 
 
+def test_gap_fit_is_the_model_curve_plus_a_small_constant_for_exact_conditionals():
+    # Exact conditionals: the calibration gap (cross-entropy minus entropy) has mean 0 at
+    # every j. With degree 0 the estimate is the model curve (same passes: same key) plus
+    # the pooled mean gap, a constant that must be near 0 (512 rows of per-token noise
+    # about 1 nat over ~12 masked tokens: standard error ~0.015).
+    law = MarkovChain(CHAIN, n=N)
+    data = law.sample(jax.random.key(2), 2000)
+    common = dict(key=jax.random.key(3), max_forward_passes=512, steps=(6,), bootstrap=0,
+                  bagging=0)
+    gap = estimate_within_budget(law.log_conditionals, data, gap_degree=0, **common)
+    model = estimate_within_budget(law.log_conditionals, data, kind="model", **common)
+    diff = np.asarray(gap.profile.conditional_entropy) - np.asarray(
+        model.profile.conditional_entropy)
+    assert np.ptp(diff) < 1e-9 and abs(diff[0]) < 0.06
+    truth = markov_entropy_curve(CHAIN, N)
+    assert kl_from_curve(truth, gap.schedules[6]) <= 1.10 * dp_optimum(truth, 6)
+
+
 def test_stability_report(result):
     for t in (3, 6):
         report = result.stability[t]
@@ -82,7 +100,8 @@ def test_stability_report(result):
     [(dict(max_forward_passes=8), "max_forward_passes must be"),
      (dict(max_forward_passes=64, steps=(100,)), "steps must hold"),
      (dict(max_forward_passes=64, coarse_fraction=1.0), "coarse_fraction"),
-     (dict(max_forward_passes=64, shape="smooth"), "shape must be")],
+     (dict(max_forward_passes=64, shape="smooth"), "shape must be"),
+     (dict(max_forward_passes=64, kind="model", gap_degree=1), "gap_degree applies")],
 )
 def test_bad_arguments(kwargs, message):
     law = MarkovChain(CHAIN, n=8)
