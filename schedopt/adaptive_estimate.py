@@ -6,22 +6,26 @@ through its values at the steps' left endpoints N_{k-1} (weighted by the step si
 on how fast it falls there. So after a coarse pass over the whole curve has located the
 optimal schedules, the remaining passes go where they decide something:
 
-1. Coarse: a share of the budget (`coarse_fraction`) on a grid from
-   `schedopt.estimate.revealed_grid` (denser at both ends), a few sequences per point.
-2. Optimize: the regularised coarse profile gives the exact optimal schedule for each target
-   budget T in `steps`.
-3. Refine: the rest goes to every left endpoint N_{k-1} of those schedules (N_0 = 0 is the
-   steep start) and to a point on either side of it (the local slope decides whether a cut
-   moves), each point's share proportional to s_k times the curve's spread there (Neyman
-   allocation: it minimises the variance of the estimated objective sum_k s_k c_{N_{k-1}}).
-4. Report stability: the profile from all passes is bootstrapped (rows resampled within each
-   revealed count); for every T the chosen schedule is compared with each replicate's
-   optimum: how often they agree, and the excess KL the replicates assign to the chosen one.
+1. Coarse: a share of the budget (`coarse_fraction`) on about sqrt(B/2) revealed counts from
+   `schedopt.estimate.revealed_grid` (denser at both ends), each held-out sequence evaluated
+   at every count with one random order (common random numbers: differences of the curve,
+   which decide the schedule, are far more precise than its values).
+2. Optimize: the coarse profile's exact optimal schedule for each target budget T in `steps`.
+3. Refine: the left endpoints N_{k-1} of those schedules (N_0 = 0 is the steep start) and a
+   point on either side (the local slope decides whether a cut moves) join the grid, the
+   heaviest first (step size s_k times the curve's spread there); the coarse sequences are
+   evaluated at them and the rest of the budget goes to fresh sequences on the whole grid.
+4. Fit: a non-increasing convex curve (slopes fitted first, from per-sequence differences),
+   averaged over bootstrap refits (bagging): one fit has flat stretches, a flat tail in
+   particular, where the optimizer places long steps it wrongly predicts to be free.
+5. Report stability: sequences are resampled; for every T the chosen schedule is compared
+   with each replicate's optimum: how often they agree, and the excess KL the replicates
+   assign to the chosen one.
 
 Every forward pass is one (sequence, revealed count) row, as in `schedopt.estimate`: the mean
 cross-entropy (kind "data") or predictive entropy (kind "model") over the masked positions of
-one held-out sequence with a uniformly random revealed set. Rows are spread over as many
-sequences as the data has.
+one held-out sequence with a uniformly random revealed set. Both come from the same pass, which
+`gap_degree` uses: the data curve as the low-noise model curve plus a fitted calibration gap.
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ of quality at equal average forward passes, and draws quality against passes.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -100,10 +99,12 @@ def main(argv: list[str] | None = None) -> int:
                                    ("uniform", uniform_tokens(law.n, t)),
                                    ("cosine", cosine_tokens(law.n, t))):
                 tokens = np.asarray(tokens)
-                x = schedopt.sample(law.conditionals, tokens, jax.random.fold_in(k, t), args.samples)
+                x = schedopt.sample(law.conditionals, tokens, jax.random.fold_in(k, t),
+                                    args.samples)
                 value, se = quality(name, law, x)
+                kl = float(schedopt.expected_kl(profile, tokens))
                 rows.append({"method": method, "steps": t, "passes": float(t), "quality": value,
-                             "stderr": se, "predicted_kl": float(schedopt.expected_kl(profile, tokens))})
+                             "stderr": se, "predicted_kl": kl})
         for g in args.gammas:
             out = sample_entropy_bounded(law.conditionals, args.samples, length=law.n, gamma=g,
                                          key=jax.random.fold_in(k, 1000 + int(g * 1000)))

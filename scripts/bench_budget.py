@@ -23,7 +23,6 @@ count), and
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
