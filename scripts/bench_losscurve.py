@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     test = load_dataset("digits").test
     n = test.shape[1]
     fn = logits_fn(model)
-    from_log = profile_from_loss_curve_file(args.loss_curve, length=n)
+    from_log = profile_from_loss_curve_file(args.loss_curve, length=n, shape="monotone")
     convex = profile_from_loss_curve_file(args.loss_curve, length=n, shape="convex")
     heldout = estimate_profile(fn, test, key=jax.random.key(0), grid=n)
     out = {"heldout_forward_passes": heldout.meta["forward_passes"],
