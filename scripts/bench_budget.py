@@ -35,7 +35,6 @@ from schedopt.data import default_hmm, load_dataset
 from schedopt.estimate import estimate_curves, revealed_grid
 from schedopt.exact import optimal_schedule
 
-
 REFERENCE = 16384
 
 

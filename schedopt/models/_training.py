@@ -178,8 +178,10 @@ def train(
     chunks = -(-max_steps // eval_every)
     for chunk in _progress.progress(range(chunks), description="training", quiet=quiet):
         count = min(eval_every, max_steps - step)
-        state, opt_state, losses, counts, row_ce = _run_steps(graphdef, hyper, count, state, opt_state,
-                                              jax.random.fold_in(key, chunk + 1), train_data)
+        state, opt_state, losses, counts, row_ce = _run_steps(
+            graphdef, hyper, count, state, opt_state, jax.random.fold_in(key, chunk + 1),
+            train_data,
+        )
         step += count
         valid_ce = heldout_masked_ce(nnx.merge(graphdef, state), valid_data,
                                      repeats=eval_repeats, seed=seed)
