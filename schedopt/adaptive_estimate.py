@@ -267,14 +267,14 @@ class _RowSampler:
         self.key = key
         self.values: dict[int, dict[int, float]] = {}  # slot -> {count: value}
         self.passes = 0
-        self._cycle = random_orders(key, 1, tokens.shape[0])[0]
+        self._cycle = random_orders(1, tokens.shape[0], key=key)[0]
         self.shape = shape
         self.gap_degree = gap_degree
         self.gaps: list[tuple[np.ndarray, np.ndarray]] = []  # (counts, ce - ent) per run
 
     def _orders(self, slots: np.ndarray) -> np.ndarray:
         n = self.tokens.shape[1]
-        return np.stack([random_orders(jax.random.fold_in(self.key, int(i) + 1), 1, n)[0]
+        return np.stack([random_orders(1, n, key=jax.random.fold_in(self.key, int(i) + 1))[0]
                          for i in slots])
 
     def run(self, slots: np.ndarray, grid: np.ndarray) -> None:

@@ -281,7 +281,7 @@ def estimate_curves(
             f"data holds token {int(tokens.max())} but logits_fn predicts only V = {vocab} "
             f"values; tokens must lie in 0..{vocab - 1}"
         )
-    order = random_orders(key, m, n)
+    order = random_orders(m, n, key=key)
     rows = m * grid.size
     results = []
     for start in progress(
@@ -350,7 +350,7 @@ def estimate_profile(
     Example:
         >>> import jax, numpy as np, schedopt
         >>> chain = schedopt.distributions.MarkovChain(0.8 * np.eye(4) + 0.05, n=32)
-        >>> x = chain.sample(jax.random.key(0), 256)
+        >>> x = chain.sample(256, key=jax.random.key(0))
         >>> p = schedopt.estimate_profile(chain.log_conditionals, x, key=jax.random.key(1))
         >>> abs(p.joint_entropy - chain.profile().joint_entropy) < 1.0
         True
@@ -394,7 +394,7 @@ def _eager_row_statistics(logits_fn, tokens, order, counts):
 
 
 # --------------------------------------------------------------------------- helpers
-def random_orders(key: jax.Array, num: int, n: int) -> np.ndarray:
+def random_orders(num: int, n: int, *, key: jax.Array) -> np.ndarray:
     """int32[num, n]: for each sequence, every position's rank in a uniform random order.
 
     Revealing the positions of rank < j reveals a uniform random j-subset, nested in j.

@@ -46,9 +46,9 @@ _BATCH_ELEMENTS = 2**22
 def sample(
     conditionals_fn: ConditionalsFn,
     schedule: Schedule | Any,
-    key: jax.Array,
     num: int,
     *,
+    key: jax.Array,
     logits: bool = False,
     batch_size: int | None = None,
     quiet: bool = True,
@@ -73,7 +73,7 @@ def sample(
     Example:
         >>> import jax, numpy as np, schedopt
         >>> chain = schedopt.distributions.MarkovChain(0.8 * np.eye(4) + 0.05, n=16)
-        >>> x = schedopt.sample(chain.conditionals, [4, 4, 8], jax.random.key(0), num=3)
+        >>> x = schedopt.sample(chain.conditionals, [4, 4, 8], num=3, key=jax.random.key(0))
         >>> x.shape
         (3, 16)
     """
@@ -375,7 +375,7 @@ def verification_samples(
             f"profile has n = {profile.n} but the distribution has n = {distribution.n}; "
             "give the profile of this distribution"
         )
-    x = distribution.sample(k_data, samples)
+    x = distribution.sample(samples, key=k_data)
     loglik = schedule_log_likelihood(
         distribution.conditionals, x, steps, k_part, batch_size=batch_size, quiet=quiet
     )
@@ -416,7 +416,7 @@ def _run(fn, draw, logits, tokens, steps, k_order, k_draw, batch_size, quiet):
         vocab = _vocab_size(fn, n)
         batch_size = max(1, min(m, _BATCH_ELEMENTS // (n * vocab)))
     sharding, batch = batch_sharding(batch_size, m)
-    order = random_orders(k_order, m, n)
+    order = random_orders(m, n, key=k_order)
     outs = []
     for start in progress(range(0, m, batch), description="sampling", quiet=quiet):
         idx = np.minimum(np.arange(start, start + batch), m - 1)  # pad by repeating the last

@@ -99,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                                    ("uniform", uniform_tokens(law.n, t)),
                                    ("cosine", cosine_tokens(law.n, t))):
                 tokens = np.asarray(tokens)
-                x = schedopt.sample(law.conditionals, tokens, jax.random.fold_in(k, t),
-                                    args.samples)
+                x = schedopt.sample(law.conditionals, tokens, args.samples,
+                                    key=jax.random.fold_in(k, t))
                 value, se = quality(name, law, x)
                 kl = float(schedopt.expected_kl(profile, tokens))
                 rows.append({"method": method, "steps": t, "passes": float(t), "quality": value,

@@ -42,7 +42,7 @@ def setups(which: list[str]) -> dict:
     out = {}
     if "hmm" in which:
         law = default_hmm(64)
-        pool = np.asarray(law.sample(jax.random.key(123), 4096 + REFERENCE))
+        pool = np.asarray(law.sample(4096 + REFERENCE, key=jax.random.key(123)))
         # The reference: the model curve (predictive entropy: the same expectation as the
         # data curve for exact conditionals, with far less noise) of REFERENCE sequences.
         est = estimate_curves(law.log_conditionals, pool[4096:], key=jax.random.key(7),

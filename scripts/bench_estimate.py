@@ -124,7 +124,7 @@ def hmm_table(model_path: str, seed: int, sequences: int):
     fn = logits_fn(model)
     law = default_hmm(model.config.length)
     # Unlimited data: fresh held-out sequences from the law (not the training draws).
-    heldout = np.asarray(law.sample(jax.random.key(10_000 + seed), sequences))
+    heldout = np.asarray(law.sample(sequences, key=jax.random.key(10_000 + seed)))
     t0 = time.perf_counter()
     reference = law.profile(key=jax.random.key(seed), samples=4096, grid=law.n)
     ref_seconds = time.perf_counter() - t0

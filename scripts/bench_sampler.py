@@ -62,7 +62,9 @@ def main() -> None:
         for steps in (16, 64):
             tokens = uniform_tokens(n, steps)
             seconds = median_seconds(
-                lambda t=tokens, law=law: schedopt.sample(law.conditionals, t, key, args.sequences),
+                lambda t=tokens, law=law: schedopt.sample(
+                    law.conditionals, t, args.sequences, key=key
+                ),
                 args.repeats,
             )
             rates.append(args.sequences * n / seconds)

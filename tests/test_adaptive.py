@@ -132,7 +132,8 @@ def test_log_likelihood_matches_the_formula(law):
         pi /= pi.sum()
 
         def logp(x):
-            return math.log(pi[x[0]]) + sum(math.log(p[a, b]) for a, b in zip(x, x[1:], strict=False))
+            pairs = zip(x, x[1:], strict=False)
+            return math.log(pi[x[0]]) + sum(math.log(p[a, b]) for a, b in pairs)
     else:
         weights = np.array([0.3, 0.7])
         marg = rng.dirichlet(np.ones(3), (2, 4))

@@ -17,7 +17,7 @@ N = 24
 @pytest.fixture(scope="module")
 def result():
     law = MarkovChain(CHAIN, n=N)
-    data = law.sample(jax.random.key(0), 2000)
+    data = law.sample(2000, key=jax.random.key(0))
     return estimate_within_budget(law.log_conditionals, data, key=jax.random.key(1),
                                   max_forward_passes=512, steps=(3, 6), kind="model",
                                   bootstrap=20)
@@ -75,7 +75,7 @@ def test_gap_fit_is_the_model_curve_plus_a_small_constant_for_exact_conditionals
     # the pooled mean gap, a constant that must be near 0 (512 rows of per-token noise
     # about 1 nat over ~12 masked tokens: standard error ~0.015).
     law = MarkovChain(CHAIN, n=N)
-    data = law.sample(jax.random.key(2), 2000)
+    data = law.sample(2000, key=jax.random.key(2))
     common = dict(key=jax.random.key(3), max_forward_passes=512, steps=(6,), bootstrap=0,
                   bagging=0)
     gap = estimate_within_budget(law.log_conditionals, data, gap_degree=0, **common)
@@ -106,7 +106,7 @@ def test_stability_report(result):
 def test_bad_arguments(kwargs, message):
     law = MarkovChain(CHAIN, n=8)
     with pytest.raises(ValueError, match=message):
-        estimate_within_budget(law.log_conditionals, law.sample(jax.random.key(0), 4),
+        estimate_within_budget(law.log_conditionals, law.sample(4, key=jax.random.key(0)),
                                key=jax.random.key(0), **kwargs)
 
 

@@ -41,7 +41,7 @@ def test_exact_model_excess_is_the_expected_kl():
     # the excess is the KL, whose exact value is THEORY 3 on the closed-form profile.
     # (Schedules of one length T share one compiled sampler.)
     chain = schedopt.distributions.MarkovChain(0.7 * np.eye(3) + 0.1, n=8)
-    x = np.asarray(chain.sample(jax.random.key(0), 4000))
+    x = np.asarray(chain.sample(4000, key=jax.random.key(0)))
     schedules = [[2, 3, 3], [1, 1, 6], [5, 2, 1]]
     results = schedules_nll(chain.log_conditionals, x, schedules, jax.random.key(1))
     for steps, r in zip(schedules, results, strict=True):

@@ -53,7 +53,7 @@ class Distribution(abc.ABC):
 
     # ---------------------------------------------------------------- to implement
     @abc.abstractmethod
-    def sample(self, key: jax.Array, num: int) -> jnp.ndarray:
+    def sample(self, num: int, *, key: jax.Array) -> jnp.ndarray:
         """`num` independent sequences from mu: int32[num, n]."""
 
     @abc.abstractmethod
@@ -143,7 +143,7 @@ class Distribution(abc.ABC):
         samples = check_count(samples, "samples")
         key = jax.random.key(0) if key is None else key
         k_data, k_order = jax.random.split(key)
-        data = self.sample(k_data, samples)
+        data = self.sample(samples, key=k_data)
         return estimate_curves(self.log_conditionals, data, key=k_order, grid=grid, quiet=quiet)
 
     @float64

@@ -136,7 +136,7 @@ class LinearCode(Distribution):
         generator, inverse, q = self._field
         return _code_conditionals(*as_jax(generator, inverse), q, x, revealed)
 
-    def sample(self, key: jax.Array, num: int) -> jnp.ndarray:
+    def sample(self, num: int, *, key: jax.Array) -> jnp.ndarray:
         num = check_count(num, "num")
         u = jax.random.randint(key, (num, self.generator.shape[0]), 0, self.q, jnp.int64)
         return ((u @ self.generator) % self.q).astype(jnp.int32)

@@ -61,11 +61,11 @@ class HiddenMarkov(Distribution):
     def _conditionals(self, x, revealed):
         return _hmm_conditionals(*self._params, x, revealed)
 
-    def sample(self, key: jax.Array, num: int) -> jnp.ndarray:
+    def sample(self, num: int, *, key: jax.Array) -> jnp.ndarray:
         num = check_count(num, "num")
         return _hmm_sample(key, *self._params, num, self.n)
 
-    def sample_hidden(self, key: jax.Array, num: int) -> tuple[jnp.ndarray, jnp.ndarray]:
+    def sample_hidden(self, num: int, *, key: jax.Array) -> tuple[jnp.ndarray, jnp.ndarray]:
         """(tokens int32[num, n], hidden states int32[num, n]); same draws as `sample`."""
         num = check_count(num, "num")
         return _hmm_sample_with_states(key, *self._params, num, self.n)

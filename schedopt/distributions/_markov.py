@@ -77,7 +77,7 @@ class MarkovChain(Distribution):
     def _conditionals(self, x, revealed):
         return _markov_conditionals(*as_jax(self._powers, self.stationary), x, revealed)
 
-    def sample(self, key: jax.Array, num: int) -> jnp.ndarray:
+    def sample(self, num: int, *, key: jax.Array) -> jnp.ndarray:
         num = check_count(num, "num")
         return _markov_sample(key, *as_jax(self.stationary, self.transition), num, self.n)
 

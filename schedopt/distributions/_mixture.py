@@ -50,7 +50,7 @@ class Product(Distribution):
         probs = jnp.broadcast_to(self.marginals, (*x.shape, self.vocab_size))
         return point_mass(x, revealed, probs)
 
-    def sample(self, key: jax.Array, num: int) -> jnp.ndarray:
+    def sample(self, num: int, *, key: jax.Array) -> jnp.ndarray:
         num = check_count(num, "num")
         return _product_sample(key, *as_jax(self.marginals), num)
 
@@ -90,7 +90,7 @@ class MixtureOfProducts(Distribution):
     def _conditionals(self, x, revealed):
         return _mixture_conditionals(*as_jax(*self._params), x, revealed)
 
-    def sample(self, key: jax.Array, num: int) -> jnp.ndarray:
+    def sample(self, num: int, *, key: jax.Array) -> jnp.ndarray:
         num = check_count(num, "num")
         return _mixture_sample(key, *as_jax(self.weights, self.marginals), num)
 

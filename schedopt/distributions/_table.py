@@ -79,7 +79,7 @@ class Table(Distribution):
     def _conditionals(self, x, revealed):
         return _table_conditionals(*as_jax(*self._flat), self.vocab_size, x, revealed)
 
-    def sample(self, key: jax.Array, num: int) -> jnp.ndarray:
+    def sample(self, num: int, *, key: jax.Array) -> jnp.ndarray:
         num = check_count(num, "num")
         p, seqs = self._flat
         index = jnp.searchsorted(jnp.cumsum(p), jax.random.uniform(key, (num,)), side="right")

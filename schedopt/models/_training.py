@@ -56,8 +56,8 @@ class TrainResult:
     loss_curve: np.ndarray | None = None
 
 
-def random_revealed(key: jax.Array, batch: int, length: int,
-                    counts: jax.Array | None = None) -> jax.Array:
+def random_revealed(batch: int, length: int, counts: jax.Array | None = None, *,
+                    key: jax.Array) -> jax.Array:
     """bool[batch, length]: `counts` (default uniform in 0..length-1) revealed positions each.
 
     The positions are a uniformly random subset: the first counts[b] of a random permutation.
@@ -80,7 +80,7 @@ def masked_cross_entropy(logits: jax.Array, tokens: jax.Array, revealed: jax.Arr
 
 def _loss(model: MaskedDiffusionTransformer, tokens, key, dropout: bool):
     k_mask, k_drop = jax.random.split(key)
-    revealed = random_revealed(k_mask, tokens.shape[0], tokens.shape[1])
+    revealed = random_revealed(tokens.shape[0], tokens.shape[1], key=k_mask)
     logits = model(masked_inputs(tokens, revealed, model.config.mask_id),
                    dropout_key=k_drop if dropout else None)
     per_row = masked_cross_entropy(logits, tokens, revealed)
@@ -112,7 +112,7 @@ def heldout_masked_ce(model: MaskedDiffusionTransformer, data: Any, *, repeats: 
 @jax.jit
 def _eval_batch(graphdef, state, tokens, counts, key):
     model = nnx.merge(graphdef, state)
-    revealed = random_revealed(key, tokens.shape[0], tokens.shape[1], counts)
+    revealed = random_revealed(tokens.shape[0], tokens.shape[1], counts, key=key)
     logits = model(masked_inputs(tokens, revealed, model.config.mask_id))
     return jnp.sum(masked_cross_entropy(logits, tokens, revealed))
 
