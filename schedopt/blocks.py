@@ -343,7 +343,7 @@ def _prompted_block_statistics(logits_fn, x, revealed, scored, prompts, batch_si
         if x.max() >= logits_fn.vocab_size:
             raise ValueError(
                 f"data holds token {int(x.max())} but the model predicts only "
-                f"V = {logits_fn.vocab_size} values; tokens must lie in 0..{logits_fn.vocab_size - 1}"
+                f"V = {logits_fn.vocab_size} values; encode the data with the model's vocabulary"
             )
         seq = np.repeat(np.arange(m), reps)
         rows = [np.zeros(0, np.int32)] * m if prompts is None else prompts

@@ -84,7 +84,9 @@ def check_prompts(prompts: Any, m: int) -> list[np.ndarray] | None:
             out.append(np.zeros(0, np.int32))
             continue
         if p.ndim != 1:
-            raise ValueError(f"prompt {i} has shape {p.shape}; each prompt must be a 1-D list of ids")
+            raise ValueError(
+                f"prompt {i} has shape {p.shape}; each prompt must be a 1-D list of ids"
+            )
         if not np.issubdtype(p.dtype, np.integer) and not (
             np.issubdtype(p.dtype, np.number) and np.all(p == np.round(p))
         ):
