@@ -30,7 +30,6 @@ import numpy as np
 from flax import struct
 
 from . import _io
-from ._progress import progress
 from .divergence import check_tokens_per_step, expected_kl
 from .estimate import check_data, check_kind, masked_means
 from .profile import EntropyProfile
@@ -257,6 +256,7 @@ def estimate_block_profiles(
     batch_size: int = 256,
     jit: bool = True,
     quiet: bool = True,
+    checkpoint: Any = None,
 ) -> BlockProfiles:
     """Monte Carlo per-block curves: earlier blocks revealed, later ones masked.
 
@@ -285,12 +285,15 @@ def estimate_block_profiles(
         batch_size: rows per logits_fn call (the last batch is padded: one compilation).
         jit: compile logits_fn (False for functions JAX cannot trace).
         quiet: no progress bar.
+        checkpoint: None, or a file where finished blocks are saved; a rerun with the same
+            arguments resumes from it (`schedopt.resume`).
 
     Returns:
         `BlockProfiles` with per-block standard errors (across sequences); meta records the
         number of forward passes (M * n).
     """
     from .conditioning import check_prompts
+    from .resume import Checkpoint
 
     check_kind(kind)
     x = check_data(data)
@@ -303,8 +306,11 @@ def estimate_block_profiles(
     length = check_block_length(block_length, n)
     keys = jax.random.split(key, n // length)
     column = 0 if kind == "data" else 1
+    store = Checkpoint.open(checkpoint, f"blocks{length}", data=x, prompts=prompt_list,
+                            key=_key_bits(key), kind=np.asarray(column), batch_size=batch_size)
     profiles = []
-    for b in progress(range(n // length), description="block curves", quiet=quiet):
+
+    def block_statistics(b):
         start = b * length
         order = jax.vmap(lambda k: jax.random.permutation(k, length))(jax.random.split(keys[b], m))
         rank = np.argsort(np.asarray(order), axis=1)  # rank[i] = place of position i in order
@@ -315,18 +321,29 @@ def estimate_block_profiles(
         revealed[:, :, start : start + length] = rank[:, None, :] < j[None, :, None]
         scored = np.zeros(n, dtype=bool)
         scored[start : start + length] = True
-        stats = _prompted_block_statistics(
+        return _prompted_block_statistics(
             logits_fn, x, revealed.reshape(-1, n), scored, prompt_list, batch_size, jit
         )
+
+    stats_by_block = store.run("block", range(n // length), block_statistics,
+                               description="block curves", quiet=quiet)
+    for stats in stats_by_block:
         g = stats[column].reshape(m, length)
         stderr = g.std(axis=0, ddof=1) / math.sqrt(m)
         raw = EntropyProfile.from_conditional_entropy(
             g.mean(axis=0), n=length, stderr=stderr, check=False
         )
         profiles.append(raw.regularize() if regularize else raw)
+    store.finish()
     meta = {"source": "estimate", "kind": kind, "sequences": m, "forward_passes": m * n,
             "regularized": bool(regularize), "prompted": prompt_list is not None}
     return BlockProfiles.from_profiles(profiles, meta=meta)
+
+
+def _key_bits(key: jax.Array) -> np.ndarray:
+    """The raw bits of a PRNG key (typed or legacy), for checkpoint fingerprints."""
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    return np.asarray(jax.random.key_data(key) if typed else key)
 
 
 def _prompted_block_statistics(logits_fn, x, revealed, scored, prompts, batch_size, jit):

@@ -26,6 +26,12 @@ def run(args: argparse.Namespace) -> int:
     from .._io import check_output_path
 
     check_output_path(args.out)
+    if getattr(args, "hf_model", None):
+        if getattr(args, "distribution", None) or getattr(args, "model", None):
+            raise ValueError("give one of --distribution, --model and --hf-model")
+        from . import hf
+
+        return hf.run_profile(args)
     if getattr(args, "distribution", None) and getattr(args, "model", None):
         raise ValueError("give either --distribution or --model, not both")
     if getattr(args, "distribution", None):
