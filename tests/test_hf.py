@@ -251,3 +251,25 @@ def test_an_interrupted_estimate_resumes_to_the_same_result(markov_dir, chain_pa
     path.write_bytes(b"junk")
     with pytest.raises(ValueError, match="not a schedopt checkpoint"):
         estimate_curves(scorer, answers, prompts=prompts, key=jax.random.key(4), checkpoint=path)
+
+
+def test_nll_warns_when_a_schedule_is_not_better_than_stock(markov_dir, chain_pairs, tmp_path,
+                                                            capsys):
+    _, _, data = chain_pairs
+    g = np.diff(prompted_chain_curve(TRANSITION, N))
+
+    def kl(steps):
+        bounds = np.concatenate([[0], np.cumsum(steps)])
+        return sum(np.sum(g[a] - g[a:b]) for a, b in itertools.pairwise(bounds))
+
+    worst = max(([1, 3], [3, 1]), key=kl)
+    assert kl(worst) > kl([2, 2]) + 0.02  # exactly worse than LLaDA's [2, 2]
+    schedule = tmp_path / "bad.json"
+    schedule.write_text(json.dumps({"format": "schedopt.schedule", "version": 1,
+                                    "tokens_per_step": worst, "n": N, "steps": 2}))
+    assert main(["--quiet", "nll", "--hf-model", str(markov_dir), "--trust-remote-code",
+                 "--mask-id", "3", "--data", str(data), "--batch-size", "256",
+                 "--schedule", str(schedule)]) == 0
+    captured = capsys.readouterr()
+    assert "LLaDA stock T=2" in captured.out and "vs stock" in captured.out
+    assert "is not better than LLaDA's stock schedule" in captured.err

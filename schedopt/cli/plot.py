@@ -40,6 +40,10 @@ def run(args: argparse.Namespace) -> int:
     from ..schedules import Schedule
 
     _check_png_path(args.out)  # before any work: a bad name fails fast
+    from . import blockfiles
+
+    if blockfiles.is_block_profiles(args.profile):
+        return blockfiles.plot(args)
     profile = load_profile(args.profile, args.regularize)
     schedules = [Schedule.load(path, profile=profile) for path in args.schedule]
     labels = [Path(path).stem for path in args.schedule]  # e.g. "opt8": what the user named it
