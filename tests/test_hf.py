@@ -273,3 +273,19 @@ def test_nll_warns_when_a_schedule_is_not_better_than_stock(markov_dir, chain_pa
     captured = capsys.readouterr()
     assert "LLaDA stock T=2" in captured.out and "vs stock" in captured.out
     assert "is not better than LLaDA's stock schedule" in captured.err
+
+
+def test_bfloat16_weights_give_nearly_the_float32_statistics(bert_dir):
+    full, _ = hf_scorer(str(bert_dir), mask_id=tiny_hf.MASK_ID)
+    half, _ = hf_scorer(str(bert_dir), mask_id=tiny_hf.MASK_ID, dtype="bfloat16")
+    rng = np.random.default_rng(5)
+    prompts = [rng.integers(6, 25, size=3) for _ in range(8)]
+    answers = rng.integers(6, 25, size=(8, 5))
+    revealed = rng.random((8, 5)) < 0.4
+    a = full.token_statistics(prompts, answers, revealed)
+    b = half.token_statistics(prompts, answers, revealed)
+    for x, y in zip(a, b, strict=True):
+        assert x.dtype == y.dtype == np.float64
+        np.testing.assert_allclose(y, x, rtol=0.1, atol=0.1)
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        hf_scorer(str(bert_dir), mask_id=2, dtype="float8")
