@@ -69,8 +69,9 @@ def load_hf_model(
     if dtype is not None and dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "local_files_only": True}
-    if dtype is not None:
-        kwargs["dtype"] = getattr(torch, dtype)
+    if dtype is not None:  # transformers renamed torch_dtype to dtype in 4.56
+        major, minor = (int(v) for v in transformers.__version__.split(".")[:2])
+        kwargs["dtype" if (major, minor) >= (4, 56) else "torch_dtype"] = getattr(torch, dtype)
     try:
         try:
             model = transformers.AutoModelForMaskedLM.from_pretrained(name_or_dir, **kwargs)

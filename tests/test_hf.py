@@ -289,3 +289,19 @@ def test_bfloat16_weights_give_nearly_the_float32_statistics(bert_dir):
         np.testing.assert_allclose(y, x, rtol=0.1, atol=0.1)
     with pytest.raises(ValueError, match="dtype must be one of"):
         hf_scorer(str(bert_dir), mask_id=2, dtype="float8")
+
+
+def test_cli_resume_refuses_a_partial_file_of_other_options(markov_dir, chain_pairs, tmp_path,
+                                                            capsys):
+    _, _, data = chain_pairs
+    out = tmp_path / "p.json"
+    (tmp_path / "p.json.partial.npz").write_bytes(b"")
+    (tmp_path / "p.json.partial.json").write_text(json.dumps({"hf_model": "another"}))
+    args = ["profile", "--hf-model", str(markov_dir), "--trust-remote-code", "--mask-id", "3",
+            "--data", str(data), "--sequences", "8", "--out", str(out)]
+    assert main([*args, "--resume"]) == 2
+    assert "written for other options" in capsys.readouterr().err
+    assert main(["--quiet", *args]) == 0  # without --resume: starts afresh
+    assert out.exists() and not (tmp_path / "p.json.partial.npz").exists()
+    assert not (tmp_path / "p.json.partial.json").exists()
+    capsys.readouterr()

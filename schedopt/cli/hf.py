@@ -89,10 +89,23 @@ def load(args: argparse.Namespace):
 
 
 def checkpoint_path(args: argparse.Namespace, out: str) -> Path:
-    """OUT.partial.npz; removed first unless --resume, so a fresh run starts afresh."""
-    path = Path(f"{out}.partial.npz")
+    """OUT.partial.npz; removed first unless --resume, so a fresh run starts afresh.
+
+    The saved batches are fingerprinted by data, orders, grid and batch size; the model and
+    the curve options are recorded beside them (OUT.partial.json), so resuming with another
+    model is refused too.
+    """
+    from .. import _io
+
+    path, about = Path(f"{out}.partial.npz"), Path(f"{out}.partial.json")
+    run = {"hf_model": str(args.hf_model), "kind": args.kind, "dtype": args.dtype,
+           "block_length": args.block_length, "trust_remote_code": args.trust_remote_code}
     if not args.resume:
         path.unlink(missing_ok=True)
+    elif path.exists() and about.exists() and json.loads(about.read_text()) != run:
+        raise ValueError(f"{str(path)!r} was written for other options "
+                         f"({json.loads(about.read_text())}); drop --resume to start afresh")
+    _io.write_json(about, run)
     return path
 
 
@@ -117,6 +130,7 @@ def run_profile(args: argparse.Namespace) -> int:
         )
         blocks = blocks.replace(meta={**blocks.meta, **info})
         blocks.save(args.out)
+        Path(f"{args.out}.partial.json").unlink(missing_ok=True)
         print(json.dumps({"out": args.out, "block_length": blocks.block_length,
                           "num_blocks": blocks.num_blocks, "curves": "raw (not regularised)",
                           "answer_entropy": float(blocks.entropy[:, -1].sum()), **info}))
@@ -129,6 +143,7 @@ def run_profile(args: argparse.Namespace) -> int:
     profile = estimate.profile(args.kind)
     profile = profile.replace(meta={**profile.meta, **info})
     profile.save(args.out)
+    Path(f"{args.out}.partial.json").unlink(missing_ok=True)
     print(json.dumps({"out": args.out, **profile.summary()}))
     return 0
 
