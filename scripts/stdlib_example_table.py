@@ -57,7 +57,8 @@ def main() -> int:
 
     torch.set_num_threads(2)
     record = json.loads((Path(args.model) / "training.json").read_text())
-    scorer, _ = hf_scorer(args.model, mask_id=record["mask_id"], batch_size=args.batch_size)
+    scorer, _ = hf_scorer(args.model, mask_id=record["mask_id"], batch_size=args.batch_size,
+                          trust_remote_code=True)  # the model ships its own modeling file
     tune = read_pairs(args.tune, vocab_size=scorer.vocab_size)
     test = read_pairs(args.test, vocab_size=scorer.vocab_size)
     n = tune.answers.shape[1]

@@ -3,15 +3,19 @@
 The text ships with Python: the top-level modules of the standard library (`*.py`), split by
 file into train (80%), validation (10%, for early stopping) and held-out (10%) files, so no
 held-out file is ever seen in training. A byte-level BPE tokenizer (512 ids) is trained on the
-train files; the model is a BERT-style `BertForMaskedLM` (2 layers, width 64, about 0.2 M
-parameters) saved in Hugging Face format, a few MB. It is trained as LLaDA is: a prompt of P
-tokens always visible, the answer of n tokens masked at a ratio t ~ U(0, 1) per sequence, cross
-entropy on the masked answer tokens; the checkpoint with the best validation loss is kept.
+train files. The model is a small dilated-convolution masked LM (4 residual layers, width 96,
+receptive field 61 tokens, about 0.2 M parameters), saved in Hugging Face format with its own
+modeling file, as LLaDA and Dream ship theirs: load it with trust_remote_code. (A 2-layer BERT
+of similar size stayed at the unigram loss, 5.22 nats/token, after 13 minutes of training
+here; convolutions learn local context within a few hundred steps.) It is trained as LLaDA
+is: a prompt of P tokens always visible, the answer of n tokens masked at a ratio
+t ~ U(0, 1) per sequence, cross entropy on the masked answer tokens; the checkpoint with the
+best validation loss is kept.
 
 The held-out files give two disjoint sets of prompt/answer pairs (JSONL, token ids): "tune"
 pairs to estimate curves and choose schedules on, and "test" pairs to measure held-out NLL.
 
-    python scripts/train_stdlib_mlm.py --minutes 6 --out schedopt/data/stdlib_mlm
+    python scripts/train_stdlib_mlm.py --minutes 5 --out schedopt/data/stdlib_mlm
 
 Runs on CPU in minutes (2 threads by default). The model depends on the Python version whose
 standard library it reads and on torch's CPU kernels; the shipped copy records both.
@@ -71,6 +75,63 @@ def windows(streams: list[np.ndarray], length: int, stride: int) -> np.ndarray:
     return np.stack(out)
 
 
+MODELING = '''"""A small dilated-convolution masked LM (schedopt's stdlib example)."""
+
+import torch
+from transformers import PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import MaskedLMOutput
+
+
+class StdlibConvConfig(PretrainedConfig):
+    model_type = "schedopt_stdlib_conv"
+
+    def __init__(self, vocab_size=512, width=96, kernel=5, dilations=(1, 2, 4, 8), **kwargs):
+        self.vocab_size, self.width, self.kernel = vocab_size, width, kernel
+        self.dilations = list(dilations)
+        super().__init__(**kwargs)
+
+
+class StdlibConvForMaskedLM(PreTrainedModel):
+    config_class = StdlibConvConfig
+    base_model_prefix = "conv"
+
+    def __init__(self, config):
+        super().__init__(config)
+        d, k = config.width, config.kernel
+        self.embed = torch.nn.Embedding(config.vocab_size, d)
+        self.convs = torch.nn.ModuleList(
+            torch.nn.Conv1d(d, d, k, padding=(k // 2) * r, dilation=r) for r in config.dilations)
+        self.norms = torch.nn.ModuleList(torch.nn.LayerNorm(d) for _ in config.dilations)
+        self.head = torch.nn.Linear(d, config.vocab_size)
+        self.post_init()
+
+    def _init_weights(self, module):
+        pass  # PyTorch's default initialisation
+
+    def forward(self, input_ids, attention_mask=None, **kwargs):
+        h = self.embed(input_ids)
+        keep = None if attention_mask is None else attention_mask[..., None].to(h.dtype)
+        for conv, norm in zip(self.convs, self.norms):
+            if keep is not None:
+                h = h * keep  # padding contributes nothing to its neighbours
+            h = h + torch.nn.functional.gelu(conv(norm(h).transpose(1, 2)).transpose(1, 2))
+        return MaskedLMOutput(logits=self.head(h))
+'''
+
+
+def model_module(out: Path):
+    """Write the modeling file into the model folder and import it from there."""
+    import importlib.util
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "modeling_stdlib_conv.py"
+    path.write_text(MODELING)
+    spec = importlib.util.spec_from_file_location("modeling_stdlib_conv", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def masked_batch(x, rng, mask_id):
     """LLaDA-style: the prompt visible, each answer token masked with probability t ~ U(0,1)."""
     b = x.shape[0]
@@ -93,19 +154,17 @@ def masked_loss(model, x, ids, masked):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="schedopt/data/stdlib_mlm")
-    parser.add_argument("--minutes", type=float, default=6.0, help="training time budget")
+    parser.add_argument("--minutes", type=float, default=5.0, help="training time budget")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--vocab", type=int, default=512)
-    parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--width", type=int, default=96)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--pairs", type=int, default=96, help="tune and test pairs (each)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     import torch
-    from transformers import BertConfig, BertForMaskedLM
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -122,12 +181,14 @@ def main() -> int:
           f"validation, {len(files['heldout'])} held-out; vocabulary {len(tokenizer)}",
           flush=True)
 
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=args.width,
-                        num_hidden_layers=args.layers, num_attention_heads=4,
-                        intermediate_size=4 * args.width, max_position_embeddings=length,
-                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-                        pad_token_id=tokenizer.pad_token_id)
-    model = BertForMaskedLM(config)
+    out = Path(args.out)
+    code = model_module(out)
+    config = code.StdlibConvConfig(vocab_size=len(tokenizer), width=args.width,
+                                   pad_token_id=tokenizer.pad_token_id)
+    config.auto_map = {"AutoConfig": "modeling_stdlib_conv.StdlibConvConfig",
+                       "AutoModelForMaskedLM": "modeling_stdlib_conv.StdlibConvForMaskedLM"}
+    config.architectures = ["StdlibConvForMaskedLM"]
+    model = code.StdlibConvForMaskedLM(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     valid_rng = np.random.default_rng(12345)  # the same validation masks every time
     valid_batches = [masked_batch(valid[i:i + 64], valid_rng, mask_id) + (valid[i:i + 64],)
@@ -155,7 +216,7 @@ def main() -> int:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         step += 1
-        if step % 50 == 0:
+        if step % 200 == 0:
             v = validation_loss()
             history.append({"step": step, "train": float(loss.detach()), "valid": v})
             print(f"step {step}: train {float(loss.detach()):.3f}, validation {v:.3f} nats/token "
@@ -166,8 +227,6 @@ def main() -> int:
     if best_state is not None:
         model.load_state_dict(best_state)
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     pairs = windows(held, length, length)

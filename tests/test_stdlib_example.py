@@ -40,7 +40,8 @@ def test_shipped_pairs_are_held_out_and_well_formed():
 def test_the_whole_loop_on_the_command_line(tmp_path, capsys):
     record = json.loads((MODEL / "training.json").read_text())
     mask = str(record["mask_id"])
-    common = ["--hf-model", str(MODEL), "--mask-id", mask, "--sequences", "6"]
+    common = ["--hf-model", str(MODEL), "--trust-remote-code", "--mask-id", mask,
+              "--sequences", "6"]
     blocks = tmp_path / "blocks.json"
     assert main(["--quiet", "profile", *common, "--data", str(DATA / "stdlib_tune.jsonl"),
                  "--block-length", "32", "--out", str(blocks)]) == 0
