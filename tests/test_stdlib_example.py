@@ -31,7 +31,9 @@ def test_shipped_pairs_are_held_out_and_well_formed():
 
     tune, test = (read_pairs(DATA / f"stdlib_{s}.jsonl", vocab_size=512) for s in ("tune", "test"))
     assert tune.answers.shape[1] == test.answers.shape[1] == record["answer_length"]
-    pairs = lambda p: {(tuple(a), tuple(b)) for a, b in zip(p.prompts, p.answers.tolist())}  # noqa: E731
+    def pairs(p):
+        return {(tuple(a), tuple(b)) for a, b in zip(p.prompts, p.answers.tolist(), strict=True)}
+
     assert not pairs(tune) & pairs(test)  # disjoint
     size = sum(f.stat().st_size for f in MODEL.iterdir())
     assert size < 8e6  # a few MB

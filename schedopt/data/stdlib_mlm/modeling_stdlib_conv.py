@@ -34,7 +34,7 @@ class StdlibConvForMaskedLM(PreTrainedModel):
     def forward(self, input_ids, attention_mask=None, **kwargs):
         h = self.embed(input_ids)
         keep = None if attention_mask is None else attention_mask[..., None].to(h.dtype)
-        for conv, norm in zip(self.convs, self.norms):
+        for conv, norm in zip(self.convs, self.norms, strict=True):
             if keep is not None:
                 h = h * keep  # padding contributes nothing to its neighbours
             h = h + torch.nn.functional.gelu(conv(norm(h).transpose(1, 2)).transpose(1, 2))
