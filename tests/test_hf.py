@@ -21,7 +21,7 @@ pytest.importorskip("transformers")
 import tiny_hf  # noqa: E402
 from schedopt.cli import main  # noqa: E402
 from schedopt.estimate import estimate_curves  # noqa: E402
-from schedopt.hf import HFScorer, hf_scorer  # noqa: E402
+from schedopt.hf import HFScorer, hf_scorer, load_hf_model  # noqa: E402
 from schedopt.torch_adapter import torch_logits_fn  # noqa: E402
 
 TRANSITION = np.array([[0.80, 0.15, 0.05], [0.10, 0.60, 0.30], [0.25, 0.05, 0.70]])
@@ -140,7 +140,7 @@ def test_bert_scorer_agrees_with_the_full_logits_route(bert_dir):
 
 
 def test_padding_with_an_attention_mask_changes_nothing(bert_dir):
-    model, _ = __import__("schedopt.hf", fromlist=["x"]).load_hf_model(str(bert_dir))
+    model, _ = load_hf_model(str(bert_dir))
     padded = HFScorer(model, mask_id=tiny_hf.MASK_ID, batch_size=16)
     single = HFScorer(model, mask_id=tiny_hf.MASK_ID, batch_size=1)
     rng = np.random.default_rng(3)

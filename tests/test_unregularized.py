@@ -154,3 +154,10 @@ def test_regularising_a_raw_curve_can_pick_a_worse_schedule():
     on_raw = np.asarray(optimal_schedule_unregularized(c, 3).tokens_per_step)
     assert excess(c, on_raw) < excess(c, on_regular) - 0.1
     assert jnp.asarray(on_raw).sum() == 6
+
+
+def test_profile_block_length_needs_an_hf_model(tmp_path, capsys):
+    assert main(["profile", "--model", "digits", "--block-length", "4", "--out",
+                 str(tmp_path / "p.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--block-length in profile needs --hf-model" in err and len(err.splitlines()) == 1

@@ -112,6 +112,7 @@ def checkpoint_path(args: argparse.Namespace, out: str) -> Path:
 def run_profile(args: argparse.Namespace) -> int:
     """`schedopt profile --hf-model`: the prompt-conditioned curve, or raw per-block curves."""
     import jax
+    import numpy as np
 
     from .._io import check_output_path
     from ..blocks import estimate_block_profiles
@@ -145,6 +146,12 @@ def run_profile(args: argparse.Namespace) -> int:
     profile.save(args.out)
     Path(f"{args.out}.partial.json").unlink(missing_ok=True)
     print(json.dumps({"out": args.out, **profile.summary()}))
+    raw = np.asarray(profile.meta["raw_conditional_entropy"])
+    if np.any(np.diff(raw) > 0):
+        print(f"schedopt profile: note: the raw curve rises somewhere; {args.out} holds it "
+              f"regularised (raw values in meta). For the curve that predicts held-out NLL "
+              f"exactly, pass --block-length {n} (one block, kept raw) and optimize that file",
+              file=sys.stderr)
     return 0
 
 

@@ -32,6 +32,9 @@ def run(args: argparse.Namespace) -> int:
         from . import hf
 
         return hf.run_profile(args)
+    if getattr(args, "block_length", None) is not None:
+        raise ValueError("--block-length in profile needs --hf-model (per-block curves on "
+                         "prompt/answer pairs)")
     if getattr(args, "distribution", None) and getattr(args, "model", None):
         raise ValueError("give either --distribution or --model, not both")
     if getattr(args, "distribution", None):
