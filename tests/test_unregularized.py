@@ -58,7 +58,8 @@ def test_dp_is_the_brute_force_optimum_of_any_curve(seed):
     for t in range(1, n + 1):
         best = min(excess(c, s) for s in compositions(n, t))
         s = optimal_schedule_unregularized(c, t)
-        assert float(s.expected_kl) == pytest.approx(best, abs=1e-12)
+        # expected_kl is a JAX scalar (float32 when x64 is off); the schedule itself is exact.
+        assert float(s.expected_kl) == pytest.approx(best, rel=1e-6, abs=1e-6)
         assert excess(c, np.asarray(s.tokens_per_step)) == pytest.approx(best, abs=1e-12)
         assert front[t - 1] == pytest.approx(best, abs=1e-12)
 
@@ -75,7 +76,7 @@ def test_block_dp_is_the_best_block_schedule(steps):
             for b in compositions(4, steps - t0):
                 best = min(best, excess(g[0], a) + excess(g[1], b))
     s = optimize_blocks_unregularized(blocks, steps)
-    assert float(s.expected_kl) == pytest.approx(best, abs=1e-12)
+    assert float(s.expected_kl) == pytest.approx(best, rel=1e-6, abs=1e-6)
     tokens = np.asarray(s.tokens_per_step)
     split = s.meta["steps_per_block"]
     assert excess(g[0], tokens[: split[0]]) + excess(g[1], tokens[split[0]:]) == pytest.approx(
