@@ -50,6 +50,7 @@ def sample(
     *,
     key: jax.Array,
     logits: bool = False,
+    prompts: Any = None,
     batch_size: int | None = None,
     quiet: bool = True,
 ) -> jnp.ndarray:
@@ -64,11 +65,14 @@ def sample(
         key: JAX PRNG key.
         num: number of sequences.
         logits: conditionals_fn returns logits rather than probabilities.
+        prompts: None, or `num` prompts (int[num, P] or a list of token-id lists of any
+            lengths) that stay visible while the answer is drawn (THEORY 12);
+            conditionals_fn then sees prompt + answer.
         batch_size: sequences per compiled call (default: about 4M conditional values).
         quiet: no progress bar.
 
     Returns:
-        int32[num, n] sampled sequences.
+        int32[num, n] sampled sequences (the answers, without the prompts).
 
     Example:
         >>> import jax, numpy as np, schedopt
@@ -82,7 +86,8 @@ def sample(
     n = int(steps.sum())
     k_order, k_draw = jax.random.split(key)
     tokens = np.zeros((num, n), np.int32)
-    x, _ = _run(conditionals_fn, True, logits, tokens, steps, k_order, k_draw, batch_size, quiet)
+    x, _ = _run(conditionals_fn, True, logits, tokens, steps, k_order, k_draw, batch_size, quiet,
+                prompts=prompts)
     return jnp.asarray(x)
 
 
@@ -94,6 +99,8 @@ def schedule_log_likelihood(
     key: jax.Array,
     *,
     logits: bool = False,
+    prompts: Any = None,
+    block_length: int | None = None,
     batch_size: int | None = None,
     quiet: bool = True,
 ) -> np.ndarray:
@@ -104,11 +111,16 @@ def schedule_log_likelihood(
     9's T-step NLL; with T = n it is the one-by-one NLL.
 
     Args:
-        conditionals_fn: as in `sample`.
-        tokens: int[M, n] sequences to score.
+        conditionals_fn: as in `sample`, or a `schedopt.conditioning.TokenScorer` (then the
+            steps run on the host, one scorer call per step and batch).
+        tokens: int[M, n] sequences to score (with prompts, the answers).
         schedule: a `Schedule` or tokens per step int[T].
         key: JAX PRNG key for the partitions.
         logits: conditionals_fn returns logits.
+        prompts: None, or M always-visible prompts (see `sample`), never scored.
+        block_length: None, or L: semi-autoregressive blocks of L tokens decoded left to
+            right (THEORY 7), each with the earlier blocks revealed; the schedule's steps must
+            not cross a block boundary.
         batch_size: sequences per compiled call.
         quiet: no progress bar.
 
@@ -122,8 +134,13 @@ def schedule_log_likelihood(
             f"tokens has shape {x.shape} but the schedule is for n = {int(steps.sum())}; "
             f"give a non-empty [M, {int(steps.sum())}] array"
         )
+    if block_length is not None:
+        from .blocks import steps_per_block
+
+        steps_per_block(steps, block_length)  # checks that no step crosses a block boundary
     _, loglik = _run(
-        conditionals_fn, False, logits, x.astype(np.int32), steps, key, key, batch_size, quiet
+        conditionals_fn, False, logits, x.astype(np.int32), steps, key, key, batch_size, quiet,
+        prompts=prompts, block_length=block_length,
     )
     return loglik
 
@@ -404,19 +421,51 @@ def _tokens(schedule: Schedule | Any) -> np.ndarray:
     return check_tokens_per_step(s, int(np.sum(s)), "schedule")
 
 
-def _run(fn, draw, logits, tokens, steps, k_order, k_draw, batch_size, quiet):
-    """Run the scan over fixed-size batches; returns (tokens int32[M, n], loglik float64[M])."""
+def _run(fn, draw, logits, tokens, steps, k_order, k_draw, batch_size, quiet, *, prompts=None,
+         block_length=None):
+    """Run the sampler on every row; returns (answers int32[M, n], loglik float64[M]).
+
+    Prompt positions get rank -1 (always revealed, never unmasked: `schedopt.conditioning`);
+    rows are grouped by prompt length, one compilation per length.
+    """
+    from .conditioning import block_orders, check_prompts, is_scorer, prompt_groups, with_prompt
+
     m, n = tokens.shape
+    prompt_list = check_prompts(prompts, m)
+    order = random_orders(m, n, key=k_order)
+    if block_length is not None:
+        order = block_orders(order, block_length)
+    bounds = np.concatenate([[0], np.cumsum(steps)]).astype(np.int32)
+    if is_scorer(fn):
+        if draw:
+            raise ValueError("a TokenScorer scores answers but cannot draw them; sample with a "
+                             "JAX conditionals function")
+        return tokens, _scorer_log_likelihood(fn, tokens, order, bounds, prompt_list,
+                                              batch_size, quiet)
+    x = np.zeros_like(tokens)
+    loglik = np.zeros(m)
+    groups = prompt_groups(prompt_list, m)
+    for g, (idx, prompt) in enumerate(groups):
+        full, ranks = with_prompt(prompt, tokens[idx], order[idx])
+        key = k_draw if len(groups) == 1 else jax.random.fold_in(k_draw, g)
+        out, loglik[idx] = _run_group(fn, draw, logits, full, ranks, steps, key, batch_size, quiet)
+        x[idx] = out[:, prompt.shape[1]:]
+    return x, loglik
+
+
+def _run_group(fn, draw, logits, tokens, order, steps, k_draw, batch_size, quiet):
+    """The scan over fixed-size batches of rows sharing one length (prompt + answer)."""
+    m, length = tokens.shape
+    n = int(steps.sum())
     # Pad T to a bucket with empty steps (skipped at run time): one compilation serves
     # every T up to the bucket.
     bucket = max(8, 1 << (int(steps.size) - 1).bit_length())
     bounds = np.full(bucket + 1, n, np.int32)
     bounds[: steps.size + 1] = np.concatenate([[0], np.cumsum(steps)])
     if batch_size is None:
-        vocab = _vocab_size(fn, n)
-        batch_size = max(1, min(m, _BATCH_ELEMENTS // (n * vocab)))
+        vocab = _vocab_size(fn, length)
+        batch_size = max(1, min(m, _BATCH_ELEMENTS // (length * vocab)))
     sharding, batch = batch_sharding(batch_size, m)
-    order = random_orders(m, n, key=k_order)
     outs = []
     for start in progress(range(0, m, batch), description="sampling", quiet=quiet):
         idx = np.minimum(np.arange(start, start + batch), m - 1)  # pad by repeating the last
@@ -426,6 +475,28 @@ def _run(fn, draw, logits, tokens, steps, k_order, k_draw, batch_size, quiet):
     x = np.concatenate([np.asarray(o[0]) for o in outs])[:m]
     loglik = np.concatenate([np.asarray(o[1]) for o in outs])[:m]
     return x, loglik
+
+
+def _scorer_log_likelihood(scorer, tokens, order, bounds, prompts, batch_size, quiet):
+    """float64[M] sampler log-likelihood from a TokenScorer: one call per batch and step."""
+    m, n = tokens.shape
+    if tokens.max() >= scorer.vocab_size:
+        raise ValueError(
+            f"tokens holds token {int(tokens.max())} but the model predicts only "
+            f"V = {scorer.vocab_size} values; tokens must lie in 0..{scorer.vocab_size - 1}"
+        )
+    prompts = prompts if prompts is not None else [np.zeros(0, np.int32)] * m
+    batch = max(1, min(int(batch_size or 64), m))
+    loglik = np.zeros(m)
+    for start in progress(range(0, m, batch), description="scoring", quiet=quiet):
+        idx = np.arange(start, min(start + batch, m))
+        rows = [prompts[i] for i in idx]
+        for k in range(bounds.size - 1):
+            revealed = order[idx] < bounds[k]
+            new = ~revealed & (order[idx] < bounds[k + 1])
+            ce, _ = scorer.token_statistics(rows, tokens[idx], revealed)
+            loglik[idx] -= np.where(new, np.asarray(ce, np.float64), 0.0).sum(axis=1)
+    return loglik
 
 
 def _vocab_size(fn, n: int) -> int:

@@ -58,6 +58,16 @@ def run(args: argparse.Namespace) -> int:
     from .._io import check_output_path
 
     check_output_path(args.out)
+    if getattr(args, "hf_model", None):
+        if any(getattr(args, name, None) for name in ("distribution", "model", "from_loss_curve")):
+            raise ValueError("give one source of the curve: --distribution, --model, "
+                             "--from-loss-curve or --hf-model")
+        from . import hf
+
+        return hf.run_profile(args)
+    if getattr(args, "block_length", None) is not None:
+        raise ValueError("--block-length in profile needs --hf-model (per-block curves on "
+                         "prompt/answer pairs)")
     sources = [f"--{name.replace('_', '-')}" for name in
                ("distribution", "model", "from_loss_curve") if getattr(args, name, None)]
     if len(sources) > 1:
