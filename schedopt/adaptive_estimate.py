@@ -1,6 +1,6 @@
 """A profile within a budget of forward passes: a coarse curve first, then the schedule's cuts.
 
-THEORY 3 and 11. The expected KL of a schedule is sum_k s_k c_{N_{k-1}} - sum_j c_j, and the
+theory §3 and 11. The expected KL of a schedule is sum_k s_k c_{N_{k-1}} - sum_j c_j, and the
 second sum is the same for every schedule: which schedule is best depends on the curve only
 through its values at the steps' left endpoints N_{k-1} (weighted by the step size s_k) and
 on how fast it falls there. So after a coarse pass over the whole curve has located the

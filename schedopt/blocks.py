@@ -1,8 +1,8 @@
 """Semi-autoregressive blocks (LLaDA's block_length): per-block curves, frontiers, step split.
 
-THEORY section 7. The n positions are cut into B = n / L contiguous blocks of L tokens that
+docs/theory.md §7. The n positions are cut into B = n / L contiguous blocks of L tokens that
 decode left to right; block b runs its own schedule with every earlier block revealed and every
-later block still masked. By the chain rule the expected KL is the sum over blocks of THEORY 3
+later block still masked. By the chain rule the expected KL is the sum over blocks of theory §3
 applied to the block's own curve
 
     H^b_j = E_{S in block b, |S| = j} H(X_S | X_{blocks < b}),   j = 0..L,
@@ -271,7 +271,7 @@ def estimate_block_profiles(
     revealed count j = 0..L-1 (common random numbers); the block's first j positions in that
     order and all earlier blocks are revealed, everything else masked, and g^b_j is the mean
     over the block's still-masked positions of -log p(x_i | revealed) (kind "data", the
-    held-out cross-entropy curve of THEORY 11) or of the predictive entropy (kind "model"),
+    held-out cross-entropy curve of theory §11) or of the predictive entropy (kind "model"),
     the same statistics as `schedopt.estimate_profile`. Each block's curve is then
     regularised (weighted isotonic projection of g) unless `regularize=False`.
 
@@ -285,10 +285,10 @@ def estimate_block_profiles(
         key: PRNG key for the orders.
         kind: "data" or "model".
         prompts: None, or M always-visible prompts (int[M, P] or lists of any lengths): each
-            block's curve is then conditioned on the prompt and the earlier blocks (THEORY 12).
+            block's curve is then conditioned on the prompt and the earlier blocks (theory §12).
         regularize: project each block's g onto non-increasing sequences. Pass False to keep
             the raw curve, which is the one whose KL formula predicts held-out NLL exactly
-            (THEORY 11); optimize a raw curve with `schedopt.unregularized`.
+            (theory §11); optimize a raw curve with `schedopt.unregularized`.
         batch_size: rows per logits_fn call (the last batch is padded: one compilation).
         jit: compile logits_fn (False for functions JAX cannot trace).
         quiet: no progress bar.
@@ -559,7 +559,7 @@ def steps_per_block(tokens_per_step: Any, block_length: int) -> np.ndarray:
 
 
 def block_expected_kl(blocks: BlockProfiles, tokens_per_step: Any) -> float:
-    """The exact expected KL (nats) of a block schedule: the sum of per-block THEORY 3 KLs."""
+    """The exact expected KL (nats) of a block schedule: the sum of per-block theory §3 KLs."""
     s = check_tokens_per_step(tokens_per_step, blocks.n)
     split = steps_per_block(s, blocks.block_length)
     bounds = np.concatenate([[0], np.cumsum(split)])

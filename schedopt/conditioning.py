@@ -1,4 +1,4 @@
-"""Prompts that stay visible, and models scored on the device (THEORY 12).
+"""Prompts that stay visible, and models scored on the device (theory §12).
 
 An instruct model generates an n-token answer given a prompt that is always visible. Every
 curve, KL and NLL is then conditional on the prompt and averaged over prompts: the answer's
@@ -136,7 +136,7 @@ def block_orders(orders: np.ndarray, block_length: int) -> np.ndarray:
     """Random orders made semi-autoregressive: block b's positions take ranks bL..bL+L-1.
 
     Revealing the first N ranks then reveals every earlier block and, inside the current block,
-    a uniformly random subset (LLaDA's blocks decode left to right, THEORY 7). Within each block
+    a uniformly random subset (LLaDA's blocks decode left to right, theory §7). Within each block
     the positions keep the relative order they have in `orders`, so the result is still uniform.
 
     Args:

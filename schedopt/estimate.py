@@ -1,6 +1,6 @@
 """Estimating a profile from any model of the conditionals: Rao-Blackwellised Monte Carlo.
 
-THEORY sections 8 and 11. For each sequence x and one random order of its positions, reveal
+docs/theory.md §8 and §11. For each sequence x and one random order of its positions, reveal
 the first j positions for every j on a grid and ask the model for its predicted distributions
 at all positions (one forward pass per sequence and grid point). At the masked positions
 average
@@ -57,7 +57,7 @@ def default_grid(n: int) -> np.ndarray:
 def schedule_grid(n: int, *schedules: Any, base: Any = None) -> np.ndarray:
     """A grid that holds each schedule's cut points N_0..N_{T-1} and their neighbours.
 
-    THEORY 3's KL weights g at each step's first revealed count by the step size, so a
+    theory §3's KL weights g at each step's first revealed count by the step size, so a
     prediction needs g measured there; the neighbours keep the interpolated sum over all
     counts (H_n) close to the curve around each cut.
 
@@ -164,7 +164,7 @@ class CurveEstimate:
         return float(per_sequence.mean()), float(se[0]) if se is not None else float("nan")
 
     def kl_per_sequence(self, tokens_per_step: Any, kind: str = "data") -> np.ndarray:
-        """float64[M]: THEORY 3's formula applied to each sequence's own curve (nats).
+        """float64[M]: theory §3's formula applied to each sequence's own curve (nats).
 
         The formula sum_k sum_{j in block k} (g_{N_{k-1}} - g_j) is linear in the curve:
         weight s_k at each step's first revealed count N_{k-1}, minus the sum over all
@@ -199,7 +199,7 @@ class CurveEstimate:
 
         The mean of `kl_per_sequence` (unbiased when the grid holds every count, and up to
         the interpolated sum otherwise) and the standard error from its spread. For kind
-        "data" it predicts a model's excess T-step NLL (THEORY 11).
+        "data" it predicts a model's excess T-step NLL (theory §11).
 
         The regularised profile is not used: projecting a noisy flat stretch of g onto
         non-increasing curves tilts it, which biases the KL of a long step upwards.
@@ -264,7 +264,7 @@ def estimate_curves(
             with prompts, the answers.
         key: JAX PRNG key for the random orders.
         prompts: None, or one prompt per sequence (int[M, P], or a list of M token-id lists of
-            any lengths): always visible, never masked or scored (THEORY 12); the curves are
+            any lengths): always visible, never masked or scored (theory §12); the curves are
             then over the n answer positions, averaged over prompts. A JAX logits_fn sees
             prompt + answer (L = P + n) and compiles once per distinct prompt length.
         grid: revealed counts to evaluate: None (`default_grid`: every count for
@@ -395,7 +395,7 @@ def estimate_profile(
     quiet: bool = True,
     checkpoint: Any = None,
 ) -> EntropyProfile:
-    """Estimate an entropy profile from a model's conditionals (THEORY 8 and 11).
+    """Estimate an entropy profile from a model's conditionals (theory §8 and 11).
 
     Args:
         logits_fn: (tokens int32[B, n], revealed bool[B, n]) -> logits float[B, n, V], or a
@@ -405,7 +405,7 @@ def estimate_profile(
         kind: "data" (held-out cross-entropy curve, the default: optimize schedules on it)
             or "model" (the model's predictive-entropy curve).
         prompts: None, or one always-visible prompt per sequence (see `estimate_curves`):
-            the profile is then the prompt-averaged curve over answer positions (THEORY 12).
+            the profile is then the prompt-averaged curve over answer positions (theory §12).
         grid: revealed counts (see `estimate_curves`).
         batch_size: rows per forward pass.
         bootstrap: 0 for across-sequence standard errors, else this many bootstrap

@@ -1,8 +1,8 @@
 """A profile from a training log: the masked cross-entropy at each mask ratio, no forward pass.
 
-THEORY 11. Masked diffusion training measures the mean cross-entropy per masked token at random
+theory §11. Masked diffusion training measures the mean cross-entropy per masked token at random
 mask ratios. With n tokens of which j are revealed, the mask ratio is (n - j) / n, so the loss
-at that ratio is the data curve c_j, and THEORY 3 on c predicts a schedule's excess NLL. A loss
+at that ratio is the data curve c_j, and theory §3 on c predicts a schedule's excess NLL. A loss
 log therefore gives a schedule for free, with two caveats the profile's meta records: the loss
 is measured on training data (an overfit model's training curve is too flat at high revealed
 counts), and with dropout on.
@@ -151,7 +151,7 @@ def profile_from_loss_curve(
     shape: str = "convex",
     meta: dict | None = None,
 ) -> EntropyProfile:
-    """The data-curve profile of THEORY 11 from losses at mask ratios (no forward pass).
+    """The data-curve profile of theory §11 from losses at mask ratios (no forward pass).
 
     Args:
         mask_ratio: float[m] fractions of masked tokens in (0, 1]; repeats are pooled.

@@ -1,4 +1,4 @@
-"""Judging a schedule on held-out data: the T-step negative log-likelihood (THEORY 9, 11).
+"""Judging a schedule on held-out data: the T-step negative log-likelihood (theory §9, 11).
 
 For each held-out sequence x, one random order of its positions splits them into the
 schedule's blocks (block k = the positions ranked N_{k-1}..N_k - 1), and
@@ -8,7 +8,7 @@ schedule's blocks (block k = the positions ranked N_{k-1}..N_k - 1), and
 the model's own conditionals given what the sampler would have revealed before step k. Its
 mean over sequences and orders is H(data) + KL(data || T-step sampler), model error included.
 With one token per step (T = n) it is the any-order one-by-one NLL; the excess of a schedule
-over it is exactly `expected_kl` of the held-out cross-entropy curve c (THEORY 11), which is
+over it is exactly `expected_kl` of the held-out cross-entropy curve c (theory §11), which is
 what makes the data curve the right one to optimize on. Both NLLs use the same order per
 sequence, so their difference (the excess) has a much smaller interval than either.
 """
@@ -106,9 +106,9 @@ def schedule_nll(
         schedule: a `Schedule` or tokens per step int[T] summing to n.
         key: JAX PRNG key for the random orders (the same key gives the same orders).
         prompts: None, or M always-visible prompts (int[M, P] or lists of any lengths),
-            never scored: the NLL is then of the answers given their prompts (THEORY 12).
+            never scored: the NLL is then of the answers given their prompts (theory §12).
         block_length: None, or L: the semi-autoregressive T-step NLL with blocks of L tokens
-            decoded left to right (THEORY 7); the one-by-one reference uses the same block
+            decoded left to right (theory §7); the one-by-one reference uses the same block
             orders, so the excess is what per-block curves predict. Default: the schedule's
             meta "block_length" when it has one.
         orders: random orders per sequence; more orders shrink the part of the interval
@@ -196,9 +196,9 @@ def schedules_nll(
 
 def predicted_excess(estimate, schedule: Schedule | Any, kind: str = "data"
                      ) -> tuple[float, float]:
-    """The excess NLL a curve predicts for a schedule (THEORY 11), with its standard error.
+    """The excess NLL a curve predicts for a schedule (theory §11), with its standard error.
 
-    THEORY 3's formula sum_k sum_{j in block k} (c_{N_{k-1}} - c_j) on the raw (not
+    theory §3's formula sum_k sum_{j in block k} (c_{N_{k-1}} - c_j) on the raw (not
     regularised) curve of `estimate`. It is linear in the curve, so applying it to each
     sequence's curve gives per-sequence predictions, whose spread is the standard error.
 

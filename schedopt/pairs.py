@@ -1,4 +1,4 @@
-"""Prompt/answer pairs from a JSONL file, for prompt-conditioned curves and NLLs (THEORY 12).
+"""Prompt/answer pairs from a JSONL file, for prompt-conditioned curves and NLLs (theory §12).
 
 One JSON object per line, either with token ids
 

@@ -1,4 +1,4 @@
-"""THEORY 1's sampler in JAX, and its proof by sampling (THEORY 9).
+"""theory §1's sampler in JAX, and its proof by sampling (theory §9).
 
 A schedule s_1..s_T reveals s_k positions at step k, each drawn independently from its
 conditional given the positions revealed before the step. Step sizes differ, so each
@@ -54,7 +54,7 @@ def sample(
     batch_size: int | None = None,
     quiet: bool = True,
 ) -> jnp.ndarray:
-    """Draw `num` sequences with the T-step sampler of THEORY 1.
+    """Draw `num` sequences with the T-step sampler of theory §1.
 
     Args:
         conditionals_fn: (tokens int32[B, n], revealed bool[B, n]) -> float[B, n, V]
@@ -66,7 +66,7 @@ def sample(
         num: number of sequences.
         logits: conditionals_fn returns logits rather than probabilities.
         prompts: None, or `num` prompts (int[num, P] or a list of token-id lists of any
-            lengths) that stay visible while the answer is drawn (THEORY 12);
+            lengths) that stay visible while the answer is drawn (theory §12);
             conditionals_fn then sees prompt + answer.
         batch_size: sequences per compiled call (default: about 4M conditional values).
         quiet: no progress bar.
@@ -107,7 +107,7 @@ def schedule_log_likelihood(
     """log nu(x): the log-likelihood of each sequence under the T-step sampler (nats).
 
     For each sequence, one random partition of its positions into the schedule's blocks:
-    sum_k sum_{i in block k} log p(x_i | x revealed before step k). Its negative is THEORY
+    sum_k sum_{i in block k} log p(x_i | x revealed before step k). Its negative is theory
     9's T-step NLL; with T = n it is the one-by-one NLL.
 
     Args:
@@ -119,7 +119,7 @@ def schedule_log_likelihood(
         logits: conditionals_fn returns logits.
         prompts: None, or M always-visible prompts (see `sample`), never scored.
         block_length: None, or L: semi-autoregressive blocks of L tokens decoded left to
-            right (THEORY 7), each with the earlier blocks revealed; the schedule's steps must
+            right (theory §7), each with the earlier blocks revealed; the schedule's steps must
             not cross a block boundary.
         batch_size: sequences per compiled call.
         quiet: no progress bar.
@@ -154,12 +154,12 @@ HEAVY_TAIL_KURTOSIS = 50.0
 
 @dataclasses.dataclass(frozen=True)
 class Verification:
-    """A Monte Carlo check of a schedule's predicted expected KL (THEORY 9).
+    """A Monte Carlo check of a schedule's predicted expected KL (theory §9).
 
     Attributes:
         mean: sampled estimate of E_partition KL(mu || nu_partition) (nats).
         stderr: its standard error (nats).
-        predicted: THEORY 3's formula (nats): on an `EntropyProfile` taken as exact, or on a
+        predicted: theory §3's formula (nats): on an `EntropyProfile` taken as exact, or on a
             Monte Carlo curve measured at the schedule's own cuts (unbiased).
         predicted_stderr: standard error of `predicted` when it is a Monte Carlo estimate (0
             for a profile taken as exact).
@@ -313,12 +313,12 @@ def verify(
     batch_size: int | None = None,
     quiet: bool = True,
 ) -> Verification:
-    """Check a schedule's predicted KL by sampling from a known distribution (THEORY 9).
+    """Check a schedule's predicted KL by sampling from a known distribution (theory §9).
 
     Draws `samples` sequences x ~ mu and one random order per sequence; the schedule's
     blocks are consecutive runs of the order. Each sequence gives
     log mu(x) - sum_k sum_{i in block k} log mu(x_i | x revealed before step k), an unbiased
-    estimate of E_partition KL(mu || nu_partition). The prediction is THEORY 3's formula on:
+    estimate of E_partition KL(mu || nu_partition). The prediction is theory §3's formula on:
 
     - `profile`, an `EntropyProfile`: taken as exact (no error of its own);
     - `profile`, a `CurveEstimate`: its raw "model" curve from other sequences, with its

@@ -1,4 +1,4 @@
-"""The `Schedule` type, its file format, and the baselines from the literature (THEORY 5)."""
+"""The `Schedule` type, its file format, and the baselines from the literature (theory §5)."""
 
 from __future__ import annotations
 

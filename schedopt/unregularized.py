@@ -1,4 +1,4 @@
-"""Optimal schedules for a curve that need not be monotone (THEORY 11).
+"""Optimal schedules for a curve that need not be monotone (theory §11).
 
 The held-out T-step NLL of a trained model exceeds its one-by-one NLL by exactly
 sum_k sum_{j in block k} (c_{N_{k-1}} - c_j) for the held-out cross-entropy curve c, whether
@@ -115,7 +115,7 @@ def optimal_schedule_unregularized(curve: EntropyProfile | Any, steps: int) -> S
 
 
 def excess(curve: EntropyProfile | Any, tokens_per_step: Any) -> float:
-    """THEORY 11's excess sum_k sum_{j in block k} (c_{N_{k-1}} - c_j) of a schedule (nats)."""
+    """theory §11's excess sum_k sum_{j in block k} (c_{N_{k-1}} - c_j) of a schedule (nats)."""
     c = check_curve(curve)
     s = check_tokens_per_step(tokens_per_step, c.size)
     starts = np.concatenate([[0], np.cumsum(s)[:-1]])

@@ -5,7 +5,7 @@
 
 1. Digits, shipped model: the held-out (test split) T-step NLL of schedules optimized on the
    validation split's data curve, uniform and cosine at T = 4, 8, 16; their excess over one
-   token per step beside the excess predicted by the test split's data curve (THEORY 11: an
+   token per step beside the excess predicted by the test split's data curve (theory §11: an
    identity) and by the model's own predictive-entropy curve (miscalibrated).
 2. HMM: a model trained on samples of the known `default_hmm` (trained first, with the
    train_mdm.py preset, when --hmm-model does not exist). Its data curve against the law's

@@ -4,7 +4,7 @@
 
 Prints a Markdown table of medians over repeats (compilation excluded: each measurement is
 run once first). Sampler throughput counts generated tokens per second for the T-step
-sampler of THEORY 1 with exact conditionals (one conditionals call per step on every
+sampler of theory §1 with exact conditionals (one conditionals call per step on every
 sequence of the batch).
 """
 

@@ -3,7 +3,7 @@
 Curves are estimated on the "tune" pairs (schedules are chosen there), and every schedule is
 scored on the disjoint "test" pairs by its T-step NLL (the same random orders for all
 schedules, so differences are paired). Rows: optimized on the raw held-out cross-entropy
-curve (exact DP over all blocks, THEORY 11), optimized on the regularised curve (blocks only:
+curve (exact DP over all blocks, theory §11), optimized on the regularised curve (blocks only:
 what the issue saw go wrong), uniform, cosine and LLaDA's stock schedule, at T in {8, 16, 32,
 64}, without blocks and with blocks of 32.
 

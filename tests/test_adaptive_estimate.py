@@ -10,7 +10,7 @@ from helpers import kl_from_curve, markov_entropy_curve
 from schedopt.adaptive_estimate import estimate_within_budget
 from schedopt.distributions import MarkovChain
 
-CHAIN = 0.8 * np.eye(4) + 0.05  # THEORY 10's sticky chain
+CHAIN = 0.8 * np.eye(4) + 0.05  # theory §10's sticky chain
 N = 24
 
 
@@ -24,7 +24,7 @@ def result():
 
 
 def dp_optimum(entropy: np.ndarray, steps: int) -> float:
-    """The least KL over T-step schedules by a plain O(T n^2) dynamic program (THEORY 4)."""
+    """The least KL over T-step schedules by a plain O(T n^2) dynamic program (theory §4)."""
     n = entropy.size - 1
     g = np.diff(entropy)
     cost = np.full((n + 1, n + 1), np.inf)
@@ -46,7 +46,7 @@ def test_spends_the_budget(result):
 
 
 def test_schedules_are_near_the_true_optimum(result):
-    # Truth: the closed-form curve (THEORY 8) and a plain DP over all schedules. 512 passes
+    # Truth: the closed-form curve (theory §8) and a plain DP over all schedules. 512 passes
     # leave some noise: within 10% here (the benchmark in scripts/bench_budget.py measures
     # the spread over replicates).
     truth = markov_entropy_curve(CHAIN, N)

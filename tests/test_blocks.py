@@ -1,4 +1,4 @@
-"""Semi-autoregressive blocks (THEORY 7): curves, the block KL, the optimal split of steps.
+"""Semi-autoregressive blocks (theory §7): curves, the block KL, the optimal split of steps.
 
 Independent routes: the KL of every block-respecting partition computed from the joint
 table's subset entropies (chain rule written out here), brute force over step splits and over

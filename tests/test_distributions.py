@@ -66,7 +66,7 @@ def test_markov_worked_example_theory_10():
 
 
 def _theory_8_direct(chain, n):
-    """THEORY 8 term by term, with exact rational binomial weights (slow, independent)."""
+    """theory §8 term by term, with exact rational binomial weights (slow, independent)."""
     p, pi = chain.transition, chain.stationary
     h_pi = -np.sum(pi * np.log(pi))
     power = np.eye(p.shape[0])

@@ -1,4 +1,4 @@
-"""Profiles from a training log of the masked cross-entropy by mask ratio (THEORY 11)."""
+"""Profiles from a training log of the masked cross-entropy by mask ratio (theory §11)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from schedopt.models import MDMConfig, train
 from schedopt.models._training import loss_by_revealed_count
 from schedopt.profile import EntropyProfile
 
-# THEORY 10: the sticky 4-state chain, n = 128, whose optimal schedules are known.
+# theory §10: the sticky 4-state chain, n = 128, whose optimal schedules are known.
 CHAIN = 0.8 * np.eye(4) + 0.05
 N = 128
 

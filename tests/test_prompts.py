@@ -1,4 +1,4 @@
-"""Prompts that stay visible (THEORY 12): curves, NLL, blocks and sampling given a prompt.
+"""Prompts that stay visible (theory §12): curves, NLL, blocks and sampling given a prompt.
 
 Independent route: joint tables over prompt + answer positions, where the prompt-conditioned
 curve H_j = E_{|S| = j, S in answer} [H(X_prompt, X_S) - H(X_prompt)] and the block curves
@@ -112,7 +112,7 @@ def test_prompted_nll_excess_is_the_prompted_expected_kl():
                               jax.random.key(5), prompts=x[:, :2], batch_size=3000)
     exact = prompted_curve(table, 2)
     g = np.diff(exact)
-    predicted = 2 * g[0] - (exact[2] - exact[0])  # THEORY 3 for steps [2, 1]
+    predicted = 2 * g[0] - (exact[2] - exact[0])  # theory §3 for steps [2, 1]
     assert abs(r.excess - predicted) < 4.5 * r.excess_stderr
     assert abs(r.one_by_one - exact[-1]) < 4.5 * r.one_by_one_stderr
 

@@ -1,4 +1,4 @@
-"""The T-step sampler and `verify` against the law and THEORY 3's exact formula."""
+"""The T-step sampler and `verify` against the law and theory §3's exact formula."""
 
 import itertools
 import math
@@ -99,7 +99,7 @@ def test_sampled_law_matches_the_block_product_formula():
     observed = np.append(counts[keep], counts[~keep].sum())
     expected = np.append(expected[keep], expected[~keep].sum())
     assert stats.chisquare(observed, expected).pvalue > 1e-3
-    # The exact KL(mu || nu) of the averaged law is below the partition average (THEORY 1).
+    # The exact KL(mu || nu) of the averaged law is below the partition average (theory §1).
     kl_mixture = float(np.sum(table * np.log(table / nu)))
     assert 0 < kl_mixture <= float(schedopt.expected_kl(CHAIN.profile(), [2, 4])) + 1e-12
 
@@ -110,7 +110,7 @@ LAWS = {"markov": CHAIN, "hmm": HMM, "mixture": MIXTURE}
 def test_verify_interval_covers_the_exact_formula():
     """Markov, HMM and mixture at four schedules each: 12 intervals at 95%.
 
-    Each estimate must lie within 4 standard errors of THEORY 3's formula on the enumerated
+    Each estimate must lie within 4 standard errors of theory §3's formula on the enumerated
     profile, and the 95% interval must cover it in at least 10 of the 12 cases (9 or fewer
     has probability 2% for honest intervals).
     """

@@ -2,7 +2,7 @@
 LLaDA's stock schedule and paired differences.
 
 Independent routes: brute force over every composition of n (and every block schedule),
-THEORY 11's excess written out termwise here, LLaDA's get_num_transfer_tokens re-written here.
+theory §11's excess written out termwise here, LLaDA's get_num_transfer_tokens re-written here.
 """
 
 from __future__ import annotations

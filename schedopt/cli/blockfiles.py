@@ -1,9 +1,9 @@
 """`evaluate`, `compare`, `frontier`, `plot` and `optimize` on a block-profiles file.
 
-A `schedopt.block_profiles` file holds one curve per semi-autoregressive block (THEORY 7),
+A `schedopt.block_profiles` file holds one curve per semi-autoregressive block (theory §7),
 each conditioned on the prompt and the earlier blocks. `profile --hf-model --block-length`
 writes them raw (not regularised): the raw curve is the one whose KL formula predicts the
-held-out T-step NLL exactly (THEORY 11), so these commands score and optimize the raw curves
+held-out T-step NLL exactly (theory §11), so these commands score and optimize the raw curves
 with the exact DP over all blocks (`schedopt.unregularized`), which needs no monotonicity, and
 say how many block curves are not monotone. `--regularize` projects each block first.
 """

@@ -102,7 +102,7 @@ def register(sub) -> None:
         description="Score schedules on held-out data with a trained model's own conditionals: "
         "the T-step NLL with a 95% interval, its excess over one token per step (the "
         "schedule's KL for this model and data) and, beside it, the excess the data curve "
-        "predicts (THEORY 9 and 11). The two should agree within their intervals.",
+        "predicts (theory §9 and 11). The two should agree within their intervals.",
     )
     add_model_arguments(p, required=False, kind=False)
     p.add_argument("--schedule", action="append", required=True, metavar="S.json",

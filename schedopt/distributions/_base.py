@@ -2,7 +2,7 @@
 
 A distribution is a law mu over sequences x in {0..V-1}^n. It samples, gives the conditional
 marginals mu(x_i | x_revealed) of every position, scores sequences, and knows its entropy
-profile (THEORY 2 and 8): exactly where a formula or an enumeration exists, otherwise by the
+profile (theory §2 and 8): exactly where a formula or an enumeration exists, otherwise by the
 Rao-Blackwellised Monte Carlo estimator of `schedopt.estimate`.
 """
 
@@ -128,7 +128,7 @@ class Distribution(abc.ABC):
         grid: Any = None,
         quiet: bool = True,
     ):
-        """Rao-Blackwellised Monte Carlo values of the curve (THEORY 8), per sequence.
+        """Rao-Blackwellised Monte Carlo values of the curve (theory §8), per sequence.
 
         `samples` sequences from mu, one random order each, and at every grid point the
         mean entropy of the exact conditionals at the masked positions (kind "model"; the

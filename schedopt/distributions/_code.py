@@ -57,7 +57,7 @@ class LinearCode(Distribution):
     def parity(cls, n: int, q: int = 2) -> LinearCode:
         """Sequences whose tokens sum to 0 mod q (codimension 1; any n-1 positions are free).
 
-        THEORY 8: H_j = j log q for j < n and H_n = (n - 1) log q.
+        theory §8: H_j = j log q for j < n and H_n = (n - 1) log q.
         """
         n = check_length(n)
         if n < 2:
@@ -73,7 +73,7 @@ class LinearCode(Distribution):
         """The [n, k] Reed-Solomon code over F_q (polynomials of degree < k at n points).
 
         Any k positions determine the codeword (MDS): H_j = min(j, k) log q, the step that
-        no schedule can find without knowing k (THEORY 5, lower bound).
+        no schedule can find without knowing k (theory §5, lower bound).
         """
         n, k, q = check_length(n), check_length(k, "k"), _check_prime(q)
         if n > q:

@@ -5,7 +5,7 @@ set of j revealed positions, and average -log p(x_i | x_revealed) over the n - j
 positions. Its expectation, (1/n) sum_j c_j in nats per token, is exactly MD4's continuous-time
 ELBO with the linear masking schedule divided by n (integrating 1/t against the binomial mask
 count gives weight 1 to every count), with less variance. It is also the mean of the held-out
-cross-entropy curve c of THEORY 11, so it is the validation metric that stops training: an
+cross-entropy curve c of theory §11, so it is the validation metric that stops training: an
 overfit model's curve mispredicts the NLL of real samplers.
 """
 
@@ -42,7 +42,7 @@ class TrainResult:
         loss_curve: float64[n, 3] or None: the training loss by revealed count j = 0..n-1,
             measured on the training batches of the evaluation interval that ended at
             `best_step` (columns: rows seen, mean masked CE in nats per token, its standard
-            error; NaN where no row had that count). It is the data curve c_j of THEORY 11
+            error; NaN where no row had that count). It is the data curve c_j of theory §11
             on training data, at no extra forward pass (dropout on, if the model uses it).
     """
 
