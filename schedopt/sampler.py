@@ -108,7 +108,7 @@ def schedule_log_likelihood(
 
     For each sequence, one random partition of its positions into the schedule's blocks:
     sum_k sum_{i in block k} log p(x_i | x revealed before step k). Its negative is theory
-    9's T-step NLL; with T = n it is the one-by-one NLL.
+    §9's T-step NLL; with T = n it is the one-by-one NLL.
 
     Args:
         conditionals_fn: as in `sample`, or a `schedopt.conditioning.TokenScorer` (then the
@@ -570,6 +570,7 @@ class AdaptiveSamples:
         return float(np.mean(self.forward_passes))
 
 
+@float64
 def sample_entropy_bounded(
     conditionals_fn: ConditionalsFn,
     num: int,

@@ -122,7 +122,8 @@ class LinearCode(Distribution):
 
     def _ranks(self, revealed: np.ndarray) -> np.ndarray:
         x = jnp.zeros(revealed.shape, jnp.int32)
-        _, pivots = _eliminate_batch(*self._field, x, jnp.asarray(revealed))
+        generator, inverse, q = self._field
+        _, pivots = _eliminate_batch(*as_jax(generator, inverse), q, x, jnp.asarray(revealed))
         return np.asarray(jnp.sum(pivots, axis=-1))
 
     # ---------------------------------------------------------------- law
@@ -146,7 +147,8 @@ class LinearCode(Distribution):
         x = jnp.asarray(x, jnp.int32)
         lead = x.shape[:-1]
         flat = x.reshape(-1, self.n)
-        rows, pivots = _eliminate_batch(*self._field, flat, jnp.ones(flat.shape, bool))
+        rows, pivots = _eliminate_batch(*as_jax(*self._field[:2]), self._field[2], flat,
+                                        jnp.ones(flat.shape, bool))
         # A consistent system reduces every non-pivot equation to 0 = 0.
         member = jnp.all(pivots | (rows[..., -1] == 0), axis=-1)
         out = jnp.where(member, -self.rank * math.log(self.q), -jnp.inf)
