@@ -498,11 +498,28 @@ def optimize_blocks(blocks: BlockProfiles, steps: int, *, equal_split: bool = Fa
         exact block KL as expected_kl, and meta "block_length", "steps_per_block",
         "block_kl" (per-block nats) and "equal_split".
     """
-    from .exact import optimal_schedule
+    from .exact import frontier, optimal_schedule
 
-    if isinstance(steps, bool) or not float(steps).is_integer():
-        raise ValueError(f"steps must be a whole number, got {steps!r}")
-    steps = int(steps)
+    return solve_blocks(
+        blocks, steps, equal_split=equal_split, method="exact-blocks",
+        frontier_fn=frontier, schedule_fn=optimal_schedule,
+    )
+
+
+def solve_blocks(blocks: BlockProfiles, steps: int, *, equal_split: bool, method: str,
+                 frontier_fn, schedule_fn) -> Schedule:
+    """A block schedule from any per-block solver: split T across blocks, solve each block.
+
+    Args:
+        blocks: per-block curves.
+        steps: total steps T (checked here; a multiple of B with equal_split).
+        equal_split: T / B steps per block (LLaDA) instead of the split that merges the
+            per-block frontiers exactly (`allocate_steps`).
+        method: the returned schedule's method.
+        frontier_fn: (EntropyProfile, K) -> float[K], a block's least KL for 1..K steps.
+        schedule_fn: (EntropyProfile, t) -> Schedule, a block's best t-step schedule.
+    """
+    steps = whole_number(steps, "steps")
     num_blocks, length = blocks.num_blocks, blocks.block_length
     if equal_split:
         if steps % num_blocks or not num_blocks <= steps <= blocks.n:
@@ -512,8 +529,9 @@ def optimize_blocks(blocks: BlockProfiles, steps: int, *, equal_split: bool = Fa
             )
         split = np.full(num_blocks, steps // num_blocks, dtype=np.int64)
     else:
-        split, _ = allocate_steps(block_frontiers(blocks), steps)
-    parts = [optimal_schedule(blocks.profile(b), int(split[b])) for b in range(num_blocks)]
+        frontiers = np.stack([frontier_fn(blocks.profile(b), length) for b in range(num_blocks)])
+        split, _ = allocate_steps(frontiers, steps)
+    parts = [schedule_fn(blocks.profile(b), int(split[b])) for b in range(num_blocks)]
     block_kl = [float(p.expected_kl) for p in parts]
     tokens = np.concatenate([np.asarray(p.tokens_per_step) for p in parts])
     meta = {
@@ -526,7 +544,7 @@ def optimize_blocks(blocks: BlockProfiles, steps: int, *, equal_split: bool = Fa
     return Schedule(
         tokens_per_step=np.asarray(tokens, np.int64),
         expected_kl=np.float64(sum(block_kl)),
-        method="exact-blocks",
+        method=method,
         meta=meta,
     )
 

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 
-from .blocks import BlockProfiles, allocate_steps
-from .divergence import check_tokens_per_step
+from .blocks import BlockProfiles, solve_blocks
+from .checks import check_steps, check_tokens_per_step
 from .profile import EntropyProfile
 from .schedules import Schedule
 
@@ -65,16 +64,10 @@ def _dp(c: np.ndarray, max_steps: int) -> tuple[np.ndarray, np.ndarray]:
     return best, arg
 
 
-def _check_steps(steps: Any, n: int) -> int:
-    if isinstance(steps, bool) or not float(steps).is_integer() or not 1 <= int(steps) <= n:
-        raise ValueError(f"steps must be a whole number between 1 and n = {n}, got {steps!r}")
-    return int(steps)
-
-
 def unregularized_frontier(curve: EntropyProfile | Any, max_steps: int) -> np.ndarray:
     """float64[max_steps]: the optimal excess with 1..max_steps steps, for any curve (nats)."""
     c = check_curve(curve)
-    max_steps = _check_steps(max_steps, c.size)
+    max_steps = check_steps(max_steps, c.size)
     best, _ = _dp(c, max_steps)
     return best[1:, c.size]
 
@@ -100,15 +93,15 @@ def optimal_schedule_unregularized(curve: EntropyProfile | Any, steps: int) -> S
         [1, 3]
     """
     c = check_curve(curve)
-    steps = _check_steps(steps, c.size)
+    steps = check_steps(steps, c.size)
     best, arg = _dp(c, steps)
     cuts = [c.size]
     for t in range(steps, 0, -1):
         cuts.append(int(arg[t, cuts[-1]]))
     tokens = np.diff(np.asarray(cuts[::-1]))
     return Schedule(
-        tokens_per_step=jnp.asarray(tokens),
-        expected_kl=jnp.asarray(float(best[steps, c.size])),
+        tokens_per_step=np.asarray(tokens, np.int64),
+        expected_kl=np.float64(best[steps, c.size]),
         method="exact-unregularized",
         meta={"curve": "raw (not regularised)"},
     )
@@ -138,29 +131,7 @@ def optimize_blocks_unregularized(blocks: BlockProfiles, steps: int, *,
         A `Schedule` (method "exact-blocks-unregularized") with meta "block_length",
         "steps_per_block", "block_kl" and "equal_split"; expected_kl is the predicted excess.
     """
-    if isinstance(steps, bool) or not float(steps).is_integer():
-        raise ValueError(f"steps must be a whole number, got {steps!r}")
-    steps = int(steps)
-    num_blocks, length = blocks.num_blocks, blocks.block_length
-    if equal_split:
-        if steps % num_blocks or not num_blocks <= steps <= blocks.n:
-            raise ValueError(
-                f"with an equal split, steps must be a multiple of the {num_blocks} blocks "
-                f"between {num_blocks} and {blocks.n}, got {steps}"
-            )
-        split = np.full(num_blocks, steps // num_blocks, np.int64)
-    else:
-        frontiers = np.stack([unregularized_frontier(p, length) for p in blocks.profiles])
-        split, _ = allocate_steps(frontiers, steps)
-    parts = [optimal_schedule_unregularized(blocks.profile(b), int(split[b]))
-             for b in range(num_blocks)]
-    block_kl = [float(p.expected_kl) for p in parts]
-    return Schedule(
-        tokens_per_step=jnp.asarray(np.concatenate([np.asarray(p.tokens_per_step)
-                                                    for p in parts])),
-        expected_kl=jnp.asarray(sum(block_kl)),
-        method="exact-blocks-unregularized",
-        meta={"block_length": length, "steps_per_block": [int(s) for s in split],
-              "block_kl": block_kl, "equal_split": bool(equal_split),
-              "block_curves": blocks.meta.get("source", "custom")},
+    return solve_blocks(
+        blocks, steps, equal_split=equal_split, method="exact-blocks-unregularized",
+        frontier_fn=unregularized_frontier, schedule_fn=optimal_schedule_unregularized,
     )
