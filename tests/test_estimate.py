@@ -38,7 +38,7 @@ def test_miscalibrated_model_against_closed_form():
     rng = np.random.default_rng(3)
     p = rng.dirichlet(np.ones(5), size=12)
     q = rng.dirichlet(np.ones(5) * 0.3, size=12)  # sharper than p: overconfident
-    data = np.asarray(Product(p).sample(jax.random.key(2), 3000))
+    data = np.asarray(Product(p).sample(3000, key=jax.random.key(2)))
 
     def logits_fn(tokens, revealed):
         return jnp.broadcast_to(jnp.log(q), (*tokens.shape, 5))
