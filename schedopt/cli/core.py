@@ -160,7 +160,7 @@ def run_compare(args: argparse.Namespace) -> int:
                  ("method", "steps", "KL (nats)", "KL (bits)", "largest step", "/ exact")))
     if args.target_kl is not None:
         print(f"\nfewest steps to reach expected KL <= {args.target_kl:g} nats")
-        fewest = [{"method": m, "steps": s} for m, s in out["fewest_steps"].items()]
+        fewest = [{"method": cmp.LABELS[m], "steps": s} for m, s in out["fewest_steps"].items()]
         print(format_table(fewest, ("method", "steps"), ("method", "steps")))
     return 0
 

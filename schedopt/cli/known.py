@@ -294,7 +294,7 @@ def run_demo(args: argparse.Namespace) -> int:
         fewest = compare.fewest_steps(profile, TARGET_KL)
         print(
             f"steps to reach KL <= {TARGET_KL:g} nat: "
-            + ", ".join(f"{m} {t}" for m, t in fewest.items())
+            + ", ".join(f"{compare.LABELS[m]} {t}" for m, t in fewest.items())
         )
         best = optimize(profile, DEMO_STEPS)
         flat = uniform(profile, DEMO_STEPS)
