@@ -15,9 +15,11 @@ point (`settle`). A problem whose relaxed objective ends above the KL of its int
 has not converged (the relaxed optimum is never above the integer one), so for those few
 (about 6%) the repair is run again with a window twice as wide, from where it stopped.
 
-Multi-host (a TPU pod): call `jax.distributed.initialize()` first on every host and run the
-same program everywhere; `jax.devices()` then lists every chip, every host reads the same
-manifest, and each contributes its devices' slice of the batch.
+Several processes (a TPU pod, a GPU cluster, workstations): after
+`schedopt.distributed.initialize` in every process, which all run the same call on the same
+inputs, `jax.devices()` lists the devices of every process; each process builds only its own
+devices' shards of the batch (`jax.make_array_from_callback`) and every process gets all the
+results back (`schedopt.distributed.to_host`), the same as from one process.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import _progress
+from .distributed import to_host
 from .divergence import _expected_kl
 from .optimize import _window_dp, bucket, default_optimizer, solve
 from .profile import EntropyProfile
@@ -205,7 +208,7 @@ def _sharded(fn, rows: tuple, **static) -> tuple:
         jax.make_array_from_callback(a.shape, sharding, lambda index, a=a: a[index])
         for a in (a[fill] for a in rows)
     ]
-    return tuple(np.array(_to_host(x)[:count]) for x in fn(*inputs, **static))
+    return tuple(np.array(to_host(x)[:count]) for x in fn(*inputs, **static))
 
 
 @functools.partial(
@@ -236,14 +239,6 @@ def _cuts_kl(entropy: jnp.ndarray, cuts: jnp.ndarray) -> jnp.ndarray:
     n = entropy.shape[0] - 1
     bounds = jnp.concatenate([jnp.zeros(1, cuts.dtype), cuts, jnp.full(1, n, cuts.dtype)])
     return _expected_kl(entropy, jnp.diff(bounds))
-
-
-def _to_host(x: jax.Array) -> np.ndarray:
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-    return np.asarray(x)
 
 
 def _kl_sum(profile: EntropyProfile, steps: int) -> float:

@@ -13,7 +13,8 @@ average
 Both come from the same forward passes. For a known law passed as its own conditionals (log
 probabilities as logits), both are unbiased for g_j; "model" has the lower variance. The same
 order serves every grid point (common random numbers make differences of g precise). Batches
-are split across all JAX devices (Mesh + NamedSharding over the batch axis).
+are split across all JAX devices (Mesh + NamedSharding over the batch axis), those of every
+process in a multi-process run (`schedopt.distributed`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ._progress import progress
+from .distributed import to_host
 from .divergence import check_tokens_per_step
 from .profile import EntropyProfile
 
@@ -225,7 +227,7 @@ def estimate_curves(
         results.append(
             _row_statistics(logits_fn, *args) if jit else _eager_row_statistics(logits_fn, *args)
         )
-    ce, ent, bad = (np.concatenate([np.asarray(r[i]) for r in results])[:rows] for i in range(3))
+    ce, ent, bad = (np.concatenate([to_host(r[i]) for r in results])[:rows] for i in range(3))
     if bad.any():
         raise ValueError(
             "logits_fn returned NaN logits; check the model (and that it handles fully "

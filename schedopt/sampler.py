@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._progress import progress
+from .distributed import to_host
 from .distributions import Distribution
 from .distributions._base import check_count, inverse_cdf, log_or_neg_inf
 from .divergence import check_tokens_per_step, expected_kl
@@ -261,8 +262,8 @@ def _run(fn, draw, logits, tokens, steps, k_order, k_draw, batch_size, quiet):
         args = [jax.device_put(a, sharding) for a in (tokens[idx], order[idx])]
         key = jax.random.fold_in(k_draw, start)
         outs.append(_scan_steps(fn, draw, logits, *args, bounds, key))
-    x = np.concatenate([np.asarray(o[0]) for o in outs])[:m]
-    loglik = np.concatenate([np.asarray(o[1]) for o in outs])[:m]
+    x = np.concatenate([to_host(o[0]) for o in outs])[:m]
+    loglik = np.concatenate([to_host(o[1]) for o in outs])[:m]
     return x, loglik
 
 

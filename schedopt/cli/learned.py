@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .distributed import add_distributed_arguments
+
 DEFAULT_FULL_GRID = 256  # up to this n the data curve is estimated at every revealed count
 
 
@@ -106,12 +108,23 @@ def register(sub) -> None:
     p.add_argument("--orders", type=int, default=1, metavar="R",
                    help="random orders per sequence for the NLLs (default 1; more = tighter)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_distributed_arguments(p)
     p.set_defaults(func=run_nll)
 
 
 def run_nll(args: argparse.Namespace) -> int:
+    from .. import distributed
+    from .distributed import start
+
+    start(args)  # first: the multi-process runtime must come before any JAX computation
+    with distributed.exit_on_error("schedopt nll"):
+        return _run_nll(args)
+
+
+def _run_nll(args: argparse.Namespace) -> int:
     import jax
 
+    from ..distributed import is_writer
     from ..estimate import estimate_curves
     from ..models import logits_fn
     from ..nll import predicted_excess, schedules_nll
@@ -136,6 +149,8 @@ def run_nll(args: argparse.Namespace) -> int:
         predicted, predicted_se = predicted_excess(estimate, s)
         rows.append({"schedule": path, **r.to_json(), "predicted_excess": predicted,
                      "predicted_excess_stderr": predicted_se})
+    if not is_writer():  # every process holds the same results; one prints them
+        return 0
     if args.json:
         print(json.dumps({**info, "results": rows}, indent=1))
         return 0

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from . import known, learned
+from .distributed import add_distributed_arguments
 
 
 def register(sub) -> None:
@@ -19,13 +20,25 @@ def register(sub) -> None:
     learned.add_model_arguments(p)
     p.add_argument("--out", required=True, metavar="P.json", help="profile file to write")
     p.add_argument("--seed", type=int, default=0, help="random seed for Monte Carlo (default 0)")
+    add_distributed_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._io import check_output_path
+    from .. import distributed
+    from .distributed import start
 
-    check_output_path(args.out)
+    start(args)  # first: the multi-process runtime must come before any JAX computation
+    with distributed.exit_on_error("schedopt profile"):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .._io import check_output_path
+    from ..distributed import is_writer
+
+    if is_writer():
+        check_output_path(args.out)
     if getattr(args, "distribution", None) and getattr(args, "model", None):
         raise ValueError("give either --distribution or --model, not both")
     if getattr(args, "distribution", None):
@@ -34,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         profile = learned.profile_from_model(args)
     else:
         raise ValueError("say where the curve comes from: --distribution NAME or --model NAME")
-    profile.save(args.out)
-    print(json.dumps({"out": args.out, **profile.summary()}))
+    if is_writer():  # every process holds the whole profile; one writes it
+        profile.save(args.out)
+        print(json.dumps({"out": args.out, **profile.summary()}))
     return 0
