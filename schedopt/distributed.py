@@ -196,9 +196,11 @@ def exit_on_error(label: str, note: str = "") -> Iterator[None]:
     """In a run of several processes, end this process at once on any error.
 
     The error is printed as one line "LABEL: error: process I of N: MESSAGE[; NOTE]" (the
-    note, say how to resume, follows failures other than bad input) and the process exits with code 2 (130 on Ctrl-C) without JAX's shutdown barrier, which waits up
-    to minutes for peers that have failed and then aborts with a C++ stack trace. With one
-    process this does nothing: errors propagate as usual.
+    note, say how to resume, follows failures other than bad input) and the process exits
+    with code 2 (130 on Ctrl-C) without JAX's shutdown barrier, which waits up to minutes
+    for peers that have failed and then aborts with a C++ stack trace; the peers see the
+    exit at once (`initialize` keeps them watching) and stop too. With one process this
+    does nothing: errors propagate as usual.
     """
     try:
         yield
