@@ -73,6 +73,29 @@ def load_model_and_data(args: argparse.Namespace):
     return model, data, info
 
 
+def load_model_and_data_everywhere(args: argparse.Namespace):
+    """`load_model_and_data`, checked to give the same model, data and options in every
+    process of a multi-process run (one process is an ordinary load)."""
+    from ..distributed import same_everywhere
+
+    return same_everywhere(lambda: load_model_and_data(args),
+                           lambda loaded: _fingerprint(args, *loaded),
+                           "the model, its data and the options")
+
+
+def _fingerprint(args: argparse.Namespace, model, data, info) -> bytes:
+    import jax
+    import numpy as np
+    from flax import nnx
+
+    local = {"process_id", "coordinator", "num_processes", "distributed", "init_timeout",
+             "func", "quiet"}
+    options = {k: v for k, v in sorted(vars(args).items()) if k not in local}
+    weights = b"".join(np.asarray(leaf).tobytes()
+                       for leaf in jax.tree_util.tree_leaves(nnx.state(model)))
+    return json.dumps(options, default=str).encode() + np.asarray(data).tobytes() + weights
+
+
 def _grid(n: int):
     return None if n > DEFAULT_FULL_GRID else n
 
@@ -84,7 +107,7 @@ def profile_from_model(args: argparse.Namespace):
     from ..estimate import estimate_profile
     from ..models import logits_fn
 
-    model, data, info = load_model_and_data(args)
+    model, data, info = load_model_and_data_everywhere(args)
     profile = estimate_profile(
         logits_fn(model), data, key=jax.random.key(args.seed), kind=args.kind,
         grid=_grid(data.shape[1]), batch_size=args.batch_size, quiet=False,
@@ -131,7 +154,7 @@ def _run_nll(args: argparse.Namespace) -> int:
     from ..schedules import Schedule
 
     schedules = [Schedule.load(path) for path in args.schedule]
-    model, data, info = load_model_and_data(args)
+    model, data, info = load_model_and_data_everywhere(args)
     n = data.shape[1]
     for path, s in zip(args.schedule, schedules, strict=True):
         if s.n != n:
