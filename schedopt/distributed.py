@@ -72,15 +72,22 @@ def initialize(
             one line "LABEL: error: ..." on stderr and exits with code 2.
         label: the prefix of that line (the CLI passes "schedopt COMMAND").
 
+    Once joined, the processes watch each other: when one dies (killed, or stopped by an
+    error), the others stop within about 2 s with one line and exit code 2, instead of
+    waiting in their next collective for JAX's 100 s heartbeat timeout.
+
     Raises:
         ValueError: a malformed argument, no cluster found to take missing values from, or
             JAX already started in this process.
+
+    Example (two workstations; the second runs the same with process_id=1):
+        >>> schedopt.distributed.initialize("10.0.0.1:12345", 2, 0)  # doctest: +SKIP
     """
     host_port = _check_arguments(coordinator, num_processes, process_id, timeout)
     # Cross-process collectives between CPU devices go over TCP (Gloo); the setting only
     # concerns the CPU client, so it is safe to make before knowing the platform. An
     # explicit choice (MPI) is kept.
-    if jax.config.jax_cpu_collectives_implementation in (None, "none"):
+    if getattr(jax.config, "jax_cpu_collectives_implementation", "gloo") in (None, "none"):
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     joined = threading.Event()
     watchdog = threading.Thread(

@@ -76,11 +76,11 @@ run() {
 # Headline parsers: one Markdown row (or line) of each script's own output.
 optimize_row() {  # optimize() and the exact DP at n = 4096, T = 64
   awk -F'|' '$2 ~ /^ *4096 *$/ && $3 ~ /^ *64 *$/ {
-    printf "optimize %s ms, exact DP %s ms, KL ratio %s", $4+0, $6+0, $7+0 }' "$1"
+    gsub(/ /, "", $7); printf "optimize %s ms, exact DP %s ms, KL ratio %s", $4+0, $6+0, $7 }' "$1"
 }
 batch_row() {
   awk -F'|' '/schedules per second/ { r = $3+0 } /within 1e-6/ { w = $3 }
-    END { if (r) printf "%s schedules/s, within 1e-6 of the optimum:%s", r, w }' "$1"
+    END { if (r) printf "%s schedules/s, within 1e-6 of the optimum:%s", r, w }' "$1" | xargs
 }
 sampler_row() {  # the first law's sampler throughput at T = 16 and T = 64
   awk -F'|' '$2 ~ /markov/ { gsub(/ /, "", $3); gsub(/ /, "", $4);
