@@ -79,7 +79,7 @@ optimize_row() {  # optimize() and the exact DP at n = 4096, T = 64
     gsub(/ /, "", $7); printf "optimize %s ms, exact DP %s ms, KL ratio %s", $4+0, $6+0, $7 }' "$1"
 }
 batch_row() {
-  awk -F'|' '/schedules per second/ { r = $3+0 } /within 1e-6/ { w = $3 }
+  awk -F'|' '/schedules per second/ { r = $3+0 } /^[|] within 1e-6 of the exact optimum/ { w = $3 }
     END { if (r) printf "%s schedules/s, within 1e-6 of the optimum:%s", r, w }' "$1" | xargs
 }
 sampler_row() {  # the first law's sampler throughput at T = 16 and T = 64
