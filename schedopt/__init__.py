@@ -5,41 +5,38 @@ data's conditional entropy curve (Chen, Cong and Li, COLT 2026); schedopt comput
 optimizes it with Optax, certifies the optimum with an exact dynamic program, and exports the
 result for other samplers.
 
-schedopt turns on JAX's float64 mode on import: the certificate and every reported KL are
-float64 (the optimizer itself may run in float32).
+Importing schedopt changes no global JAX setting: the certificate and every reported KL are
+computed in float64 inside a scoped `jax.enable_x64` context (see `schedopt.precision`).
 """
 
-import jax as _jax
-
-_jax.config.update("jax_enable_x64", True)
-
-from . import distributions as distributions  # noqa: E402
-from .batch import optimize_batch as optimize_batch  # noqa: E402
-from .binomial import TimeGrid as TimeGrid  # noqa: E402
-from .binomial import expected_kl_binomial as expected_kl_binomial  # noqa: E402
-from .binomial import optimize_binomial as optimize_binomial  # noqa: E402
-from .blocks import BlockProfiles as BlockProfiles  # noqa: E402
-from .blocks import block_profiles_from_table as block_profiles_from_table  # noqa: E402
-from .blocks import estimate_block_profiles as estimate_block_profiles  # noqa: E402
-from .blocks import optimize_blocks as optimize_blocks  # noqa: E402
-from .divergence import expected_kl as expected_kl  # noqa: E402
-from .divergence import relaxed_kl as relaxed_kl  # noqa: E402
-from .estimate import estimate_profile as estimate_profile  # noqa: E402
-from .exact import frontier as frontier  # noqa: E402
-from .exact import optimal_schedule as optimal_schedule  # noqa: E402
-from .export import export_schedule as export_schedule  # noqa: E402
-from .export import read_schedule_file as read_schedule_file  # noqa: E402
-from .export import write_export as write_export  # noqa: E402
-from .nll import schedule_nll as schedule_nll  # noqa: E402
-from .optimize import optimize as optimize  # noqa: E402
-from .profile import EntropyProfile as EntropyProfile  # noqa: E402
-from .sampler import sample as sample  # noqa: E402
-from .sampler import verify as verify  # noqa: E402
-from .schedules import Schedule as Schedule  # noqa: E402
-from .schedules import cosine as cosine  # noqa: E402
-from .schedules import dtc_schedule as dtc_schedule  # noqa: E402
-from .schedules import tc_schedule as tc_schedule  # noqa: E402
-from .schedules import uniform as uniform  # noqa: E402
+from . import distributions as distributions
+from .batch import optimize_batch as optimize_batch
+from .binomial import TimeGrid as TimeGrid
+from .binomial import expected_kl_binomial as expected_kl_binomial
+from .binomial import optimize_binomial as optimize_binomial
+from .blocks import BlockProfiles as BlockProfiles
+from .blocks import block_profiles_from_table as block_profiles_from_table
+from .blocks import estimate_block_profiles as estimate_block_profiles
+from .blocks import optimize_blocks as optimize_blocks
+from .divergence import expected_kl as expected_kl
+from .divergence import relaxed_kl as relaxed_kl
+from .estimate import estimate_profile as estimate_profile
+from .exact import frontier as frontier
+from .exact import optimal_schedule as optimal_schedule
+from .export import export_schedule as export_schedule
+from .export import read_schedule_file as read_schedule_file
+from .export import write_export as write_export
+from .nll import schedule_nll as schedule_nll
+from .optimize import optimize as optimize
+from .profile import EntropyProfile as EntropyProfile
+from .robust import optimize_robust as optimize_robust
+from .sampler import sample as sample
+from .sampler import verify as verify
+from .schedules import Schedule as Schedule
+from .schedules import cosine as cosine
+from .schedules import dtc_schedule as dtc_schedule
+from .schedules import tc_schedule as tc_schedule
+from .schedules import uniform as uniform
 
 __version__ = "0.1.0"
 

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 def check_output_path(path: str | os.PathLike) -> Path:
-    """Return `path` as a Path after checking that its directory exists.
+    """Return `path` as a Path after checking that it can be written as a file.
 
     Raises:
-        ValueError: the parent directory is missing.
+        ValueError: the parent directory is missing, or `path` is a directory, a device or
+            a pipe.
     """
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
@@ -22,7 +27,23 @@ def check_output_path(path: str | os.PathLike) -> Path:
             f"cannot write {str(path)!r}: directory {str(parent)!r} does not exist; "
             "create it first or choose another output path"
         )
+    if path.is_dir():
+        raise ValueError(f"cannot write {str(path)!r}: it is a directory; give a file name")
+    if path.exists() and not path.is_file():
+        # Renaming over a device or a pipe would replace it (as root, even /dev/null).
+        raise ValueError(
+            f"cannot write {str(path)!r}: it is not a regular file (a device or a pipe); "
+            "give a file name"
+        )
     return path
+
+
+# Temporary files being written right now; an interrupt handler that must exit at once
+# (os._exit skips `finally` blocks) removes them with `remove_partial_files`.
+_PARTIAL: set[str] = set()
+
+# Whole numbers read from files must be exact in float64 and fit every index type.
+_LARGEST_WHOLE = 2**53
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
@@ -30,24 +51,96 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
 
     The data goes to a temporary file in the same directory, which is then renamed over
     `path`; a failure part-way leaves no partial or stale file behind.
+
+    Raises:
+        ValueError: the file cannot be written (one sentence naming `path`, never the
+            temporary file).
     """
     path = check_output_path(path)
     mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise ValueError(f"cannot write {str(path)!r}: {_reason(e)}") from None
+    _PARTIAL.add(tmp)
     try:
         with os.fdopen(fd, mode) as f:
             f.write(data)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise ValueError(f"cannot write {str(path)!r}: {_reason(e)}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    finally:
+        _PARTIAL.discard(tmp)
+    return path
+
+
+def remove_partial_files() -> None:
+    """Delete the temporary files of writes in progress (for an immediate exit)."""
+    for tmp in list(_PARTIAL):
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        _PARTIAL.discard(tmp)
+
+
+def check_input_file(path: str | os.PathLike, what: str) -> Path:
+    """`path` as a Path after checking that it is a regular file that can be read.
+
+    Args:
+        path: the file.
+        what: what it should hold, for the message ("profile", "schedule").
+
+    Raises:
+        ValueError: missing, a directory, a device or pipe (reading one would block or
+            give nothing), or unreadable; one sentence naming the file.
+    """
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError as e:
+        if not path.exists():
+            raise ValueError(f"{what} file {str(path)!r} does not exist; check the path") from None
+        raise ValueError(f"cannot read {what} file {str(path)!r}: {_reason(e)}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ValueError(f"{what} file {str(path)!r} is a directory; give the path of a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(
+            f"{what} file {str(path)!r} is not a regular file (a device or a pipe); give the "
+            "path of a saved file"
+        )
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"cannot read {what} file {str(path)!r}: permission denied")
     return path
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Atomically write `obj` as indented JSON (floats keep all their digits)."""
-    return atomic_write(path, json.dumps(obj, indent=1) + "\n")
+    return atomic_write(path, dumps(obj, indent=1) + "\n")
+
+
+def dumps(obj: Any, indent: int | None = None) -> str:
+    """`obj` as strict JSON: infinite or NaN floats become null.
+
+    Python's json writes `Infinity` and `NaN`, which strict parsers (jq, JavaScript,
+    Go) refuse; null is what they all read as "no finite value".
+    """
+    return json.dumps(_finite_or_null(obj), indent=indent, allow_nan=False)
+
+
+def _finite_or_null(obj: Any) -> Any:
+    if isinstance(obj, float | np.floating):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite_or_null(v) for v in obj]
+    return obj
 
 
 def read_json(path: str | os.PathLike, what: str) -> Any:
@@ -57,16 +150,103 @@ def read_json(path: str | os.PathLike, what: str) -> Any:
         path: the file to read.
         what: what the file should hold, for the message ("profile", "schedule").
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{what} file {str(path)!r} does not exist; check the path")
+    path = check_input_file(path, what)
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        text = path.read_text()
+    except OSError as e:
+        raise ValueError(f"cannot read {what} file {str(path)!r}: {_reason(e)}") from None
+    except UnicodeDecodeError:
+        raise ValueError(
+            f"{what} file {str(path)!r} is not text (not UTF-8); give a JSON file"
+        ) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
         raise ValueError(
             f"{what} file {str(path)!r} is not valid JSON ({e}); "
             f"regenerate it or fix the syntax"
         ) from None
+    except RecursionError:
+        raise ValueError(
+            f"{what} file {str(path)!r} is nested too deeply to be a schedopt file; "
+            "regenerate it"
+        ) from None
+
+
+def number_array(
+    value: Any,
+    what: str,
+    *,
+    ndim: int = 1,
+    whole: bool = False,
+    nonnegative: bool = False,
+) -> np.ndarray:
+    """A JSON list (nested `ndim` deep) of finite numbers as a numpy array.
+
+    Refuses what `np.asarray` would silently accept or change: strings ("1.5"), booleans,
+    null, fractions where whole numbers are needed (which a cast would truncate), numbers
+    too large to be exact (1e20 as a count), NaN and infinities, and ragged lists.
+
+    Args:
+        value: the loaded JSON value.
+        what: its name for messages ("'p.json': revealed").
+        ndim: how deeply the lists nest (1: a list of numbers).
+        whole: require whole numbers (returned as int64, else float64).
+        nonnegative: require values >= 0.
+
+    Raises:
+        ValueError: one sentence naming `what` and the first bad entry.
+    """
+    kind = "whole numbers" if whole else "numbers"
+    shape = "a list" if ndim == 1 else f"a {ndim}-level nested list"
+
+    def walk(v: Any, depth: int, where: str) -> None:
+        if depth < ndim:
+            if not isinstance(v, list):
+                raise ValueError(f"{what}{where} must be {shape} of {kind}, got {_short(v)}")
+            for i, item in enumerate(v):
+                walk(item, depth + 1, f"{where}[{i}]")
+            return
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ValueError(f"{what}{where} is {_short(v)}; give {kind}, not text or true/false")
+        if not math.isfinite(v):
+            raise ValueError(f"{what}{where} is {v}; every value must be a finite number")
+        if whole and (v != int(v) or abs(v) > _LARGEST_WHOLE):
+            raise ValueError(f"{what}{where} is {v!r}; give a whole number below 2^53")
+        if nonnegative and v < 0:
+            raise ValueError(f"{what}{where} is {v!r}; it must be >= 0")
+
+    walk(value, 0, "")
+    try:
+        array = np.asarray(value, dtype=np.int64 if whole else np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{what} must be a rectangular {shape} of {kind}") from None
+    if array.ndim != ndim:
+        raise ValueError(f"{what} must be a rectangular {shape} of {kind}")
+    return array
+
+
+def whole_number(value: Any, what: str, *, low: int = 0) -> int:
+    """A JSON whole number >= low (not a boolean, a fraction, infinite or beyond 2^53)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value != int(value)
+        or not low <= value <= _LARGEST_WHOLE
+    ):
+        raise ValueError(f"{what} is {_short(value)}; give a whole number >= {low}")
+    return int(value)
+
+
+def _short(v: Any) -> str:
+    text = json.dumps(v) if isinstance(v, str | bool | type(None)) else repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _reason(e: OSError) -> str:
+    """An OSError as plain words without file names ("permission denied")."""
+    return (e.strerror or type(e).__name__).lower()
 
 
 def check_format(obj: Any, path: str | os.PathLike, fmt: str, version: int) -> dict:

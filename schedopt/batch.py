@@ -1,19 +1,21 @@
-"""Many (profile, budget) problems in one compiled, vmapped and sharded Optax run.
+"""Many (profile, budget) problems in a few compiled, vmapped and sharded calls.
 
-`optimize_batch` groups the problems by sequence length n and budget bucket (`bucket(T)`, the
-next power of two: the same compiled shapes `optimize` uses), and solves each group with a
-jit-compiled `jax.vmap` of the optimizer's core (`schedopt.optimize.solve`), one call per
-chunk of up to a power of two of problems sized to about 128 MB (1024 problems at n = 1024):
-no Python loop over problems, and memory O(chunk * (n + T)). The batch axis is sharded over
-every device with `jax.sharding` (a one-axis `Mesh` and a `NamedSharding`), padded to a
-multiple of the device count; each problem's arithmetic is independent of the others, so the
-schedules are the same on 1 device as on 8.
+`optimize_batch` groups the problems by sequence length n, budget bucket (`bucket(T)`, the
+next power of two), grid size (the run-start grid of g, padded to a power of two) and solver,
+and solves each group with one jit-compiled `jax.vmap`, in chunks of a power of two of
+problems sized to about 128 MB: no Python loop over problems, and memory O(chunk * (n + T)).
+Two solvers share the grid of run starts of g (docs/theory.md §4):
 
-Batch settings differ from `optimize`'s (measured in scripts/bench_batch.py): one start (the
-square-root rule) and fewer gradient steps, but a wider repair window iterated to a fixed
-point (`settle`). A problem whose relaxed objective ends above the KL of its integer schedule
-has not converged (the relaxed optimum is never above the integer one), so for those few
-(about 6%) the repair is run again with a window twice as wide, from where it stopped.
+- "exact": the DP of `schedopt.exact` on the grid (certified). Regularised estimates have few
+  runs (a few hundred at n = 1024), where the DP is as fast as the optimizer.
+- "optax": the optimizer of `schedopt.optimize` with one start and fewer gradient steps, its
+  repair iterated to a fixed point on the same grid; not certified.
+
+`certify="auto"` (the default) takes the DP when the grid has at most `AUTO_EXACT_GRID`
+points; `certify=True` always, `False` never. The batch axis is sharded over every device with
+`jax.sharding` (a one-axis `Mesh` and a `NamedSharding`), padded to a multiple of the device
+count; each problem's arithmetic is independent of the others, so the schedules are the same
+on 1 device as on 8.
 
 Several processes (a TPU pod, a GPU cluster, workstations): after
 `schedopt.distributed.initialize` in every process, which all run the same call on the same
@@ -28,21 +30,25 @@ import functools
 from collections.abc import Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import _progress
+from .checks import check_steps, whole_number
 from .distributed import to_host
-from .divergence import _expected_kl
-from .optimize import _window_dp, bucket, default_optimizer, solve
+from .divergence import kl_of_tokens
+from .exact import CutGrid, grid_size, make_grid, run_starts, solve_on_grid, spread_cuts
+from .optimize import bucket, default_optimizer, kl_of_cuts, solve
+from .precision import float64
 from .profile import EntropyProfile
-from .schedules import Schedule, check_steps
+from .schedules import Schedule
 
 BATCH_ITERATIONS = 200
 BATCH_WINDOW = 12
-_SETTLE_ROUNDS = 64
+# The DP is used by default on grids of at most this many intervals (measured in
+# scripts/bench_batch.py: there it is about as fast as the optimizer).
+AUTO_EXACT_GRID = 512
 # Problems per compiled call: a power of two whose arrays stay near this size (1024 problems at
 # n = 1024). Memory is O(chunk * (n + T)); smaller chunks also stop the vmapped repair loops
 # sooner (they run until the chunk's slowest problem settles).
@@ -57,7 +63,7 @@ def optimize_batch(
     optimizer: optax.GradientTransformation | None = None,
     num_iterations: int = BATCH_ITERATIONS,
     window: int = BATCH_WINDOW,
-    polish: bool = True,
+    certify: bool | str = "auto",
     quiet: bool = True,
 ) -> list[Schedule]:
     """The best schedule for every (profile, budget) pair, in a few compiled calls.
@@ -65,16 +71,18 @@ def optimize_batch(
     Args:
         profiles: the entropy profiles (any mix of sequence lengths n).
         steps: one budget T for all, or one per profile (1 <= T <= that profile's n).
-        optimizer: any `optax.GradientTransformation` (default: Adam with a cosine-decayed
-            learning rate, as `optimize`).
-        num_iterations: gradient steps per problem.
-        window: half-width (tokens) of the exact repair window, moved until a fixed point.
-        polish: repair the problems whose descent did not converge again, with a window
-            twice as wide.
+        optimizer: any `optax.GradientTransformation` for the "optax" solver (default: Adam
+            with a cosine-decayed learning rate, as `optimize`).
+        num_iterations: gradient steps per problem ("optax" solver).
+        window: half-width (grid points) of the exact repair window, moved until a fixed point.
+        certify: True: solve every problem with the exact DP (certified); False: with the
+            optimizer; "auto": the DP where the grid of run starts is small
+            (`AUTO_EXACT_GRID`), the optimizer elsewhere.
         quiet: no progress bar over the groups.
 
     Returns:
-        One `Schedule` per problem, in order (method "optax", with its exact float64 KL).
+        One `Schedule` per problem, in order (method "exact" or "optax", with its exact float64
+        KL, `certified` and, for the DP, `lower_bound`).
 
     Example:
         >>> import schedopt, numpy as np
@@ -85,50 +93,63 @@ def optimize_batch(
     """
     profiles = list(profiles)
     budgets = _check_budgets(profiles, steps)
-    if isinstance(num_iterations, bool) or int(num_iterations) != num_iterations or (
-        num_iterations < 0
-    ):
-        raise ValueError(f"num_iterations must be a whole number >= 0, got {num_iterations!r}")
-    if isinstance(window, bool) or int(window) != window or window < 1:
-        raise ValueError(f"window must be a whole number >= 1, got {window!r}")
-    settings = (int(num_iterations), int(window), bool(polish), optimizer)
+    num_iterations = whole_number(num_iterations, "num_iterations", minimum=0)
+    window = whole_number(window, "window", minimum=1)
+    if certify not in (True, False, "auto"):
+        raise ValueError(f"certify must be True, False or 'auto', got {certify!r}")
+    optimizer = optimizer if optimizer is not None else default_optimizer(num_iterations)
+    return _optimize_batch(
+        profiles, budgets, (optimizer, num_iterations, window), certify, bool(quiet)
+    )
+
+
+@float64
+def _optimize_batch(profiles, budgets, settings, certify, quiet) -> list[Schedule]:
     results: list[Schedule | None] = [None] * len(profiles)
-    trivial, groups = _group(profiles, budgets)
-    for i in trivial:  # T = 1 or T = n: a single schedule exists
-        n, t = profiles[i].n, budgets[i]
-        results[i] = _schedule(np.full(t, n // t, np.int64), _kl_sum(profiles[i], t), None)
-    for (n, padded), members in _progress.progress(
+    groups: dict[tuple, list] = {}
+    for i, (profile, t) in enumerate(zip(profiles, budgets, strict=True)):
+        entropy = np.asarray(profile.entropy, np.float64)
+        starts = run_starts(entropy)
+        if t == 1 or t >= starts.size - 1:  # one schedule, or KL 0 with a cut at every run
+            tokens = spread_cuts(starts[1:-1], profile.n, t) if t > 1 else np.array([profile.n])
+            kl = float(np.maximum(kl_of_tokens(entropy, tokens), 0.0))
+            results[i] = _schedule(tokens, kl, "exact", None, kl)
+            continue
+        m = grid_size(starts.size - 1)
+        exact = certify is True or (certify == "auto" and m <= AUTO_EXACT_GRID)
+        key = (profile.n, bucket(t), m, "exact" if exact else "optax")
+        groups.setdefault(key, []).append((i, entropy, make_grid(entropy, starts, m)))
+    for (n, padded, _, solver), members in _progress.progress(
         groups.items(), total=len(groups), description="optimizing", quiet=quiet
     ):
         for chunk in _chunks(members, n):
-            entropy = np.stack([np.asarray(profiles[i].entropy) for i in chunk])
-            cuts, relaxed, kl = _solve_group(entropy, budgets[chunk], padded, settings)
-            tokens = np.diff(np.concatenate(
-                [np.zeros((len(chunk), 1), np.int64), cuts, np.full((len(chunk), 1), n)], 1
-            ), axis=1)
-            for row, i in enumerate(chunk):
+            index = [i for i, _, _ in chunk]
+            entropy = np.stack([e for _, e, _ in chunk])
+            grid = jax.tree.map(lambda *a: np.stack(a), *[g for _, _, g in chunk])
+            rows = (entropy, budgets[index].astype(np.int32), *grid_fields(grid))
+            if solver == "exact":
+                value, cuts, kl = _sharded(_exact_vmapped, rows, padded_steps=padded)
+                relaxed = [None] * len(index)
+            else:
+                optimizer, iterations, window = settings
+                cuts, relaxed, kl = _sharded(
+                    _optax_vmapped, rows, padded_steps=padded, optimizer=optimizer,
+                    num_iterations=iterations, window=window,
+                )
+            zeros, ends = np.zeros((len(index), 1), np.int64), np.full((len(index), 1), n)
+            tokens = np.diff(np.concatenate([zeros, cuts, ends], axis=1), axis=1)
+            for row, i in enumerate(index):
                 t = budgets[i]
-                results[i] = _schedule(tokens[row, :t], kl[row], float(relaxed[row]))
+                kl_i = max(float(kl[row]), 0.0)
+                bound = max(float(value[row]), 0.0) if solver == "exact" else None
+                rel = None if relaxed[row] is None else float(relaxed[row])
+                results[i] = _schedule(tokens[row, :t], kl_i, solver, rel, bound)
     return results  # type: ignore[return-value]
 
 
-def settle(entropy: jnp.ndarray, cuts: jnp.ndarray, steps, window: int) -> jnp.ndarray:
-    """Exact window DPs (`schedopt.optimize._window_dp`) re-centred until the cuts stop moving.
-
-    At the fixed point no simultaneous move of the cuts by up to `window` tokens each lowers
-    the KL. (`optimize.repair` stops as soon as no cut is on its window's edge, which is one
-    round earlier and leaves about 0.4% of random problems short of the optimum.)
-    """
-
-    def body(carry):
-        cuts, _, rounds = carry
-        new, _ = _window_dp(entropy, cuts, steps, window)
-        return new, jnp.any(new != cuts), rounds + 1
-
-    cuts, _, _ = jax.lax.while_loop(
-        lambda c: c[1] & (c[2] < _SETTLE_ROUNDS), body, (cuts, jnp.asarray(True), 0)
-    )
-    return cuts
+def grid_fields(grid: CutGrid) -> tuple:
+    """A `CutGrid`'s arrays in a fixed order (to pass through `_sharded`)."""
+    return grid.position, grid.entropy, grid.slope, grid.last
 
 
 def _check_budgets(profiles: list, steps) -> np.ndarray:
@@ -155,17 +176,6 @@ def _check_budgets(profiles: list, steps) -> np.ndarray:
     return np.asarray(budgets, dtype=np.int64)
 
 
-def _group(profiles: list, budgets: np.ndarray) -> tuple[list[int], dict]:
-    """Problems with T in (1, n) grouped by (n, bucket(T)); the others need no optimizer."""
-    trivial, groups = [], {}
-    for i, (profile, t) in enumerate(zip(profiles, budgets, strict=True)):
-        if t in (1, profile.n):
-            trivial.append(i)
-        else:
-            groups.setdefault((profile.n, bucket(t)), []).append(i)
-    return trivial, {key: np.asarray(v) for key, v in groups.items()}
-
-
 def _chunks(members: np.ndarray, n: int) -> list[np.ndarray]:
     fit = max(1, _CHUNK_BYTES // (_BYTES_PER_TOKEN * (n + 1)))
     size = 1 << (fit.bit_length() - 1)  # a power of two: full chunks share one compiled shape
@@ -178,23 +188,6 @@ def _padded_size(count: int) -> int:
     devices = jax.device_count()
     size = max(1 << (count - 1).bit_length(), devices)
     return -(-size // devices) * devices
-
-
-def _solve_group(entropy: np.ndarray, steps: np.ndarray, padded: int, settings):
-    """Solve one group; returns (int[B, padded - 1] cuts, float[B] relaxed, float[B] KL)."""
-    iterations, window, polish, optimizer = settings
-    optimizer = optimizer if optimizer is not None else default_optimizer(iterations)
-    cuts, relaxed, kl = _sharded(
-        _solve_vmapped, (entropy, steps.astype(np.int32)),
-        padded_steps=padded, optimizer=optimizer, num_iterations=iterations, window=window,
-    )
-    # A descent that ends above its own integer schedule's KL has not converged: its cuts may
-    # sit in a long, nearly flat valley, more than `window` tokens from the optimum.
-    again = np.nonzero(relaxed > kl * (1 + 1e-12) + 1e-12)[0]
-    if again.size and polish:
-        rows = (entropy[again], cuts[again], steps[again].astype(np.int32))
-        cuts[again], kl[again] = _sharded(_settle_vmapped, rows, window=2 * window)
-    return cuts, relaxed, kl
 
 
 def _sharded(fn, rows: tuple, **static) -> tuple:
@@ -211,50 +204,37 @@ def _sharded(fn, rows: tuple, **static) -> tuple:
     return tuple(np.array(to_host(x)[:count]) for x in fn(*inputs, **static))
 
 
+@functools.partial(jax.jit, static_argnames="padded_steps")
+def _exact_vmapped(entropy, steps, position, grid_entropy, slope, last, padded_steps):
+    def one(entropy, steps, *fields):
+        value, cuts = solve_on_grid(CutGrid(*fields), steps, padded_steps)
+        return value, cuts, kl_of_cuts(entropy, cuts)
+
+    return jax.vmap(one)(entropy, steps, position, grid_entropy, slope, last)
+
+
 @functools.partial(
     jax.jit, static_argnames=("padded_steps", "optimizer", "num_iterations", "window")
 )
-def _solve_vmapped(entropy, steps, padded_steps, optimizer, num_iterations, window):
-    def one(entropy, steps):
-        cuts, relaxed = solve(
-            entropy, steps, padded_steps, optimizer, num_iterations, window,
-            powers=(0.5,), repair_fn=settle,
+def _optax_vmapped(entropy, steps, position, grid_entropy, slope, last, padded_steps,
+                   optimizer, num_iterations, window):
+    def one(entropy, steps, *fields):
+        return solve(
+            entropy, CutGrid(*fields), steps, padded_steps, optimizer, num_iterations, window,
+            powers=(0.5,),
         )
-        return cuts, relaxed, _cuts_kl(entropy, cuts)
 
-    return jax.vmap(one)(entropy, steps)
-
-
-@functools.partial(jax.jit, static_argnames="window")
-def _settle_vmapped(entropy, cuts, steps, window):
-    def one(entropy, cuts, steps):
-        cuts = settle(entropy, cuts, steps, window)
-        return cuts, _cuts_kl(entropy, cuts)
-
-    return jax.vmap(one)(entropy, cuts, steps)
+    return jax.vmap(one)(entropy, steps, position, grid_entropy, slope, last)
 
 
-def _cuts_kl(entropy: jnp.ndarray, cuts: jnp.ndarray) -> jnp.ndarray:
-    """The exact KL of padded cuts, by THEORY 3's first form (float64)."""
-    n = entropy.shape[0] - 1
-    bounds = jnp.concatenate([jnp.zeros(1, cuts.dtype), cuts, jnp.full(1, n, cuts.dtype)])
-    return _expected_kl(entropy, jnp.diff(bounds))
-
-
-def _kl_sum(profile: EntropyProfile, steps: int) -> float:
-    """KL of the only schedule: one step of n tokens (T = 1) or n single tokens (zero)."""
-    if steps == profile.n:
-        return 0.0
-    g = np.asarray(profile.conditional_entropy)
-    return float(np.sum(g[0] - g))
-
-
-def _schedule(tokens: np.ndarray, kl, relaxed: float | None) -> Schedule:
+def _schedule(tokens: np.ndarray, kl: float, method: str, relaxed, bound) -> Schedule:
     # Built directly: the KL was computed in the batch (Schedule.from_tokens would re-check and
     # re-evaluate every schedule one call at a time).
     return Schedule(
         tokens_per_step=np.asarray(tokens, dtype=np.int64),
         expected_kl=np.float64(kl),
-        method="optax",
+        method=method,
         relaxed_kl=relaxed,
+        certified=bound is not None,
+        lower_bound=bound,
     )

@@ -28,7 +28,9 @@ from jax.scipy.special import gammaln, xlog1py, xlogy
 
 from . import _io
 from .optimize import minimise
+from .precision import float64
 from .profile import EntropyProfile
+from .timegrid import alpha_to_timesteps, check_alpha
 
 FORMAT = "schedopt.time_grid"
 VERSION = 1
@@ -70,10 +72,8 @@ class TimeGrid:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Sampler times t_0 = 1 > ... > t_T = 0 and dt_k = t_{k-1} - t_k for this grid.
 
-        See `schedopt.export.alpha_to_timesteps` for the conventions (MD4, MDLM/SEDD).
+        See `schedopt.timegrid` for the conventions (MD4, MDLM/SEDD).
         """
-        from .export import alpha_to_timesteps
-
         return alpha_to_timesteps(np.asarray(self.alpha), alpha_schedule, eps, convention)
 
     def to_json(self) -> dict:
@@ -117,45 +117,13 @@ class TimeGrid:
             kl = obj.get("expected_kl", np.nan)
         return cls(
             alpha=jnp.asarray(alpha),
-            expected_kl=jnp.asarray(kl, dtype=jnp.float64),
+            expected_kl=np.float64(kl),
             method=str(obj.get("method", "custom")),
             meta=meta,
         )
 
 
 # --------------------------------------------------------------------------- the objective
-def check_alpha(alpha: Any, what: str = "alpha") -> np.ndarray:
-    """Check a concrete grid: float[..., T + 1] from exactly 0 to exactly 1, strictly increasing.
-
-    Returns:
-        float64[..., T + 1].
-    """
-    try:
-        a = np.asarray(alpha, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a list of numbers, got {alpha!r}") from None
-    if a.ndim < 1 or a.shape[-1] < 2:
-        raise ValueError(f"{what} needs at least 2 values (0 and 1: one step), got shape {a.shape}")
-    if not np.all(np.isfinite(a)) or np.any(a < 0) or np.any(a > 1):
-        bad = np.ravel(a)[np.ravel(~(np.isfinite(a) & (a >= 0) & (a <= 1)))][0]
-        raise ValueError(
-            f"{what} holds {bad}, outside [0, 1]; revealed fractions lie between 0 and 1"
-        )
-    if np.any(a[..., 0] != 0) or np.any(a[..., -1] != 1):
-        raise ValueError(
-            f"{what} must start at 0 (nothing revealed) and end at 1 (everything revealed), "
-            f"got {float(np.ravel(a[..., 0])[0])} ... {float(np.ravel(a[..., -1])[0])}"
-        )
-    steps = np.diff(a, axis=-1)
-    if np.any(steps <= 0):
-        k = int(np.nonzero(np.any(steps.reshape(-1, steps.shape[-1]) <= 0, axis=0))[0][0]) + 1
-        raise ValueError(
-            f"{what} must be strictly increasing, but {what}[{k}] does not exceed "
-            f"{what}[{k - 1}]; every step must reveal a positive expected fraction"
-        )
-    return a
-
-
 def expected_kl_binomial(profile: EntropyProfile, alpha: Any) -> jnp.ndarray:
     """Exact expected KL (nats) of a random-count sampler on the grid `alpha`.
 
@@ -176,13 +144,21 @@ def expected_kl_binomial(profile: EntropyProfile, alpha: Any) -> jnp.ndarray:
         S. Chen, K. Cong, J. Li, "Optimal Inference Schedules for Masked Diffusion Models",
         COLT 2026; THEORY section 6.
     """
-    if not isinstance(alpha, jax.core.Tracer):
-        alpha = check_alpha(alpha)
-    a = jnp.asarray(alpha, dtype=jnp.float64)
+    if isinstance(alpha, jax.core.Tracer):
+        return _batched_kl_binomial(jnp.asarray(profile.entropy, alpha.dtype), alpha)
+    return _expected_kl_binomial_host(profile.entropy, check_alpha(alpha))
+
+
+@float64
+def _expected_kl_binomial_host(entropy: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    return np.asarray(_batched_kl_binomial(jnp.asarray(entropy), jnp.asarray(alpha)))
+
+
+def _batched_kl_binomial(entropy: jnp.ndarray, alpha: jnp.ndarray) -> jnp.ndarray:
     fn = _expected_kl_binomial
-    for _ in range(a.ndim - 1):
+    for _ in range(alpha.ndim - 1):
         fn = jax.vmap(fn, in_axes=(None, 0))
-    return fn(profile.entropy, a)
+    return fn(entropy, alpha)
 
 
 @jax.jit

@@ -31,7 +31,8 @@ from flax import struct
 
 from . import _io
 from ._progress import progress
-from .divergence import check_tokens_per_step, expected_kl
+from .checks import check_tokens_per_step, whole_number
+from .divergence import expected_kl
 from .estimate import check_data, check_kind, masked_means
 from .profile import EntropyProfile
 from .schedules import Schedule
@@ -44,10 +45,8 @@ MAX_TABLE_BLOCK_LENGTH = 16
 
 def check_block_length(block_length: Any, n: int) -> int:
     """Check a block length: a whole number >= 1 that divides n."""
-    if isinstance(block_length, bool) or not float(block_length).is_integer():
-        raise ValueError(f"block_length must be a whole number of tokens, got {block_length!r}")
-    length = int(block_length)
-    if length < 1 or n % length:
+    length = whole_number(block_length, "block_length", minimum=1, unit="tokens")
+    if n % length:
         raise ValueError(
             f"block_length {length} does not divide the sequence length n = {n}; "
             f"use a divisor of {n} (LLaDA requires gen_length % block_length == 0)"
@@ -102,10 +101,10 @@ class BlockProfiles:
                 f"every block must have the same length, got lengths {sorted(lengths)}; "
                 "LLaDA-style blocks are equal"
             )
-        entropy = jnp.stack([jnp.asarray(p.entropy, jnp.float64) for p in profiles])
+        entropy = np.stack([np.asarray(p.entropy, np.float64) for p in profiles])
         stderr = None
         if all(p.stderr is not None for p in profiles):
-            stderr = jnp.stack([jnp.asarray(p.stderr, jnp.float64) for p in profiles])
+            stderr = np.stack([np.asarray(p.stderr, np.float64) for p in profiles])
         return cls(entropy=entropy, stderr=stderr, meta=dict(meta or {}))
 
     @classmethod
@@ -124,9 +123,9 @@ class BlockProfiles:
         stderr = None
         if profile.stderr is not None:
             se = np.asarray(profile.stderr, dtype=np.float64)
-            stderr = jnp.asarray(se.reshape(-1, length))
+            stderr = np.asarray(se.reshape(-1, length), np.float64)
         meta = {"source": "sequence-slice", **profile.meta}
-        return cls(entropy=jnp.asarray(rows), stderr=stderr, meta=meta)
+        return cls(entropy=np.asarray(rows, np.float64), stderr=stderr, meta=meta)
 
     # ----------------------------------------------------------------- file io
     def to_json(self) -> dict:
@@ -166,6 +165,11 @@ class BlockProfiles:
             raise ValueError(
                 f"{str(path)!r}: entropy has shape {entropy.shape}; expected "
                 "[num_blocks, block_length + 1]"
+            )
+        if stderr is not None and stderr.shape != (entropy.shape[0], entropy.shape[1] - 1):
+            raise ValueError(
+                f"{str(path)!r}: stderr has shape {stderr.shape} but entropy has "
+                f"{entropy.shape}; give one row of {entropy.shape[1] - 1} per block"
             )
         rows = []
         for b, row in enumerate(entropy):
@@ -241,7 +245,7 @@ def block_profiles_from_table(joint: Any, block_length: int) -> BlockProfiles:
             subsets = itertools.combinations(block, j)
             row.append(float(np.mean([joint_entropy(prefix + s) - base for s in subsets])))
         rows.append(row)
-    return BlockProfiles(entropy=jnp.asarray(rows), meta={"source": "table"})
+    return BlockProfiles(entropy=np.asarray(rows, np.float64), meta={"source": "table"})
 
 
 # --------------------------------------------------------------------------- estimated curves
@@ -445,8 +449,8 @@ def optimize_blocks(blocks: BlockProfiles, steps: int, *, equal_split: bool = Fa
         "block_curves": blocks.meta.get("source", "custom"),
     }
     return Schedule(
-        tokens_per_step=jnp.asarray(tokens),
-        expected_kl=jnp.asarray(sum(block_kl), dtype=jnp.float64),
+        tokens_per_step=np.asarray(tokens, np.int64),
+        expected_kl=np.float64(sum(block_kl)),
         method="exact-blocks",
         meta=meta,
     )

@@ -1,20 +1,21 @@
-"""Side-by-side comparisons: every method at one budget, and the fewest steps to a target KL."""
+"""Methods against budget: every method at one budget, at every budget up to K, and the fewest
+steps each needs to reach a target KL."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import jax
 import numpy as np
 
-from .divergence import _expected_kl
+from .checks import check_steps
+from .divergence import evaluate_kl
 from .exact import frontier, optimal_schedule
 from .optimize import bucket, optimize
 from .profile import EntropyProfile
 from .schedules import (
     Schedule,
-    check_steps,
     correlation_schedule_within,
+    correlation_tokens_within,
     cosine,
     cosine_tokens,
     dtc_schedule,
@@ -27,42 +28,100 @@ _ROWS_PER_BATCH = 256
 # Reaching the target allows for float64 rounding in the KL sums.
 _SLACK = 1e-12
 
+# The methods every comparison reports, under these names (compare, frontier, plot, the batch
+# CLI and the demo): the optimizer, the exact optimum, and the baselines of docs/theory.md §5.
+METHODS = ("optimized", "optimal", "uniform", "cosine", "tc", "dtc")
+LABELS = {
+    "optimized": "optimized (optax)",
+    "optimal": "exact optimum (DP)",
+    "uniform": "uniform",
+    "cosine": "cosine",
+    "tc": "TC",
+    "dtc": "DTC",
+}
+BASELINES = ("uniform", "cosine", "tc", "dtc")
+
 
 def schedules_at_budget(profile: EntropyProfile, steps: int) -> dict[str, Schedule]:
-    """The optimized, exact, uniform, cosine, TC and DTC schedules for a T-step budget.
+    """Every method's schedule for a T-step budget, keyed by `METHODS`.
 
     TC and DTC are indexed by a target eps rather than T: the most accurate one that fits in
     T steps is used (it may use fewer steps).
     """
     steps = check_steps(steps, profile.n)
     return {
-        "optimized (optax)": optimize(profile, steps),
-        "exact (DP)": optimal_schedule(profile, steps),
+        "optimized": optimize(profile, steps),
+        "optimal": optimal_schedule(profile, steps),
         "uniform": uniform(profile, steps),
         "cosine": cosine(profile, steps),
-        "TC": correlation_schedule_within(profile, steps, "tc"),
-        "DTC": correlation_schedule_within(profile, steps, "dtc"),
+        "tc": correlation_schedule_within(profile, steps, "tc"),
+        "dtc": correlation_schedule_within(profile, steps, "dtc"),
     }
 
 
-def fewest_steps(profile: EntropyProfile, target_kl: float) -> dict[str, int]:
+def budget_table(profile: EntropyProfile, max_steps: int) -> dict[str, tuple]:
+    """The KL of the optimum and of each baseline at every budget T = 1..K.
+
+    Returns:
+        {"optimal", "uniform", "cosine", "tc", "dtc"} -> (int64[K] steps used, float64[K] KL in
+        nats); entry T - 1 is the method's schedule for budget T (TC and DTC: the most
+        accurate one within T steps, which may use fewer).
+    """
+    max_steps = check_steps(max_steps, profile.n)
+    n, budgets = profile.n, range(1, max_steps + 1)
+    families = {
+        "uniform": [uniform_tokens(n, t) for t in budgets],
+        "cosine": [cosine_tokens(n, t) for t in budgets],
+    }
+    for kind in ("tc", "dtc"):
+        zeta, family = 1, []
+        for t in budgets:
+            tokens, zeta = correlation_tokens_within(n, t, kind, smallest_zeta=zeta)
+            family.append(tokens)
+        families[kind] = family
+    # One batched evaluation: schedules zero-padded to a power-of-two width (compiles once per
+    # bucket of budgets).
+    rows = [s for family in families.values() for s in family]
+    padded = np.zeros((len(rows), bucket(max_steps)), np.int64)
+    for row, s in enumerate(rows):
+        padded[row, : s.size] = s
+    scores = evaluate_kl(profile.entropy, padded)
+    table = {"optimal": (np.arange(1, max_steps + 1), frontier(profile, max_steps))}
+    for i, (name, family) in enumerate(families.items()):
+        steps = np.asarray([s.size for s in family], np.int64)
+        table[name] = (steps, np.maximum(scores[i * max_steps : (i + 1) * max_steps], 0.0))
+    return table
+
+
+def fewest_steps(
+    profile: EntropyProfile, target_kl: float, *, methods: tuple[str, ...] = METHODS
+) -> dict[str, int]:
     """The fewest steps each method needs for an expected KL <= target_kl (nats).
 
     Exact for the optimum (one frontier pass), the optimizer, uniform and cosine (every T is
     scored until one reaches the target); TC and DTC report the steps of the schedule that
     guarantees target_kl.
+
+    Args:
+        profile: the entropy profile.
+        target_kl: the KL to reach (nats), > 0.
+        methods: which of `METHODS` to report (the optimizer is the slowest to scan).
     """
     if not (target_kl > 0 and np.isfinite(target_kl)):
         raise ValueError(f"target KL must be a positive number of nats, got {target_kl}")
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
     optimum = fewest_steps_optimal(profile, target_kl)
-    return {
-        "optimized (optax)": _fewest_optimized(profile, target_kl, optimum),
-        "exact (DP)": optimum,
-        "uniform": fewest_steps_scanning(profile, target_kl, uniform_tokens),
-        "cosine": fewest_steps_scanning(profile, target_kl, cosine_tokens),
-        "TC": tc_schedule(profile, target_kl).steps,
-        "DTC": dtc_schedule(profile, target_kl).steps,
+    scans = {
+        "optimized": lambda: _fewest_optimized(profile, target_kl, optimum),
+        "optimal": lambda: optimum,
+        "uniform": lambda: fewest_steps_scanning(profile, target_kl, uniform_tokens),
+        "cosine": lambda: fewest_steps_scanning(profile, target_kl, cosine_tokens),
+        "tc": lambda: tc_schedule(profile, target_kl).steps,
+        "dtc": lambda: dtc_schedule(profile, target_kl).steps,
     }
+    return {name: scans[name]() for name in METHODS if name in methods}
 
 
 def _reaches(kl, target_kl: float):
@@ -92,7 +151,6 @@ def fewest_steps_scanning(
 ) -> int:
     """Score T = 1, 2, ... in vmapped batches (zero-padded schedules) until one reaches it."""
     n = profile.n
-    scores = jax.vmap(_expected_kl, in_axes=(None, 0))
     lo = 1
     while lo <= n:
         hi = min(n + 1, lo + _ROWS_PER_BATCH, 2 * lo)
@@ -100,7 +158,7 @@ def fewest_steps_scanning(
         batch = np.zeros((hi - lo, width), dtype=np.int64)
         for row, steps in enumerate(range(lo, hi)):
             batch[row, :steps] = tokens(n, steps)
-        hits = np.nonzero(_reaches(np.asarray(scores(profile.entropy, batch)), target_kl))[0]
+        hits = np.nonzero(_reaches(np.asarray(evaluate_kl(profile.entropy, batch)), target_kl))[0]
         if hits.size:
             return lo + int(hits[0])
         lo = hi

@@ -30,8 +30,8 @@ from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ._progress import progress
+from .checks import check_tokens_per_step
 from .distributed import to_host
-from .divergence import check_tokens_per_step
 from .profile import EntropyProfile
 
 LogitsFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -39,7 +39,47 @@ LogitsFn = Callable[[jax.Array, jax.Array], jax.Array]
 KINDS = ("data", "model")
 
 
-def revealed_grid(n: int, size: int = 33) -> np.ndarray:
+# Up to this length the default grid is every revealed count 0..n-1: the curve is then measured
+# where any schedule cuts, with no interpolation. Between grid points linear interpolation
+# over-states g on a convex stretch, which biases a predicted KL upwards (docs/checks.md).
+FULL_GRID_MAX = 256
+
+# Grid size used above FULL_GRID_MAX.
+SPARSE_GRID_SIZE = 33
+
+
+def default_grid(n: int) -> np.ndarray:
+    """The default revealed counts: every count 0..n-1 for n <= FULL_GRID_MAX, else 33 points.
+
+    Add a schedule's own cut points with `schedule_grid` when n is larger.
+    """
+    return revealed_grid(n, n if n <= FULL_GRID_MAX else SPARSE_GRID_SIZE)
+
+
+def schedule_grid(n: int, *schedules: Any, base: Any = None) -> np.ndarray:
+    """A grid that holds each schedule's cut points N_0..N_{T-1} and their neighbours.
+
+    THEORY 3's KL weights g at each step's first revealed count by the step size, so a
+    prediction needs g measured there; the neighbours keep the interpolated sum over all
+    counts (H_n) close to the curve around each cut.
+
+    Args:
+        n: sequence length.
+        *schedules: tokens per step, int[T] each (any T), each summing to n.
+        base: revealed counts to start from (default `default_grid(n)`).
+
+    Returns:
+        int64[G] strictly increasing revealed counts in 0..n-1, with 0 and n - 1.
+    """
+    points = [default_grid(n) if base is None else np.asarray(base, np.int64).ravel(), [0, n - 1]]
+    for tokens_per_step in schedules:
+        steps = check_tokens_per_step(tokens_per_step, n, "tokens_per_step")
+        cuts = (np.cumsum(steps, axis=-1) - steps).ravel()
+        points += [cuts - 1, cuts, cuts + 1]
+    return np.unique(np.clip(np.concatenate(points), 0, n - 1)).astype(np.int64)
+
+
+def revealed_grid(n: int, size: int = SPARSE_GRID_SIZE) -> np.ndarray:
     """Revealed counts from 0 to n - 1, denser at both ends.
 
     g changes fastest near the ends of the curve (the first revealed tokens and the last
@@ -119,43 +159,69 @@ class CurveEstimate:
         Positive when the model is overconfident (its entropy under-states the held-out
         cross-entropy). About 0 for a known law scored by its own conditionals.
         """
-        per_sequence = (self.cross_entropy - self.predictive_entropy) @ _sum_weights(
+        per_sequence = (self.cross_entropy - self.predictive_entropy) @ sum_weights(
             self.revealed, self.n
         )
         se = _stderr(per_sequence[:, None], 0, 0)
         return float(per_sequence.mean()), float(se[0]) if se is not None else float("nan")
 
+    def kl_per_sequence(self, tokens_per_step: Any, kind: str = "data") -> np.ndarray:
+        """float64[M]: THEORY 3's formula applied to each sequence's own curve (nats).
+
+        The formula sum_k sum_{j in block k} (g_{N_{k-1}} - g_j) is linear in the curve:
+        weight s_k at each step's first revealed count N_{k-1}, minus the sum over all
+        counts. The first part uses the curve measured at the cuts themselves (never
+        interpolated, which biases a step on a convex stretch of g); the sum is exact on a
+        full grid and interpolated otherwise.
+
+        Args:
+            tokens_per_step: int[T] summing to n.
+            kind: "data" or "model".
+
+        Raises:
+            ValueError: a cut is not on the grid; estimate with `schedule_grid(n, steps)`
+                or every count.
+        """
+        steps = check_tokens_per_step(tokens_per_step, self.n)
+        cuts = np.concatenate([[0], np.cumsum(steps)[:-1]])
+        grid = np.asarray(self.revealed)
+        missing = np.setdiff1d(cuts, grid)
+        if missing.size:
+            raise ValueError(
+                f"the curve was not measured at revealed counts {missing[:5].tolist()} where "
+                "the schedule's steps start, and interpolating there biases the predicted KL; "
+                "estimate with grid=schedule_grid(n, tokens_per_step) or every count"
+            )
+        weights = -sum_weights(grid, self.n)
+        np.add.at(weights, np.searchsorted(grid, cuts), steps)
+        return self.values(kind) @ weights
+
     def expected_kl(self, tokens_per_step: Any, kind: str = "data") -> tuple[float, float]:
         """A schedule's expected KL predicted from the raw curve, with its standard error.
 
-        THEORY 3's formula sum_k sum_{j in block k} (g_{N_{k-1}} - g_j) is linear in the
-        curve (weights -1 everywhere plus s_k at each step's first count), so applying it to
-        each sequence's own curve gives per-sequence predictions: their mean is unbiased (up
-        to the grid's interpolation) and their spread gives the standard error. For kind
+        The mean of `kl_per_sequence` (unbiased when the grid holds every count, and up to
+        the interpolated sum otherwise) and the standard error from its spread. For kind
         "data" it predicts a model's excess T-step NLL (THEORY 11).
 
         The regularised profile is not used: projecting a noisy flat stretch of g onto
         non-increasing curves tilts it, which biases the KL of a long step upwards.
 
         Args:
-            tokens_per_step: int[T] summing to n.
+            tokens_per_step: int[T] summing to n; each step's first revealed count must be
+                on the grid (see `kl_per_sequence`).
             kind: "data" or "model".
 
         Returns:
             (mean, stderr) in nats; stderr is NaN for a single sequence.
         """
-        steps = check_tokens_per_step(tokens_per_step, self.n)
-        weights = -np.ones(self.n)
-        np.add.at(weights, np.concatenate([[0], np.cumsum(steps)[:-1]]), steps)
-        full = interpolation_matrix(np.asarray(self.revealed), self.n)
-        per_sequence = self.values(kind) @ (full.T @ weights)
+        per_sequence = self.kl_per_sequence(tokens_per_step, kind)
         se = _stderr(per_sequence[:, None], 0, 0)
         return float(per_sequence.mean()), float(se[0]) if se is not None else float("nan")
 
     def profile(self, kind: str = "data", *, bootstrap: int = 0, seed: int = 0) -> EntropyProfile:
         """The regularised profile of one curve, with stderr and diagnostics in `meta`."""
         mean, se = self.curve(kind, bootstrap=bootstrap, seed=seed)
-        per_sequence_h = self.values(kind) @ _sum_weights(self.revealed, self.n)
+        per_sequence_h = self.values(kind) @ sum_weights(self.revealed, self.n)
         h_se = _stderr(per_sequence_h[:, None], bootstrap, seed)
         gap, gap_se = self.calibration_gap
         meta = {
@@ -193,8 +259,9 @@ def estimate_curves(
             For a known distribution pass its `log_conditionals`.
         data: int[M, n] sequences (held-out data for a trained model; samples for a known law).
         key: JAX PRNG key for the random orders.
-        grid: revealed counts to evaluate: None (33 points, `revealed_grid`), an int (that
-            many points) or an explicit list (0 and n - 1 are added if missing).
+        grid: revealed counts to evaluate: None (`default_grid`: every count for
+            n <= FULL_GRID_MAX, else 33 points), an int (that many points, `revealed_grid`)
+            or an explicit list such as `schedule_grid` (0 and n - 1 are added if missing).
         batch_size: rows per forward pass (rounded up to a multiple of the device count);
             shapes are fixed, so the model compiles once.
         jit: compile logits_fn with the statistics; pass False for a function that JAX
@@ -304,8 +371,8 @@ def masked_means(logits, tokens, revealed):
     ce = -jnp.take_along_axis(logp, tokens[..., None], axis=-1)[..., 0]
     masked = ~revealed
     count = jnp.sum(masked, axis=-1)
-    ce_mean = jnp.sum(jnp.where(masked, ce, 0.0).astype(jnp.float64), axis=-1) / count
-    ent_mean = jnp.sum(jnp.where(masked, entropy, 0.0).astype(jnp.float64), axis=-1) / count
+    ce_mean = jnp.sum(jnp.where(masked, ce, 0.0).astype(float), axis=-1) / count
+    ent_mean = jnp.sum(jnp.where(masked, entropy, 0.0).astype(float), axis=-1) / count
     bad = jnp.any(jnp.isnan(logits), axis=(-2, -1))
     return ce_mean, ent_mean, bad
 
@@ -377,7 +444,7 @@ def check_data(data: Any) -> np.ndarray:
 
 def _make_grid(grid: Any, n: int) -> np.ndarray:
     if grid is None:
-        return revealed_grid(n)
+        return default_grid(n)
     if isinstance(grid, int | np.integer) and not isinstance(grid, bool):
         return revealed_grid(n, int(grid))
     g = np.asarray(grid)
@@ -425,6 +492,19 @@ def interpolation_matrix(revealed: np.ndarray, n: int) -> np.ndarray:
     return np.stack([np.interp(np.arange(n), revealed, e) for e in np.eye(revealed.size)], 1)
 
 
-def _sum_weights(revealed: np.ndarray, n: int) -> np.ndarray:
-    """float64[G] w with sum_{j<n} interp(j) = values @ w (per-sequence H_n)."""
-    return interpolation_matrix(revealed, n).sum(axis=0)
+def sum_weights(revealed: np.ndarray, n: int) -> np.ndarray:
+    """float64[G] w with sum_{j<n} interp(j) = values @ w (per-sequence H_n).
+
+    The column sums of `interpolation_matrix`, in closed form (O(G) memory, for any n): an
+    interval of length L between grid points gives (L + 1) / 2 to its left end and
+    (L - 1) / 2 to its right end; the last grid point (n - 1) also counts itself.
+    """
+    r = np.asarray(revealed, np.int64)
+    if r.ndim != 1 or r.size == 0 or r[0] != 0 or r[-1] != n - 1 or np.any(np.diff(r) <= 0):
+        raise ValueError(f"revealed must rise strictly from 0 to n - 1 = {n - 1}")
+    length = np.diff(r).astype(np.float64)
+    w = np.zeros(r.size)
+    w[:-1] += (length + 1) / 2
+    w[1:] += (length - 1) / 2
+    w[-1] += 1.0
+    return w

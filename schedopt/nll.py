@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .checks import check_tokens_per_step, whole_number
 from .data import check_sequences
-from .divergence import check_tokens_per_step
 from .sampler import schedule_log_likelihood
 from .schedules import Schedule
 
@@ -138,8 +138,7 @@ def schedules_nll(
     m, n = tokens.shape
     if len(schedules) == 0:
         raise ValueError("schedules is empty; give at least one schedule")
-    if isinstance(orders, bool) or not isinstance(orders, int | np.integer) or orders < 1:
-        raise ValueError(f"orders must be a whole number >= 1, got {orders!r}")
+    orders = whole_number(orders, "orders", minimum=1)
     steps = [_tokens_per_step(s, n, i) for i, s in enumerate(schedules)]
     rows = np.tile(tokens, (orders, 1))  # row r * M + i: sequence i, order r
 
@@ -185,14 +184,7 @@ def predicted_excess(estimate, schedule: Schedule | Any, kind: str = "data"
     Returns:
         (mean, stderr) in nats per sequence.
     """
-    from .estimate import interpolation_matrix
-
-    steps = _tokens_per_step(schedule, estimate.n, 0)
-    weights = -np.ones(estimate.n)
-    np.add.at(weights, np.concatenate([[0], np.cumsum(steps)[:-1]]), steps)
-    to_full = interpolation_matrix(np.asarray(estimate.revealed), estimate.n)
-    per_sequence = np.asarray(estimate.values(kind)) @ (to_full.T @ weights)
-    return float(per_sequence.mean()), _sem(per_sequence)
+    return estimate.expected_kl(_tokens_per_step(schedule, estimate.n, 0), kind)
 
 
 def _sem(values: np.ndarray) -> float:

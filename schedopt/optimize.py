@@ -1,18 +1,24 @@
-"""The optimizer: Optax on the relaxed schedule, then rounding and an exact local repair.
+"""The optimizer: Optax on the relaxed schedule, then rounding, an exact local repair, and a
+certificate from the exact DP.
 
-THEORY section 4. The relaxed objective `relaxed_kl` is minimised over real cuts kept ordered
+docs/theory.md §4. The relaxed objective `relaxed_kl` is minimised over real cuts kept ordered
 inside (0, n) by the parametrisation
 
     tokens_per_step = 1 + (n - T) * softmax(theta),   cuts = cumsum(tokens_per_step)[:-1],
 
 so every relaxed step unmasks at least one token. Four starts run side by side (vmapped), from
 the square-root rule (block size proportional to (-g')^(-1/2)), the uniform schedule and two
-other powers of -g'. Each start's relaxed cuts are rounded to integers and repaired by a
-dynamic program restricted to a window of integer positions around each cut, re-centred until
-no cut sits on its window's edge; the start with the least exact KL wins.
+other powers of -g'. Each start's relaxed cuts are mapped onto the grid of run starts of g (a
+cut inside a flat run of g moves to the run's start at no cost, docs/theory.md §4), rounded,
+and repaired by a dynamic program restricted to a window of grid points around each cut,
+re-centred until the cuts stop moving (a fixed point: no simultaneous move of the cuts by up
+to `window` grid points lowers the KL). Working on the run grid lets the repair jump across
+the long plateaus of regularised estimates, where the relaxed objective has no gradient. The
+start with the least exact KL wins, and the exact DP on the same grid certifies it (or, in the
+rare case it finds better, replaces it).
 
-Budgets are padded to the next power of two (zero-width steps), so one compiled program
-serves every T in a bucket.
+Budgets are padded to the next power of two (zero-width steps) and grids to a power of two of
+points, so one compiled program serves many problems.
 """
 
 from __future__ import annotations
@@ -24,14 +30,22 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .divergence import _relaxed_kl
+from .checks import check_steps, whole_number
+from .divergence import block_cost, kl_of_tokens, relaxed_kl_of_cuts
+from .exact import CutGrid, make_grid, optimal_tokens, run_starts, spread_cuts
+from .precision import float64
 from .profile import EntropyProfile
-from .schedules import Schedule, check_steps
+from .schedules import Schedule
 
 NUM_ITERATIONS = 400
 LEARNING_RATE = 0.1
-WINDOW = 8  # the repair searches cut +- WINDOW around each rounded cut
+WINDOW = 8  # the repair searches +- WINDOW grid points around each rounded cut
 _MAX_REPAIR_ROUNDS = 64
+# The exact DP certifies a result when steps * m * log2(m) is at most this (m the grid size):
+# n = 32768 at T = 512 on a smooth curve, a few seconds.
+CERTIFY_BUDGET = 1 << 28
+# Results within this (relative and absolute, nats) of the DP's optimum count as optimal.
+TOLERANCE = 1e-9
 
 
 @functools.lru_cache(maxsize=8)
@@ -48,27 +62,27 @@ def optimize(
     optimizer: optax.GradientTransformation | None = None,
     num_iterations: int = NUM_ITERATIONS,
     window: int = WINDOW,
-    sampler: str = "fixed",
-    robust: int | None = None,
+    certify: bool = True,
 ) -> Schedule:
-    """The best T-step schedule for `profile`, found with Optax and repaired to integers.
+    """The best T-step schedule for `profile`, found with Optax, repaired and certified.
+
+    For random-count samplers see `schedopt.optimize_binomial`; for noisy estimates,
+    `schedopt.optimize_robust`.
 
     Args:
-        profile: the entropy profile (n tokens).
+        profile: the entropy profile (n tokens; g non-increasing).
         steps: the budget T, 1 <= T <= n.
         optimizer: any `optax.GradientTransformation` (default: Adam, cosine-decayed learning
             rate from 0.1). Pass the same object again to reuse the compiled program.
         num_iterations: gradient steps on the relaxed objective.
-        window: half-width (tokens) of the exact repair's search window around each cut.
-        sampler: "fixed" (integer counts, the default) or "binomial": the best alpha grid
-            for random-count samplers, a `TimeGrid` (see `schedopt.optimize_binomial`).
-        robust: R, for a profile with standard errors: minimise the mean expected KL over R
-            perturbed, regularised copies of the curve and report it with an interval (see
-            `schedopt.robust.optimize_robust`).
+        window: half-width (grid points) of the exact repair's search window around each cut.
+        certify: run the exact DP to certify the result when it is affordable
+            (`CERTIFY_BUDGET`); the DP's schedule replaces the optimizer's if it is better.
 
     Returns:
-        A `Schedule` with method "optax", its exact expected KL (float64) and the relaxed
-        objective value before rounding.
+        A `Schedule` with its exact expected KL (float64), the relaxed objective before
+        rounding, `certified` and `lower_bound`. Method "optax", or "exact" when the DP had to
+        replace the optimizer's schedule.
 
     Example:
         >>> import schedopt, numpy as np
@@ -77,38 +91,48 @@ def optimize(
         >>> schedopt.optimize(profile, 4).tokens_per_step.tolist()
         [1, 3, 10, 50]
     """
-    if robust is not None:  # issue 6: robust to the profile's estimation noise
-        from .robust import optimize_robust
-
-        return optimize_robust(
-            profile, steps, robust, optimizer=optimizer, num_iterations=num_iterations,
-            window=window,
-        )
-    if sampler != "fixed":  # issue 5: random-count samplers
-        from .binomial import optimize_binomial
-
-        if sampler != "binomial":
-            raise ValueError(f"sampler must be 'fixed' or 'binomial', got {sampler!r}")
-        return optimize_binomial(profile, steps, optimizer=optimizer, num_iterations=num_iterations)
     steps = check_steps(steps, profile.n)
-    if isinstance(num_iterations, bool) or int(num_iterations) != num_iterations:
-        raise ValueError(f"num_iterations must be a whole number, got {num_iterations!r}")
-    if num_iterations < 0 or window < 1:
-        raise ValueError(
-            f"need num_iterations >= 0 and window >= 1, got {num_iterations=} and {window=}"
-        )
+    num_iterations = whole_number(num_iterations, "num_iterations", minimum=0)
+    window = whole_number(window, "window", minimum=1)
     if optimizer is None:
-        optimizer = default_optimizer(int(num_iterations))
+        optimizer = default_optimizer(num_iterations)
+    return _optimize_host(profile, steps, optimizer, num_iterations, window, bool(certify))
+
+
+@float64
+def _optimize_host(profile, steps, optimizer, num_iterations, window, certify) -> Schedule:
+    entropy = np.asarray(profile.entropy, np.float64)
     n = profile.n
-    if steps in (1, n):  # a single schedule exists
-        tokens = np.full(steps, n // steps, dtype=np.int64)
-        return Schedule.from_tokens(profile, tokens, "optax", relaxed_kl=None)
-    cuts, relaxed = _optimize(
-        profile.entropy, steps, bucket(steps), optimizer, int(num_iterations), int(window)
+    starts = run_starts(entropy)
+    runs = starts.size - 1
+    if steps >= runs:  # a cut at every run start leaves every block flat: KL 0
+        tokens = spread_cuts(starts[1:-1], n, steps)
+        return Schedule.from_tokens(profile, tokens, "optax", certified=True, lower_bound=0.0)
+    grid = make_grid(entropy, starts)
+    cuts, relaxed, kl = _optimize(
+        entropy, grid, np.int32(steps), bucket(steps), optimizer, num_iterations, window
     )
-    cuts = np.asarray(cuts)[: steps - 1]
-    tokens = np.diff(np.concatenate([[0], cuts, [n]]))
-    return Schedule.from_tokens(profile, tokens, "optax", relaxed_kl=float(relaxed))
+    tokens = np.diff(np.concatenate([[0], np.asarray(cuts)[: steps - 1], [n]]))
+    kl = float(kl)
+    m = grid.slope.shape[0]
+    if not certify or steps * m * max(m.bit_length(), 1) > CERTIFY_BUDGET:
+        return Schedule.from_tokens(profile, tokens, "optax", relaxed_kl=float(relaxed))
+    optimum, exact_tokens = optimal_tokens(entropy, steps)
+    optimum = max(optimum, 0.0)
+    if within_tolerance(kl, optimum):
+        return Schedule.from_tokens(
+            profile, tokens, "optax", relaxed_kl=float(relaxed), certified=True,
+            lower_bound=optimum,
+        )
+    return Schedule.from_tokens(
+        profile, exact_tokens, "exact", relaxed_kl=float(relaxed), certified=True,
+        lower_bound=optimum, meta={"optax_kl": kl},
+    )
+
+
+def within_tolerance(kl, optimum):
+    """Whether a KL is the optimum, to `TOLERANCE` relative or absolute (numpy-vectorised)."""
+    return kl <= optimum + TOLERANCE * np.maximum(1.0, np.abs(optimum))
 
 
 def bucket(steps: int) -> int:
@@ -128,51 +152,128 @@ _START_POWERS = (0.5, 0.0, 1.0 / 3.0, 1.0)
 @functools.partial(
     jax.jit, static_argnames=("padded_steps", "optimizer", "num_iterations", "window")
 )
-def _optimize(entropy, steps, padded_steps, optimizer, num_iterations, window):
+def _optimize(entropy, grid, steps, padded_steps, optimizer, num_iterations, window):
     """`solve` for one problem, compiled."""
-    return solve(entropy, steps, padded_steps, optimizer, num_iterations, window)
+    return solve(entropy, grid, steps, padded_steps, optimizer, num_iterations, window)
 
 
 def solve(
-    entropy, steps, padded_steps, optimizer, num_iterations, window, *,
-    powers=_START_POWERS, repair_fn=None,
+    entropy, grid: CutGrid, steps, padded_steps, optimizer, num_iterations, window, *,
+    powers=_START_POWERS,
 ):
     """Relaxed descent from several starts, each rounded and repaired; the best is kept.
 
-    Pure and not compiled, so that callers can vmap it over (entropy, steps) (`optimize_batch`).
+    Pure and not compiled, so that callers can vmap it over problems (`optimize_batch`).
 
     Args:
         entropy: float[n + 1] H.
+        grid: the `CutGrid` of run starts of g (`schedopt.exact.make_grid`), with more than
+            T real intervals.
         steps: the budget T (may be traced).
         padded_steps: the compiled budget P >= T (static).
         optimizer, num_iterations, window: as for `optimize` (static).
         powers: the starts' density powers (a tuple, or an array that may be traced).
-        repair_fn: (entropy, cuts, steps, window) -> cuts; default `repair`.
 
-    Returns (int[padded_steps - 1] cuts, the first steps - 1 of them real; relaxed value).
+    Returns:
+        (int32[P - 1] cut positions, the first T - 1 real and the rest n; the relaxed value;
+        the exact KL of the cuts).
     """
     n = entropy.shape[0] - 1
-    repair_fn = repair if repair_fn is None else repair_fn
 
     def solve_from(power):
         theta = density_logits(entropy, steps, padded_steps, power)
         theta, relaxed = descend(entropy, theta, steps, optimizer, num_iterations)
-        cuts = round_cuts(cuts_from_logits(theta, steps, n), steps, n)
-        cuts = repair_fn(entropy, cuts, steps, window)
-        return cuts, relaxed, cuts_kl(entropy, cuts)
+        index = grid_index(grid, cuts_from_logits(theta, steps, n), steps)
+        cuts = grid.position[repair(grid, index, steps, window)].astype(jnp.int32)
+        return cuts, relaxed, kl_of_cuts(entropy, cuts)
 
     cuts, relaxed, kl = jax.vmap(solve_from)(jnp.asarray(powers, entropy.dtype))
     best = jnp.argmin(kl)
-    return cuts[best], relaxed[best]
+    return cuts[best], relaxed[best], kl[best]
 
 
-def cuts_kl(entropy: jnp.ndarray, cuts: jnp.ndarray) -> jnp.ndarray:
-    """Expected KL of integer cuts (int[P - 1], padded with n): the sum of block costs."""
+def kl_of_cuts(entropy: jnp.ndarray, cuts: jnp.ndarray) -> jnp.ndarray:
+    """Expected KL of integer cuts (int[P - 1], padded with n), by `kl_of_tokens`."""
     n = entropy.shape[0] - 1
-    g = jnp.diff(entropy)
     bounds = jnp.concatenate([jnp.zeros(1, cuts.dtype), cuts, jnp.full(1, n, cuts.dtype)])
-    a, b = bounds[:-1], bounds[1:]
-    return jnp.sum((b - a) * g[jnp.minimum(a, n - 1)] - (entropy[b] - entropy[a]))
+    return kl_of_tokens(entropy, jnp.diff(bounds))
+
+
+def grid_index(grid: CutGrid, cuts: jnp.ndarray, steps) -> jnp.ndarray:
+    """Real cuts float[P - 1] -> feasible grid indices int32[P - 1] of a T-step schedule.
+
+    Each cut is rounded to an integer position and moved to the start of its run of g (no
+    cost), then the indices are pushed apart so that each of the T steps spans at least one
+    grid interval; padded cuts (index >= T - 1) go to the point n.
+    """
+    rounded = jnp.round(cuts).astype(grid.position.dtype)
+    index = jnp.searchsorted(grid.position, rounded, side="right").astype(jnp.int32) - 1
+    k = jnp.arange(1, cuts.shape[0] + 1)
+    upper = grid.last - steps + k
+    index = jnp.clip(index, k, upper)
+    # index_k - k must be non-decreasing for the indices to be strictly increasing.
+    index = jnp.minimum(jax.lax.cummax(index - k) + k, upper)
+    return jnp.where(k < steps, index, grid.last).astype(jnp.int32)
+
+
+def repair(grid: CutGrid, index: jnp.ndarray, steps, window: int) -> jnp.ndarray:
+    """Exact window DPs re-centred until the cuts stop moving (grid indices in and out).
+
+    Each round is an exact DP over the (P - 1) x (2 window + 1) candidate grid, so the result
+    is at least as good as the input, and at the fixed point no simultaneous move of the cuts
+    by up to `window` grid points each lowers the KL.
+    """
+
+    def body(carry):
+        index, _, rounds = carry
+        new = _window_dp(grid, index, steps, window)
+        return new, jnp.any(new != index), rounds + 1
+
+    index, _, _ = jax.lax.while_loop(
+        lambda c: c[1] & (c[2] < _MAX_REPAIR_ROUNDS), body, (index, jnp.asarray(True), 0)
+    )
+    return index
+
+
+def _window_dp(grid: CutGrid, index, steps, window):
+    """One exact DP over cut indices restricted to index +- window.
+
+    Padded cuts (index >= T - 1) may only stay at the point n, through zero-width blocks of
+    cost 0.
+    """
+    last = grid.last
+    m = grid.slope.shape[0]
+    k = jnp.arange(1, index.shape[0] + 1)[:, None]
+    cand = index[:, None] + jnp.arange(-window, window + 1)[None, :]  # [P-1, W]
+    feasible = jnp.where(k < steps, (cand >= k) & (cand <= last - steps + k), cand == last)
+    cand = jnp.clip(cand, 1, last)
+
+    def cost(a, b):
+        block = block_cost(
+            grid.position[a], grid.entropy[a], grid.slope[jnp.minimum(a, m - 1)],
+            grid.position[b], grid.entropy[b],
+        )
+        return jnp.where(b > a, block, jnp.where((b == a) & (a == last), 0.0, jnp.inf))
+
+    first = jnp.where(feasible[0], cost(0, cand[0]), jnp.inf)
+
+    def step(value, xs):
+        prev_cand, cand_k, feasible_k = xs
+        total = value[:, None] + cost(prev_cand[:, None], cand_k[None, :])  # [W_prev, W]
+        arg = jnp.argmin(total, axis=0)
+        best = jnp.where(feasible_k, jnp.min(total, axis=0), jnp.inf)
+        return best, arg
+
+    final, args = jax.lax.scan(step, first, (cand[:-1], cand[1:], feasible[1:]))
+    end = jnp.argmin(final + cost(cand[-1], last))
+
+    def back(o, arg):
+        return arg[o], o
+
+    # args[i] maps an offset of cut i + 1 to the best offset of cut i.
+    first_offset, later = jax.lax.scan(back, end, args, reverse=True)
+    offsets = jnp.concatenate([first_offset[None], later])
+    return jnp.take_along_axis(cand, offsets[:, None], axis=1)[:, 0].astype(jnp.int32)
 
 
 def cuts_from_logits(theta: jnp.ndarray, steps, n: int) -> jnp.ndarray:
@@ -209,7 +310,7 @@ def descend(entropy, theta, steps, optimizer, num_iterations):
     """Minimise the relaxed KL over logits with `optimizer`; returns (best logits, best value)."""
     n = entropy.shape[0] - 1
     return minimise(
-        lambda t: _relaxed_kl(entropy, cuts_from_logits(t, steps, n)),
+        lambda t: relaxed_kl_of_cuts(entropy, cuts_from_logits(t, steps, n)),
         theta,
         optax.with_extra_args_support(optimizer),
         num_iterations,
@@ -242,75 +343,3 @@ def minimise(objective, theta, optimizer, num_iterations):
     (theta, _, best_theta, best_value), _ = jax.lax.scan(step, init, None, num_iterations)
     final = objective(theta)
     return jnp.where(final < best_value, theta, best_theta), jnp.minimum(final, best_value)
-
-
-def round_cuts(cuts: jnp.ndarray, steps, n: int) -> jnp.ndarray:
-    """Nearest integer cuts, pushed apart so that each of the T steps has at least one token.
-
-    Padded cuts (index >= T - 1) are set to n.
-    """
-    k = jnp.arange(1, cuts.shape[0] + 1)
-    c = jnp.clip(jnp.round(cuts).astype(jnp.int32), k, n - steps + k)
-    # c_k - k must be non-decreasing for c to be strictly increasing.
-    c = jnp.minimum(jax.lax.cummax(c - k) + k, n - steps + k)
-    return jnp.where(k < steps, c, n)
-
-
-def repair(entropy: jnp.ndarray, cuts: jnp.ndarray, steps, window: int) -> jnp.ndarray:
-    """The best integer cuts within +-window of `cuts`, re-centred until none is on an edge.
-
-    Each round is an exact dynamic program over the (P - 1) x (2 window + 1) candidate grid,
-    so the result is at least as good as the rounded cuts and is a local optimum under
-    simultaneous moves of every cut by up to `window` tokens.
-    """
-
-    def cond(carry):
-        _, on_edge, rounds = carry
-        return on_edge & (rounds < _MAX_REPAIR_ROUNDS)
-
-    def body(carry):
-        cuts, _, rounds = carry
-        new, offsets = _window_dp(entropy, cuts, steps, window)
-        edge = (offsets == 0) | (offsets == 2 * window)
-        moved = jnp.any(new != cuts)
-        return new, moved & jnp.any(edge), rounds + 1
-
-    cuts, _, _ = jax.lax.while_loop(cond, body, (cuts, jnp.asarray(True), 0))
-    return cuts
-
-
-def _window_dp(entropy, cuts, steps, window):
-    """One exact DP over cuts restricted to cuts +- window. Returns (cuts, chosen offsets).
-
-    Padded cuts (index >= T - 1) may only stay at n, through zero-width blocks of cost 0.
-    """
-    n = entropy.shape[0] - 1
-    g = jnp.diff(entropy)
-    k = jnp.arange(1, cuts.shape[0] + 1)[:, None]
-    cand = cuts[:, None] + jnp.arange(-window, window + 1)[None, :]  # [P-1, W]
-    feasible = jnp.where(k < steps, (cand >= k) & (cand <= n - steps + k), cand == n)
-    cand = jnp.clip(cand, 1, n)
-
-    def cost(a, b):
-        block = (b - a) * g[jnp.minimum(a, n - 1)] - (entropy[b] - entropy[a])
-        return jnp.where(b > a, block, jnp.where((b == a) & (a == n), 0.0, jnp.inf))
-
-    first = jnp.where(feasible[0], cost(0, cand[0]), jnp.inf)
-
-    def step(value, xs):
-        prev_cand, cand_k, feasible_k = xs
-        total = value[:, None] + cost(prev_cand[:, None], cand_k[None, :])  # [W_prev, W]
-        arg = jnp.argmin(total, axis=0)
-        best = jnp.where(feasible_k, jnp.min(total, axis=0), jnp.inf)
-        return best, arg
-
-    last, args = jax.lax.scan(step, first, (cand[:-1], cand[1:], feasible[1:]))
-    end = jnp.argmin(last + cost(cand[-1], n))
-
-    def back(o, arg):
-        return arg[o], o
-
-    # args[i] maps an offset of cut i + 1 to the best offset of cut i.
-    first_offset, later = jax.lax.scan(back, end, args, reverse=True)
-    offsets = jnp.concatenate([first_offset[None], later])
-    return jnp.take_along_axis(cand, offsets[:, None], axis=1)[:, 0], offsets

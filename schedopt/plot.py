@@ -17,42 +17,27 @@ the functions also draw into a notebook's own axes.
 from __future__ import annotations
 
 import io
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import jax
 import numpy as np
 
 from . import _io
-from ._progress import progress
-from .divergence import _expected_kl, check_tokens_per_step, expected_kl
-from .exact import frontier
-from .optimize import bucket
+from .checks import check_steps, check_tokens_per_step
+from .compare import LABELS, budget_table
+from .divergence import expected_kl
 from .profile import EntropyProfile
-from .schedules import (
-    Schedule,
-    cosine_tokens,
-    dtc_tokens_for_zeta,
-    tc_tokens_for_zeta,
-    uniform_tokens,
-)
+from .schedules import Schedule
 
-# Names for a Schedule's method in legends.
-_METHOD_NAMES = {
-    "optax": "optimized",
-    "exact": "exact optimum",
-    "uniform": "uniform",
-    "cosine": "cosine",
-    "tc": "TC",
-    "dtc": "DTC",
-}
+# Legend names for a Schedule's method ("optax" and "exact" are how schedules record the
+# optimizer and the DP; the rest are the names of schedopt.compare.METHODS).
+_METHOD_NAMES = {**LABELS, "optax": LABELS["optimized"], "exact": LABELS["optimal"]}
 _COLORS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown",
            "tab:pink", "tab:olive", "tab:cyan")
-_BASELINE_COLORS = {"uniform": "tab:gray", "cosine": "tab:olive", "TC": "tab:brown",
-                    "DTC": "tab:pink"}
+_BASELINE_COLORS = {"uniform": "tab:gray", "cosine": "tab:olive", "tc": "tab:brown",
+                    "dtc": "tab:pink"}
 _DPI = 110
 
 
@@ -146,39 +131,6 @@ def _left_endpoint_steps(g: np.ndarray, tokens_per_step: np.ndarray) -> np.ndarr
     return np.append(np.repeat(g[starts], tokens_per_step), g[starts[-1]])
 
 
-def frontier_curves(profile: EntropyProfile, max_steps: int, *, quiet: bool = True
-                    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(steps, expected KL in nats) for the optimum and each baseline, T = 1..max_steps.
-
-    The optimum comes from one DP pass (`frontier`), uniform and cosine from one batched
-    evaluation each. TC and DTC are indexed by a target eps rather than T: for each T the
-    most accurate one that fits in T steps, listed once at the steps it really uses.
-
-    Returns:
-        {"optimum" | "uniform" | "cosine" | "TC" | "DTC": (int64[K], float64[K])}.
-    """
-    n = profile.n
-    budgets = np.arange(1, max_steps + 1)
-    families = {name: [make(n, t) for t in budgets]
-                for name, make in (("uniform", uniform_tokens), ("cosine", cosine_tokens))}
-    families["TC"] = _correlation_family(
-        n, max_steps, tc_tokens_for_zeta, profile.total_correlation, "TC", quiet
-    )
-    families["DTC"] = _correlation_family(n, max_steps, dtc_tokens_for_zeta,
-                                          profile.dual_total_correlation, "DTC", quiet)
-    # One evaluation for every schedule: its shape depends on max_steps only, so it compiles
-    # once per bucket of budgets.
-    scores = _scores(profile, [s for family in families.values() for s in family],
-                     rows=4 * bucket(max_steps), width=bucket(max_steps))
-    curves = {"optimum": (budgets, frontier(profile, max_steps))}
-    start = 0
-    for name, family in families.items():
-        steps = np.asarray([s.size for s in family], dtype=np.int64)
-        curves[name] = (steps, scores[start : start + len(family)])
-        start += len(family)
-    return curves
-
-
 def plot_frontier(
     profile: EntropyProfile,
     max_steps: int,
@@ -201,23 +153,24 @@ def plot_frontier(
     Returns:
         The Axes. KL = 0 cannot be drawn on a log scale: such points are left out.
     """
-    from .schedules import check_steps
-
     max_steps = check_steps(max_steps, profile.n)
     tokens = _check_schedules(profile, schedules)
     labels = _labels(schedules, labels)
     ax = _axes(ax, (6.4, 4.2))
-    curves = frontier_curves(profile, max_steps, quiet=quiet)
+    curves = budget_table(profile, max_steps)
     drawn = []
     for name, (steps, kl) in curves.items():
+        if name in ("tc", "dtc"):  # each distinct TC/DTC schedule once, at the steps it uses
+            steps, first = np.unique(steps, return_index=True)
+            kl = kl[first]
         keep = kl > 0
         drawn.append(kl[keep])
-        if name == "optimum":
+        if name == "optimal":
             ax.plot(steps[keep], kl[keep], color="black", lw=2, label="optimum (exact DP)",
                     zorder=3)
         else:
             ax.plot(steps[keep], kl[keep], color=_BASELINE_COLORS[name], lw=1.2,
-                    marker="." if name in ("TC", "DTC") else None, label=name)
+                    marker="." if name in ("tc", "dtc") else None, label=LABELS[name])
     for index, (s, label) in enumerate(zip(tokens, labels, strict=True)):
         kl = float(expected_kl(profile, s))
         if kl > 0:
@@ -322,7 +275,7 @@ def plot_report(
     Returns:
         float64[S]: the shaded areas of the curve panel (nats), one per schedule.
     """
-    path = _check_png_path(path)
+    path = check_png_path(path)
     tokens = _check_schedules(profile, schedules)
     if not tokens:
         raise ValueError("schedules is empty; give at least one schedule to draw")
@@ -419,37 +372,6 @@ def _labels(schedules: Sequence[Schedule | Any], labels: Sequence[str] | None) -
     ]
 
 
-def _scores(profile: EntropyProfile, schedules: list[np.ndarray], rows: int, width: int
-            ) -> np.ndarray:
-    """Expected KL (nats) of schedules of different lengths, zero-padded to [rows, width]."""
-    batch = np.zeros((rows, width), dtype=np.int64)
-    batch[:, 0] = profile.n  # padding rows: one step (dropped below)
-    for row, s in enumerate(schedules):
-        batch[row, 0] = 0
-        batch[row, : s.size] = s  # zero-size steps add nothing (see _expected_kl)
-    scores = jax.vmap(_expected_kl, in_axes=(None, 0))(profile.entropy, batch)
-    return np.asarray(scores)[: len(schedules)]
-
-
-def _correlation_family(n, max_steps, make, bound, name, quiet) -> list[np.ndarray]:
-    """For each budget T, the TC (or DTC) schedule with the largest zeta within T steps."""
-    if not math.isfinite(bound) or bound <= 0:
-        return [make(n, 1)]  # no correlation: zeta = 1 gives one step and KL 0
-    largest_zeta, found = 1, {}
-    for steps in progress(range(1, max_steps + 1), description=f"{name} schedules",
-                          quiet=quiet):
-        lo, hi = largest_zeta, n + 1  # the step count grows with zeta
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if make(n, mid).size <= steps:
-                lo = mid
-            else:
-                hi = mid - 1
-        largest_zeta = lo
-        found.setdefault(lo, make(n, lo))
-    return list(found.values())
-
-
 def _auto_xscale(profile: EntropyProfile) -> str:
     g = np.asarray(profile.conditional_entropy)
     fall = g[0] - g[-1]
@@ -457,7 +379,7 @@ def _auto_xscale(profile: EntropyProfile) -> str:
     return "symlog" if profile.n >= 64 and fall > 0 and early > 0.5 * fall else "linear"
 
 
-def _check_png_path(path: str | os.PathLike) -> Path:
+def check_png_path(path: str | os.PathLike) -> Path:
     path = _io.check_output_path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"the picture {str(path)!r} must be a .png file; "

@@ -11,7 +11,6 @@ import math
 import os
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
@@ -33,14 +32,15 @@ class EntropyProfile:
     constructor does no checking (it is what JAX calls when it rebuilds the pytree).
 
     Attributes:
-        entropy: float64[n + 1], H_j in nats; entropy[0] == 0.
+        entropy: float64[n + 1], H_j in nats; entropy[0] == 0. A host (numpy) array, so
+            that a profile keeps its float64 values whatever JAX's precision setting is.
         stderr: float64[n] or None: standard error (nats) of each g_j when the curve was
             estimated; it weights `regularize()`.
         meta: free-form metadata (not traced), kept through save/load.
     """
 
-    entropy: jnp.ndarray
-    stderr: jnp.ndarray | None = None
+    entropy: np.ndarray
+    stderr: np.ndarray | None = None
     meta: dict = struct.field(pytree_node=False, default_factory=dict)
 
     # ----------------------------------------------------------------- construction
@@ -77,6 +77,8 @@ class EntropyProfile:
         revealed = _check_revealed(revealed, entropy.size, last=None)
         n = int(revealed[-1])
         grid = np.arange(n + 1)
+        # Finite values are required even unchecked: regularize() would turn NaN into NaN KLs.
+        _check_finite(entropy, revealed, "entropy")
         full = np.interp(grid, revealed, entropy) if revealed.size < n + 1 else entropy
         if check:
             _check_entropy(full, revealed if revealed.size < n + 1 else grid, entropy)
@@ -88,8 +90,14 @@ class EntropyProfile:
                     f"stderr has shape {se.shape} but revealed has {revealed.shape}; give one "
                     "standard error per revealed count"
                 )
+            _check_finite(se, revealed, "stderr")
+            if np.any(se < 0):
+                j = int(revealed[np.argmax(se < 0)])
+                raise ValueError(
+                    f"stderr at revealed count {j} is negative; a standard error is >= 0"
+                )
             se = np.interp(grid[:-1], revealed, se)
-        return cls(entropy=jnp.asarray(full), stderr=_as_stderr(se), meta=dict(meta or {}))
+        return cls(entropy=full, stderr=_as_stderr(se), meta=dict(meta or {}))
 
     @classmethod
     def from_conditional_entropy(
@@ -123,13 +131,14 @@ class EntropyProfile:
         revealed = np.asarray(revealed)
         n = int(revealed[-1]) + 1 if n is None else int(n)
         revealed = _check_revealed(revealed, g.size, last=n - 1)
+        _check_finite(g, revealed, "conditional entropy")
         grid = np.arange(n)
         g_full = np.interp(grid, revealed, g)
         se = None if stderr is None else np.interp(grid, revealed, np.asarray(stderr, float))
         entropy = np.concatenate([[0.0], np.cumsum(g_full)])
         if check:
             _check_entropy(entropy, np.arange(n + 1), entropy)
-        return cls(entropy=jnp.asarray(entropy), stderr=_as_stderr(se), meta=dict(meta or {}))
+        return cls(entropy=entropy, stderr=_as_stderr(se), meta=dict(meta or {}))
 
     # ----------------------------------------------------------------- curves
     @property
@@ -138,12 +147,12 @@ class EntropyProfile:
         return self.entropy.shape[-1] - 1
 
     @property
-    def conditional_entropy(self) -> jnp.ndarray:
-        """g_j = H_{j+1} - H_j for j = 0..n-1 (nats per token), non-increasing."""
-        return jnp.diff(self.entropy, axis=-1)
+    def conditional_entropy(self) -> np.ndarray:
+        """float64[n]: g_j = H_{j+1} - H_j for j = 0..n-1 (nats per token), non-increasing."""
+        return np.diff(np.asarray(self.entropy, dtype=np.float64), axis=-1)
 
     @property
-    def information_curve(self) -> jnp.ndarray:
+    def information_curve(self) -> np.ndarray:
         """The paper's Z_j = H_1 - g_{j-1} for j = 1..n (nats), non-decreasing, Z_1 = 0."""
         g = self.conditional_entropy
         return g[..., :1] - g
@@ -190,7 +199,7 @@ class EntropyProfile:
             weights = 1.0 / np.maximum(se, floor) ** 2
         g = np.maximum(isotonic_nonincreasing(g, weights), 0.0)
         entropy = np.concatenate([[0.0], np.cumsum(g)])
-        return self.replace(entropy=jnp.asarray(entropy))
+        return self.replace(entropy=entropy)
 
     # ----------------------------------------------------------------- file io
     def to_json(self) -> dict:
@@ -210,7 +219,7 @@ class EntropyProfile:
         return out
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the profile atomically as JSON (format in the README)."""
+        """Write the profile atomically as JSON (format in docs/formats.md)."""
         _io.write_json(path, self.to_json())
 
     @classmethod
@@ -224,39 +233,38 @@ class EntropyProfile:
         """
         obj = _io.check_format(_io.read_json(path, "profile"), path, FORMAT, VERSION)
         _io.require_keys(obj, path, ("n", "revealed", "entropy"))
+        name = repr(str(path))
         if obj.get("unit", "nats") not in ("nats", "bits"):
-            raise ValueError(f"{str(path)!r} has unit {obj['unit']!r}; use 'nats' or 'bits'")
+            raise ValueError(f"{name} has unit {obj['unit']!r}; use 'nats' or 'bits'")
         scale = math.log(2) if obj.get("unit") == "bits" else 1.0
-        if len(obj["entropy"]) != len(obj["revealed"]):
+        n = _io.whole_number(obj["n"], f"{name}: n", low=1)
+        revealed = _io.number_array(obj["revealed"], f"{name}: revealed", whole=True)
+        entropy = _io.number_array(obj["entropy"], f"{name}: entropy") * scale
+        stderr = obj.get("stderr")
+        if stderr is not None:
+            stderr = _io.number_array(stderr, f"{name}: stderr", nonnegative=True) * scale
+        if entropy.size != revealed.size:
             raise ValueError(
-                f"{str(path)!r} has {len(obj['entropy'])} entropy values for "
-                f"{len(obj['revealed'])} revealed counts; give one value per revealed count"
+                f"{name} has {entropy.size} entropy values for {revealed.size} revealed "
+                "counts; give one value per revealed count"
             )
-        try:
-            revealed = np.asarray(obj["revealed"], dtype=np.int64)
-            entropy = np.asarray(obj["entropy"], dtype=np.float64) * scale
-            stderr = obj.get("stderr")
-            stderr = None if stderr is None else np.asarray(stderr, np.float64) * scale
-        except (TypeError, ValueError):
+        if revealed.size == 0 or revealed[-1] != n:
             raise ValueError(
-                f"{str(path)!r}: revealed, entropy and stderr must be lists of numbers"
-            ) from None
-        if revealed.size == 0 or revealed[-1] != obj["n"]:
-            raise ValueError(
-                f"{str(path)!r}: the revealed grid must end at n = {obj['n']}; "
+                f"{name}: the revealed grid must end at n = {n}; "
                 "add the full-sequence entropy H_n"
             )
+        meta = obj.get("meta")
+        if meta is not None and not isinstance(meta, dict):
+            raise ValueError(f"{name}: meta must be an object, got {type(meta).__name__}")
         try:
-            return cls.from_entropy(
-                entropy, revealed, stderr=stderr, meta=obj.get("meta"), check=check
-            )
+            return cls.from_entropy(entropy, revealed, stderr=stderr, meta=meta, check=check)
         except ValueError as e:
-            raise ValueError(f"{str(path)!r}: {e}") from None
+            raise ValueError(f"{name}: {e}") from None
 
 
 # --------------------------------------------------------------------------- helpers
-def _as_stderr(se: np.ndarray | None) -> jnp.ndarray | None:
-    return None if se is None else jnp.asarray(se, dtype=jnp.float64)
+def _as_stderr(se: np.ndarray | None) -> np.ndarray | None:
+    return None if se is None else np.asarray(se, dtype=np.float64)
 
 
 def _check_revealed(revealed: Any, size: int, last: int | None) -> np.ndarray:
@@ -284,6 +292,15 @@ def _check_revealed(revealed: Any, size: int, last: int | None) -> np.ndarray:
             f"follows {int(r[i - 1])}; sort it and drop duplicates"
         )
     return r
+
+
+def _check_finite(values: np.ndarray, revealed: np.ndarray, what: str) -> None:
+    bad = np.nonzero(~np.isfinite(values))[0]
+    if bad.size:
+        raise ValueError(
+            f"{what} at revealed count {int(revealed[bad[0]])} is {values[bad[0]]}; "
+            f"every {what} must be a finite number of nats"
+        )
 
 
 def _check_entropy(full: np.ndarray, revealed: np.ndarray, given: np.ndarray) -> None:

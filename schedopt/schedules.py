@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 import os
 
-import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
 from . import _io
-from .divergence import check_tokens_per_step, expected_kl
+from .checks import check_steps, check_tokens_per_step
+from .divergence import expected_kl
 from .profile import EntropyProfile
 
 FORMAT = "schedopt.schedule"
@@ -22,18 +22,32 @@ class Schedule:
     """Integer tokens unmasked per step, with the expected KL they incur.
 
     Attributes:
-        tokens_per_step: int[T], each >= 1, summing to n.
-        expected_kl: the exact expected KL (nats) under the profile it was built for.
+        tokens_per_step: int64[T], each >= 1, summing to n.
+        expected_kl: the exact expected KL (nats, float64) under the profile it was built for.
         method: how it was made ("optax", "exact", "uniform", "cosine", "tc", "dtc", ...).
         relaxed_kl: the optimizer's relaxed objective (nats) before rounding, if any.
+        certified: True when an exact solver proved that no T-step schedule has a lower KL
+            (within 1e-9 relative or absolute).
+        lower_bound: a proven lower bound (nats) on the least KL of any T-step schedule, when
+            one is known (equal to expected_kl, to rounding, when certified); None otherwise.
+            expected_kl - lower_bound is the certified gap.
         meta: free-form metadata kept in the file.
     """
 
-    tokens_per_step: jnp.ndarray
-    expected_kl: jnp.ndarray
+    tokens_per_step: np.ndarray
+    expected_kl: np.ndarray
     method: str = struct.field(pytree_node=False, default="custom")
     relaxed_kl: float | None = struct.field(pytree_node=False, default=None)
+    certified: bool = struct.field(pytree_node=False, default=False)
+    lower_bound: float | None = struct.field(pytree_node=False, default=None)
     meta: dict = struct.field(pytree_node=False, default_factory=dict)
+
+    @property
+    def gap(self) -> float | None:
+        """The certified gap expected_kl - lower_bound (nats), or None without a bound."""
+        if self.lower_bound is None:
+            return None
+        return max(float(self.expected_kl) - float(self.lower_bound), 0.0)
 
     @property
     def n(self) -> int:
@@ -59,7 +73,7 @@ class Schedule:
         if s.ndim != 1:
             raise ValueError(f"tokens_per_step must be 1-D, got shape {s.shape}")
         kl = expected_kl(profile, s)
-        return cls(tokens_per_step=jnp.asarray(s), expected_kl=kl, method=method, **kwargs)
+        return cls(tokens_per_step=s, expected_kl=np.float64(kl), method=method, **kwargs)
 
     def to_json(self) -> dict:
         """The schedule as a `schedopt.schedule` version 1 dict."""
@@ -76,6 +90,10 @@ class Schedule:
         }
         if self.relaxed_kl is not None:
             out["meta"]["relaxed_kl"] = float(self.relaxed_kl)
+        if self.certified:
+            out["certified_optimal"] = True
+        if self.lower_bound is not None:
+            out["lower_bound"] = float(self.lower_bound)
         return out
 
     def save(self, path: str | os.PathLike) -> None:
@@ -104,27 +122,14 @@ class Schedule:
             )
         kl = expected_kl(profile, s) if profile is not None else obj.get("expected_kl", np.nan)
         return cls(
-            tokens_per_step=jnp.asarray(s),
-            expected_kl=jnp.asarray(kl, dtype=jnp.float64),
+            tokens_per_step=s,
+            expected_kl=np.float64(kl),
             method=str(obj.get("method", "custom")),
             meta=dict(obj.get("meta") or {}),
         )
 
 
 # --------------------------------------------------------------------------- baselines
-def check_steps(steps, n: int) -> int:
-    """Check a step budget: a whole number in [1, n]."""
-    if isinstance(steps, bool) or not float(steps).is_integer():
-        raise ValueError(f"steps must be a whole number, got {steps!r}")
-    steps = int(steps)
-    if not 1 <= steps <= n:
-        raise ValueError(
-            f"steps must be between 1 and n = {n} (each step unmasks at least one token), "
-            f"got {steps}"
-        )
-    return steps
-
-
 def uniform_tokens(n: int, steps: int) -> np.ndarray:
     """LLaDA's get_num_transfer_tokens: floor(n/T) each, the remainder to the first steps."""
     s = np.full(steps, n // steps, dtype=np.int64)
@@ -223,24 +228,44 @@ def dtc_schedule(
     return Schedule.from_tokens(profile, s, "dtc", meta={"eps": eps, "dtc_bound": bound})
 
 
-def correlation_schedule_within(profile: EntropyProfile, steps: int, kind: str) -> Schedule:
-    """The TC (or DTC) schedule with the smallest eps that needs at most `steps` steps.
+def correlation_tokens_within(
+    n: int, steps: int, kind: str, *, smallest_zeta: int = 1
+) -> tuple[np.ndarray, int]:
+    """The TC (or DTC) schedule with the largest zeta that needs at most `steps` steps.
 
-    The TC/DTC schedules are indexed by eps; this finds, by bisection on
-    zeta = 1 + ceil(bound / eps), the most accurate one that fits the budget, so that they can
-    be compared with the others at equal T. Its meta holds the eps it guarantees.
+    The TC/DTC schedules are indexed by zeta = 1 + ceil(bound / eps), and their step count
+    grows with zeta; bisection finds the most accurate one that fits the budget.
+
+    Args:
+        n: sequence length.
+        steps: the budget T.
+        kind: "tc" or "dtc".
+        smallest_zeta: a zeta known to fit (a smaller budget's answer), to start from.
+
+    Returns:
+        (int64 tokens per step, possibly fewer than T; its zeta).
     """
-    steps = check_steps(steps, profile.n)
     if kind not in ("tc", "dtc"):
         raise ValueError(f"kind must be 'tc' or 'dtc', got {kind!r}")
     make = tc_tokens_for_zeta if kind == "tc" else dtc_tokens_for_zeta
-    bound = profile.total_correlation if kind == "tc" else profile.dual_total_correlation
-    lo, hi = 1, profile.n + 1  # make(n, 1) has 1 step; the step count grows with zeta
+    lo, hi = smallest_zeta, n + 1  # make(n, 1) has 1 step
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if make(profile.n, mid).size <= steps:
+        if make(n, mid).size <= steps:
             lo = mid
         else:
             hi = mid - 1
-    eps = bound / (lo - 1) if lo > 1 else float("inf")
-    return Schedule.from_tokens(profile, make(profile.n, lo), kind, meta={"eps": eps})
+    return make(n, lo), lo
+
+
+def correlation_schedule_within(profile: EntropyProfile, steps: int, kind: str) -> Schedule:
+    """The TC (or DTC) schedule with the smallest eps that needs at most `steps` steps.
+
+    So that they can be compared with the others at equal T; its meta holds the eps it
+    guarantees. See `correlation_tokens_within`.
+    """
+    steps = check_steps(steps, profile.n)
+    tokens, zeta = correlation_tokens_within(profile.n, steps, kind)
+    bound = profile.total_correlation if kind == "tc" else profile.dual_total_correlation
+    eps = bound / (zeta - 1) if zeta > 1 else float("inf")
+    return Schedule.from_tokens(profile, tokens, kind, meta={"eps": eps})

@@ -1,4 +1,4 @@
-"""Learned curves, judged on held-out data: the issue-4 checks too slow for the tests.
+"""Learned curves, judged on held-out data: the learned-curve checks too slow for the tests.
 
     python scripts/bench_estimate.py                       # digits (shipped model) + cost
     python scripts/bench_estimate.py --hmm-model bench-out/hmm_mdm.json   # + the HMM check
@@ -15,7 +15,7 @@
    grids of G revealed counts and M sequences (G * M passes), the KL under the full-data
    curve of the schedule optimized on the small estimate, relative to the optimum.
 
-Prints tables (nats); copy them into the README's Benchmarks section.
+Prints tables (nats); copy them into docs/benchmarks.md.
 """
 
 from __future__ import annotations

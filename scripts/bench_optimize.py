@@ -1,4 +1,4 @@
-"""Benchmark of the core engine (issue 2): optimize() vs the exact DP.
+"""Benchmark of the core engine: optimize() vs the exact DP.
 
 For n in {256, 4096, 32768} and T in {4, 64, 512}: optimize() after compile (median of
 repeats), the first call including compile, the exact DP (optimal_schedule) after compile, and

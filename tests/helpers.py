@@ -143,3 +143,57 @@ def clustered_curve(n: int, clusters: int = 4, noise: float = 0.05) -> np.ndarra
     """A mixture-like curve: a sharp early drop (the cluster is found), then nearly flat."""
     g = noise * math.log(2) + math.log(clusters) * np.exp(-np.arange(n) / 1.5) / 3
     return np.concatenate([[0.0], np.cumsum(g)])
+
+
+def quadratic_dp_optimum(entropy: np.ndarray, steps: int) -> float:
+    """The least KL of any T-step schedule by the plain O(T n^2) DP over all (a, b) blocks
+    (THEORY 4's recursion, no Monge shortcut and no grid compression)."""
+    entropy = np.asarray(entropy, dtype=np.float64)
+    n = entropy.size - 1
+    g = np.diff(entropy)
+    a = np.arange(n + 1)[:, None]
+    b = np.arange(n + 1)[None, :]
+    cost = np.where(a < b, (b - a) * g[np.minimum(a, n - 1)] - (entropy[b] - entropy[a]), np.inf)
+    value = np.full(n + 1, np.inf)
+    value[0] = 0.0
+    for _ in range(steps):
+        value = np.min(value[:, None] + cost, axis=0)
+    return float(value[n])
+
+
+def rough_curve(rng: np.random.Generator, n: int, kind: str) -> np.ndarray:
+    """g (float64[n]) of the kinds estimated curves have: non-increasing with flat runs.
+
+    "noisy": a smooth decreasing curve plus noise, projected by PAV (an isotonic fit);
+    "steps": a step function with a few levels; "plateau": a steep start, then one long
+    plateau with tiny drops; "constant": a flat curve (every schedule has KL 0).
+    """
+    j = np.arange(n)
+    if kind == "noisy":
+        y = rng.uniform(0.5, 2) / (1 + j / rng.uniform(1, n)) + rng.normal(size=n) * 0.02
+        return np.maximum(_pav_nonincreasing(y), 0.0)
+    if kind == "steps":
+        levels = np.sort(rng.uniform(0, 2, rng.integers(1, 8)))[::-1]
+        cuts = np.sort(rng.choice(np.arange(1, n), size=min(levels.size - 1, n - 1),
+                                  replace=False))
+        return levels[np.searchsorted(cuts, j, side="right")]
+    if kind == "plateau":
+        g = np.full(n, 0.5)
+        head = min(n, int(rng.integers(1, 5)))
+        g[:head] += np.sort(rng.uniform(0, 3, head))[::-1]
+        for drop in rng.choice(np.arange(1, n), size=min(3, n - 1), replace=False):
+            g[drop:] -= 1e-6
+        return g
+    return np.full(n, rng.uniform(0, 2))
+
+
+def _pav_nonincreasing(y: np.ndarray) -> np.ndarray:
+    """Least-squares non-increasing fit by pool-adjacent-violators (unweighted)."""
+    blocks: list[list[float]] = []  # [mean, count]
+    for v in y:
+        blocks.append([float(v), 1])
+        while len(blocks) > 1 and blocks[-1][0] > blocks[-2][0]:
+            m2, c2 = blocks.pop()
+            m1, c1 = blocks[-1]
+            blocks[-1] = [(m1 * c1 + m2 * c2) / (c1 + c2), c1 + c2]
+    return np.concatenate([np.full(c, m) for m, c in blocks])

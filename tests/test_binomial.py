@@ -290,7 +290,7 @@ def test_cli_optimize_binomial_and_compare(tmp_path, capsys):
     best = rows["random counts, optimized grid"]["expected_kl"]
     assert values.min() - 1e-6 <= best <= values.min() + 1e-9  # the scan's resolution
     assert (
-        rows["exact (DP)"]["expected_kl"]
+        rows["optimal"]["expected_kl"]
         <= best
         <= rows["random counts, MD4 cosine grid"]["expected_kl"]
     )

@@ -73,6 +73,13 @@ def loglinear_alpha(t, family: str, eps: float):
     return 1 - (1 - eps) * a
 
 
+def revealed_from_start(alpha_t, alpha_start):
+    """Started fully masked where alpha = alpha_start, each step unmasking with probability
+    (alpha_s - alpha_t) / (1 - alpha_t): the masked fraction telescopes to
+    (1 - alpha_t) / (1 - alpha_start)."""
+    return 1 - (1 - np.asarray(alpha_t, np.float64)) / (1 - np.float64(alpha_start))
+
+
 def counts_from_revealed_fractions(alpha_inner, n: int) -> list[int]:
     """A random-count sampler's expected revealed counts n alpha(t_k), rounded."""
     cumulative = np.concatenate([[0], np.round(n * np.asarray(alpha_inner, np.float64)), [n]])
@@ -134,7 +141,8 @@ def test_md4_timesteps_reproduce_the_revealed_counts(tokens, family):
     assert t[0] == 1.0 and t[-1] == 0.0 and np.all(dt > 0)
     np.testing.assert_allclose(dt, -np.diff(t), rtol=0, atol=0)
     alpha = md4_alpha(t[1:-1], family, eps)
-    assert counts_from_revealed_fractions(alpha, n) == tokens
+    revealed = revealed_from_start(alpha, md4_alpha(1.0, family, eps))
+    assert counts_from_revealed_fractions(revealed, n) == tokens
     # MD4's get_sampling_grid pairs (s, t) = (t_{i+1}, t_i): every step moves time forward.
     assert np.all(
         md4_alpha(t[1:], family, eps, np.float64) > md4_alpha(t[:-1], family, eps, np.float64)
@@ -149,7 +157,8 @@ def test_loglinear_timesteps_reproduce_the_revealed_counts(tokens, family):
         tokens, "timesteps", alpha_schedule=family, eps=eps, convention="loglinear"
     )
     alpha = loglinear_alpha(np.asarray(data["t"])[1:-1], family, eps)
-    assert counts_from_revealed_fractions(alpha, n) == tokens
+    revealed = revealed_from_start(alpha, loglinear_alpha(1.0, family, eps))
+    assert counts_from_revealed_fractions(revealed, n) == tokens
 
 
 @pytest.mark.parametrize("convention", ["md4", "loglinear"])
@@ -162,8 +171,10 @@ def test_time_grid_timesteps_give_back_its_alpha(convention):
     t = np.asarray(data["t"])
     if convention == "md4":
         back = md4_alpha(t[1:-1], "cosine", 1e-3, np.float64)
+        back = revealed_from_start(back, md4_alpha(1.0, "cosine", 1e-3, np.float64))
     else:
         back = loglinear_alpha(t[1:-1], "cosine", 1e-3)
+        back = revealed_from_start(back, loglinear_alpha(1.0, "cosine", 1e-3))
     np.testing.assert_allclose(back, [0.1, 0.35, 0.7], rtol=0, atol=1e-13)
     assert data["sampler"] == "binomial" and data["expected_kl"] == float(grid.expected_kl)
 
@@ -242,7 +253,7 @@ def test_scores_both_ways_of_running_a_grid(tmp_path):
         ({"schedule": [4, 4], "fmt": "alpha", "block_length": 4}, "counts only"),
         ({"schedule": [4, 4], "fmt": "mdlm"}, "format 'mdlm' is unknown"),
         ({"schedule": [4, 4], "fmt": "timesteps", "alpha_schedule": "poly0"}, "polyK"),
-        ({"schedule": [1, 99999], "fmt": "timesteps"}, "pass a smaller eps"),
+        ({"schedule": [99999, 1], "fmt": "timesteps"}, "pass a smaller eps"),
         ({"schedule": [4, -1, 5], "fmt": "counts"}, ">= 0"),
     ],
 )
@@ -263,7 +274,7 @@ def test_a_time_grid_has_no_counts():
 @pytest.mark.parametrize(
     "content, n, message",
     [
-        ({"counts": [3, 4]}, 8, "sum to 7 tokens but the profile has n = 8"),
+        ({"counts": [3, 4]}, 8, "sum to 7 tokens but n = 8"),
         ({"counts": [[4, 4], [4, 3]]}, 15, "cannot split n = 15 tokens equally"),
         ({"counts": [[4, 5], [4, 3]]}, 16, "block 0 unmasks 9 tokens"),
         ({"alpha": [0, 0.6, 0.5, 1]}, 8, "strictly increasing"),
@@ -369,11 +380,14 @@ def test_cli_evaluate_scores_exported_and_foreign_files(tmp_path, capsys):
     tokens = [2, 6, 8, 16]
     fixed = float(schedopt.expected_kl(profile, tokens))
     random = float(schedopt.binomial.expected_kl_binomial(profile, np.cumsum([0] + tokens) / 32))
+    # MD4 reaches 1 - eps / (1 - eps) at t = 0 and its decode reveals the rest: one more step.
+    md4_grid = np.concatenate([np.cumsum([0] + tokens[:-1]) / 32, [1 - 1e-4 / (1 - 1e-4), 1]])
+    md4 = float(schedopt.binomial.expected_kl_binomial(profile, md4_grid))
     cases = [
         ("counts", ".csv", fixed, "expected_kl_random", random),
         ("maskgit", ".json", fixed, "expected_kl_random", random),
         ("alpha", ".npz", random, "expected_kl_fixed", fixed),
-        ("timesteps", ".json", random, "expected_kl_fixed", fixed),
+        ("timesteps", ".json", md4, "expected_kl_fixed", fixed),
     ]
     for fmt, suffix, primary, other_key, other in cases:
         path = tmp_path / f"{fmt}{suffix}"
@@ -383,9 +397,15 @@ def test_cli_evaluate_scores_exported_and_foreign_files(tmp_path, capsys):
         scores = json.loads(capsys.readouterr().out)
         assert scores["expected_kl"] == pytest.approx(primary, rel=1e-12)
         assert scores[other_key] == pytest.approx(other, rel=1e-12)
+        if fmt == "alpha":
+            assert scores["expected_tokens_per_step"] == pytest.approx(tokens, abs=1e-12)
+        if fmt == "timesteps":
+            assert scores["expected_tokens_per_step"] == pytest.approx(
+                [*tokens[:-1], 16 - 32e-4 / (1 - 1e-4), 32e-4 / (1 - 1e-4)], abs=1e-12
+            )
         assert main(argv) == 0
         assert "expected KL" in capsys.readouterr().out
     (tmp_path / "bad.json").write_text(json.dumps({"counts": [2, 6, 8]}))
     argv = ["evaluate", "--profile", str(tmp_path / "P.json"), "--schedule"]
     assert main([*argv, str(tmp_path / "bad.json")]) == 2
-    assert "sum to 16 tokens but the profile has n = 32" in capsys.readouterr().err
+    assert "sum to 16 tokens but n = 32" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""The MDM, its training, checkpoints and the no-download datasets (issue 4)."""
+"""The MDM, its training, checkpoints and the no-download datasets."""
 
 from __future__ import annotations
 

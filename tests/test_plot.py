@@ -17,6 +17,7 @@ from helpers import (
 from schedopt import EntropyProfile, Schedule
 from schedopt import plot as splot
 from schedopt.cli import main
+from schedopt.compare import budget_table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHAIN = markov_entropy_curve(0.8 * np.eye(4) + 0.05, 128)
@@ -66,21 +67,31 @@ def test_shaded_area_on_the_worked_example(chain):
     assert len(drawn.ax.get_legend().get_texts()) == len(schedules)
 
 
-def test_frontier_curves_on_the_worked_example(chain):
-    curves = splot.frontier_curves(chain, 16)
-    steps, kl = curves["optimum"]
+def test_budget_table_on_the_worked_example(chain):
+    curves = budget_table(chain, 16)
+    steps, kl = curves["optimal"]
     assert steps.tolist() == list(range(1, 17))
     np.testing.assert_allclose(kl[[1, 3, 7, 15]], [37.246122, 15.937679, 7.176410, 3.199746],
                                atol=1e-6)
     assert curves["uniform"][1][7] == pytest.approx(8.867725, abs=1e-6)
     assert curves["cosine"][1][7] == pytest.approx(7.857830, abs=1e-6)
-    for name in ("uniform", "cosine", "TC", "DTC"):
+    for name in ("uniform", "cosine", "tc", "dtc"):
         steps, kl = curves[name]
         assert np.all(steps <= 16)
         # An independent score of each baseline schedule is not available here, but none
         # may beat the optimum at its own step count.
-        assert np.all(kl >= curves["optimum"][1][steps - 1] - 1e-9), name
-    assert curves["TC"][1][0] == pytest.approx(kl_from_curve(CHAIN, [128]), rel=1e-12)
+        assert np.all(kl >= curves["optimal"][1][steps - 1] - 1e-9), name
+        for t in (1, 5, 16):  # against the curve formula of the test helpers
+            assert kl[t - 1] == pytest.approx(kl_from_curve(CHAIN, tokens(name, t)), rel=1e-10)
+    assert curves["tc"][1][0] == pytest.approx(kl_from_curve(CHAIN, [128]), rel=1e-12)
+
+
+def tokens(name, steps):
+    from schedopt.schedules import correlation_tokens_within, cosine_tokens, uniform_tokens
+
+    if name in ("tc", "dtc"):
+        return correlation_tokens_within(128, steps, name)[0]
+    return (uniform_tokens if name == "uniform" else cosine_tokens)(128, steps)
 
 
 def test_tokens_bars_and_frontier_panel(chain):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from helpers import kl_from_curve, markov_entropy_curve
 
-from schedopt import EntropyProfile, frontier, optimize
+from schedopt import EntropyProfile, frontier, optimize_robust
 
 N, STEPS = 48, 6
 TRUTH = markov_entropy_curve(0.8 * np.eye(4) + 0.05, N)
@@ -20,7 +20,7 @@ def _estimate(seed: int, se_level: float) -> EntropyProfile:
 
 def test_zero_stderr_gives_the_plain_optimum_and_a_point_interval():
     profile = EntropyProfile.from_entropy(TRUTH, stderr=np.zeros(N + 1))
-    schedule = optimize(profile, STEPS, robust=8)
+    schedule = optimize_robust(profile, STEPS, 8)
     want = frontier(EntropyProfile.from_entropy(TRUTH), STEPS)[-1]  # the exact DP
     assert schedule.method == "optax-robust" and schedule.meta["robust_draws"] == 8
     assert float(schedule.expected_kl) == pytest.approx(want, rel=1e-9)
@@ -32,7 +32,7 @@ def test_zero_stderr_gives_the_plain_optimum_and_a_point_interval():
 def test_interval_covers_the_true_kl_in_a_seeded_experiment():
     covered, widths = 0, []
     for seed in range(10):
-        schedule = optimize(_estimate(seed, 0.01), STEPS, robust=32)
+        schedule = optimize_robust(_estimate(seed, 0.01), STEPS, 32)
         true_kl = kl_from_curve(TRUTH, schedule.tokens_per_step.tolist())
         low, high = schedule.meta["kl_interval"]
         covered += low <= true_kl <= high
@@ -50,8 +50,8 @@ def _uniform_kl_scale() -> float:
 
 
 def test_robust_draws_are_reproducible():
-    a = optimize(_estimate(3, 0.01), STEPS, robust=16)
-    b = optimize(_estimate(3, 0.01), STEPS, robust=16)
+    a = optimize_robust(_estimate(3, 0.01), STEPS, 16)
+    b = optimize_robust(_estimate(3, 0.01), STEPS, 16)
     assert a.tokens_per_step.tolist() == b.tokens_per_step.tolist()
     assert a.meta["kl_interval"] == b.meta["kl_interval"]
 
@@ -66,4 +66,4 @@ def test_bad_robust_requests(stderr, draws, message):
     se = None if stderr is None else np.full(N, stderr)
     profile = EntropyProfile.from_conditional_entropy(g, stderr=se)
     with pytest.raises(ValueError, match=message):
-        optimize(profile, STEPS, robust=draws)
+        optimize_robust(profile, STEPS, draws)

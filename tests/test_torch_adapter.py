@@ -1,4 +1,4 @@
-"""The PyTorch adapter: a torch denoiser as a schedopt logits_fn (issue 4, extra [torch])."""
+"""The PyTorch adapter: a torch denoiser as a schedopt logits_fn (extra [torch])."""
 
 from __future__ import annotations
 

@@ -8,8 +8,12 @@ OSError), which `main` prints as one line on stderr with exit code 2, never a tr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
+import signal
 import sys
+import threading
 
 # Subcommand modules, in the order their commands appear in --help.
 _MODULES = ("core", "profile", "known", "export", "learned", "plot", "batch")
@@ -22,17 +26,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+_QUIET_HELP = "no progress bars (results still go to stdout)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="schedopt",
         description="Optimal unmasking schedules for masked diffusion models.",
     )
-    parser.add_argument(
-        "--quiet", action="store_true", help="no progress bars (results still go to stdout)"
-    )
+    parser.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name in _MODULES:
         importlib.import_module(f"{__name__}.{name}").register(sub)
+    # --quiet after the subcommand too; SUPPRESS keeps an earlier --quiet from being reset.
+    for command in sub.choices.values():
+        command.add_argument(
+            "--quiet", action="store_true", default=argparse.SUPPRESS, help=_QUIET_HELP
+        )
     return parser
 
 
@@ -60,21 +70,115 @@ def _enable_compilation_cache() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit code.
+
+    0 success; 1 a check that did not pass (verify); 2 bad input or a failure, as one line
+    on stderr; 130 interrupted (Ctrl-C), with no partial output file left behind.
+    """
     args = build_parser().parse_args(argv)
     _enable_compilation_cache()
     if args.quiet:
         from .. import _progress
 
         _progress.QUIET = True
+    with _exit_on_interrupt():
+        try:
+            code = int(args.func(args) or 0)
+            sys.stdout.flush()  # a closed pipe shows here rather than at exit
+            return code
+        except BrokenPipeError:
+            _silence_stdout()  # `schedopt frontier | head -1`: the reader has what it wants
+            return 0
+        except KeyboardInterrupt:
+            print("schedopt: interrupted", file=sys.stderr)
+            return 130
+        except (ValueError, OSError) as e:
+            _error(args.command, _first_line(e))
+            return 2
+        except Exception as e:  # a case no check caught: still one line, not a traceback
+            if os.environ.get("SCHEDOPT_DEBUG"):
+                raise
+            _error(args.command, f"unexpected {type(e).__name__}: {_first_line(e)} (a bug: "
+                   "please report it; SCHEDOPT_DEBUG=1 shows the traceback)")
+            return 2
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _error(command: str, message: str) -> None:
+    print(f"schedopt {command}: error: {message}", file=sys.stderr)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
     try:
-        return int(args.func(args) or 0)
-    except (ValueError, OSError) as e:
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"schedopt {args.command}: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("schedopt: interrupted", file=sys.stderr)
-        return 130
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+@contextlib.contextmanager
+def _exit_on_interrupt():
+    """Make Ctrl-C stop a command at once, with exit code 130 and no partial files.
+
+    Python runs a SIGINT handler only between bytecodes of the main thread, and a long
+    XLA computation (or compilation) is one C++ call, so KeyboardInterrupt would wait
+    until it returns. Instead the C-level handler writes the signal to a pipe
+    (`signal.set_wakeup_fd`), and a watcher thread removes the temporary files of any
+    write in progress (finished outputs were renamed into place whole, others are
+    untouched) and ends the process with os._exit(130), skipping an interpreter
+    shutdown that could wait for, or crash in, XLA's threads. Outside the main thread
+    (where signals cannot be set) it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    try:
+        previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    except ValueError:
+        os.close(read_fd)
+        os.close(write_fd)
+        yield
+        return
+    previous_handler = signal.getsignal(signal.SIGINT)
+    if previous_handler is signal.SIG_DFL:  # (an ignored SIGINT, as under nohup, stays so)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def watch() -> None:
+        while True:
+            try:
+                data = os.read(read_fd, 64)
+            except OSError:
+                return
+            if not data:
+                return  # the command finished and closed the pipe
+            if signal.SIGINT in data:
+                from .. import _io
+
+                _io.remove_partial_files()
+                try:
+                    os.write(2, b"schedopt: interrupted\n")
+                finally:
+                    os._exit(130)
+
+    watcher = threading.Thread(target=watch, name="schedopt-interrupt", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(previous_fd)
+        if previous_handler is not None:
+            signal.signal(signal.SIGINT, previous_handler)
+        os.close(write_fd)  # the watcher reads end-of-file and returns
+        watcher.join()
+        os.close(read_fd)
 
 
 def load_profile(path: str, regularize: bool = False):

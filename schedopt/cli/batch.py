@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from . import add_profile_argument, format_table, load_profile
-from .core import BITS_PER_NAT, _whole
+from .core import BITS_PER_NAT, whole_number_arg
 from .distributed import add_distributed_arguments
 
 _JOB_KEYS = ("profile", "steps", "target_kl", "name")
@@ -36,6 +36,12 @@ def register(sub) -> None:
         action="store_true",
         help="project every profile onto concave, non-decreasing curves first",
     )
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="solve problems with many runs of g by the optimizer alone (faster, but not "
+        "certified optimal); by default every job is solved and certified by the exact DP",
+    )
     add_distributed_arguments(p)
     p.set_defaults(func=run_batch)
 
@@ -47,7 +53,9 @@ def register(sub) -> None:
         "also the fewest steps each method needs to reach it.",
     )
     add_profile_argument(p)
-    p.add_argument("--max-steps", required=True, type=_whole, metavar="K", help="largest T")
+    p.add_argument(
+        "--max-steps", required=True, type=whole_number_arg, metavar="K", help="largest T"
+    )
     p.add_argument("--target-kl", type=float, metavar="EPS", help="also the fewest steps to EPS")
     p.add_argument("--out", metavar="F.json|F.csv", help="write every row (JSON or CSV)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -76,25 +84,33 @@ def _run_batch(args: argparse.Namespace) -> int:
     # a file system. It alone decides which jobs are finished and tells the others.
     manifest, out, writer = Path(args.manifest), Path(args.out), is_writer()
     jobs, profiles, budgets, names = same_everywhere(
-        lambda: _read_jobs(manifest, args.regularize), _fingerprint,
+        lambda: _read_jobs(manifest, args.regularize),
+        lambda inputs: _fingerprint(inputs, (args.regularize, args.fast)),
         "the manifest and its profiles",
     )
     rows: list[dict | None] = [None] * len(jobs)
     finished = np.zeros(len(jobs), np.int32)
     if writer:
-        _io.check_output_path(out)  # its parent folder must exist
-        out.mkdir(exist_ok=True)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {args.out!r} is a file; give a folder name")
+        if not out.is_dir():
+            _io.check_output_path(out)  # its parent folder must exist
+            out.mkdir()
         for i, job in enumerate(jobs):
-            done = _finished(out / names[i], profiles[i], budgets[i])
+            done = _finished(out / names[i], profiles[i], budgets[i], job)
             if done is not None:
                 finished[i] = 1
                 rows[i] = _summary_row(i, job, done, names[i], "skipped")
     todo = [int(i) for i in np.nonzero(broadcast(finished) == 0)[0]]
     for group in _progress.progress(_groups(todo, profiles, budgets), description="batch"):
-        schedules = optimize_batch([profiles[i] for i in group], [budgets[i] for i in group])
+        schedules = optimize_batch(
+            [profiles[i] for i in group], [budgets[i] for i in group],
+            certify="auto" if args.fast else True,
+        )
         for i, schedule in zip(group, schedules, strict=True):
             schedule = _meet_target(jobs[i], profiles[i], schedule)
-            meta = {**schedule.meta, "profile": jobs[i]["profile"], "job": i}
+            meta = {**schedule.meta, "profile": jobs[i]["profile"], "job": i,
+                    "profile_sha256": profile_digest(profiles[i])}
             if "target_kl" in jobs[i]:
                 meta["target_kl"] = jobs[i]["target_kl"]
             schedule = schedule.replace(meta=meta)
@@ -114,11 +130,12 @@ def _read_jobs(manifest: Path, regularize: bool) -> tuple[list, list, list[int],
     return jobs, profiles, _budgets(jobs, profiles), _output_names(jobs)
 
 
-def _fingerprint(inputs: tuple) -> bytes:
+def _fingerprint(inputs: tuple, options: tuple) -> bytes:
     """Bytes that differ when two processes would run different jobs."""
     jobs, profiles, budgets, names = inputs
     curves = b"".join(np.asarray(p.entropy, np.float64).tobytes() for p in profiles)
-    return json.dumps([jobs, [int(t) for t in budgets], names], sort_keys=True).encode() + curves
+    text = json.dumps([jobs, [int(t) for t in budgets], names, list(options)], sort_keys=True)
+    return text.encode() + curves
 
 
 def read_manifest(path: Path) -> list[dict]:
@@ -149,7 +166,8 @@ def _check_job(i: int, job) -> dict:
                          "(a KL to reach in as few steps as possible)")
     if "steps" in job:
         t = job["steps"]
-        if isinstance(t, bool) or not isinstance(t, int | float) or t != int(t) or t < 1:
+        if (isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t)
+                or t != int(t) or t < 1):
             raise ValueError(f"{where} has steps {t!r}; give a whole number >= 1")
     else:
         eps = job["target_kl"]
@@ -215,7 +233,19 @@ def _output_names(jobs: list[dict]) -> list[str]:
     return names
 
 
-def _finished(path: Path, profile, steps: int):
+def profile_digest(profile) -> str:
+    """SHA-256 of a profile's curve as float64 bytes: results are keyed by content.
+
+    A rerun recomputes a job whose profile file changed, even when its name and n did not
+    (the curve after --regularize is what is hashed, so the flag counts too).
+    """
+    import hashlib
+
+    data = np.ascontiguousarray(np.asarray(profile.entropy, dtype=np.float64))
+    return hashlib.sha256(data.tobytes()).hexdigest()
+
+
+def _finished(path: Path, profile, steps: int, job: dict):
     """The schedule already written for this job, or None when it must be (re)computed."""
     from ..schedules import Schedule
 
@@ -225,6 +255,11 @@ def _finished(path: Path, profile, steps: int):
         schedule = Schedule.load(path, profile=profile)
     except ValueError:
         return None  # a file from another run or another profile: recompute it
+    meta = schedule.meta
+    if meta.get("profile_sha256") != profile_digest(profile):
+        return None  # written for other content (or by an older schedopt)
+    if meta.get("target_kl") != job.get("target_kl"):
+        return None
     return schedule if schedule.steps == steps else None
 
 
@@ -258,6 +293,7 @@ def _summary_row(i: int, job: dict, schedule, name: str, status: str) -> dict:
         "expected_kl": kl,
         "expected_kl_bits": kl * BITS_PER_NAT,
         "method": schedule.method,
+        "certified": bool(schedule.certified),
         "schedule": name,
         "status": status,
     }
@@ -278,7 +314,7 @@ def _csv(rows: list) -> str:
 # --------------------------------------------------------------------------- frontier
 def run_frontier(args: argparse.Namespace) -> int:
     from .. import _io
-    from ..schedules import check_steps
+    from ..checks import check_steps
 
     if args.out is not None:
         if Path(args.out).suffix.lower() not in (".json", ".csv"):
@@ -293,14 +329,14 @@ def run_frontier(args: argparse.Namespace) -> int:
               "max_steps": max_steps, "unit": "nats", **table}
     if args.target_kl is not None:
         result["target_kl"] = args.target_kl
-        result["fewest_steps"] = fewest_steps(profile, args.target_kl, table["optimal_kl"])
+        result["fewest_steps"] = fewest_steps(profile, args.target_kl)
     if args.out is not None:
         if Path(args.out).suffix.lower() == ".json":
             _io.write_json(args.out, result)
         else:
             _io.atomic_write(args.out, _frontier_csv(result))
     if args.json:
-        print(json.dumps(result))
+        print(_io.dumps(result))
         return 0
     print(f"n = {profile.n} tokens, budgets T = 1..{max_steps}, expected KL in nats")
     shown = sorted({t for t in range(1, max_steps + 1) if max_steps <= 32 or t & (t - 1) == 0}
@@ -323,65 +359,23 @@ _METHODS = ("optimal", "uniform", "cosine", "tc", "dtc")
 
 
 def frontier_table(profile, max_steps: int) -> dict:
-    """Lists over T = 1..K: "steps", "optimal_kl" (exact), "uniform_kl", "cosine_kl", and
-    "tc_kl"/"dtc_kl" with "tc_steps"/"dtc_steps" (the most accurate TC/DTC schedule that
-    fits in T steps, as `schedopt compare` picks it; it may use fewer steps)."""
-    from ..exact import fast_frontier
-    from ..schedules import cosine_tokens, uniform_tokens
+    """Lists over T = 1..K: "steps", "<method>_kl" for each of `_METHODS`, and
+    "tc_steps"/"dtc_steps" (the steps the TC/DTC schedule within T steps really uses)."""
+    from ..compare import budget_table
 
-    entropy = np.asarray(profile.entropy, dtype=np.float64)
-    n, budgets = profile.n, range(1, max_steps + 1)
-    table = {
-        "steps": list(budgets),
-        "optimal_kl": [float(v) for v in fast_frontier(profile, max_steps)],
-        "uniform_kl": [_kl(entropy, uniform_tokens(n, t)) for t in budgets],
-        "cosine_kl": [_kl(entropy, cosine_tokens(n, t)) for t in budgets],
-    }
-    for kind in ("tc", "dtc"):
-        kls, steps = _correlation_rows(profile, max_steps, kind)
-        table[f"{kind}_kl"], table[f"{kind}_steps"] = kls, steps
+    table = {"steps": list(range(1, max_steps + 1))}
+    for name, (steps, kl) in budget_table(profile, max_steps).items():
+        table[f"{name}_kl"] = [float(v) for v in kl]
+        if name in ("tc", "dtc"):
+            table[f"{name}_steps"] = [int(t) for t in steps]
     return table
 
 
-def _kl(entropy: np.ndarray, tokens: np.ndarray) -> float:
-    """THEORY 3 by block sums (float64): sum_k s_k g_{N_{k-1}} - (H_{N_k} - H_{N_{k-1}})."""
-    ends = np.cumsum(tokens)
-    starts = ends - tokens
-    g = np.diff(entropy)
-    return float(np.sum(tokens * g[starts] - (entropy[ends] - entropy[starts])))
+def fewest_steps(profile, target_kl: float) -> dict[str, int]:
+    """The fewest steps each method but the optimizer needs for a KL <= target_kl (nats)."""
+    from ..compare import fewest_steps as fewest
 
-
-def _correlation_rows(profile, max_steps: int, kind: str) -> tuple[list[float], list[int]]:
-    """For each T, the TC (DTC) schedule with the largest zeta (smallest guaranteed eps) that
-    needs at most T steps; every zeta is built once, in increasing order."""
-    from ..schedules import dtc_tokens_for_zeta, tc_tokens_for_zeta
-
-    make = tc_tokens_for_zeta if kind == "tc" else dtc_tokens_for_zeta
-    entropy = np.asarray(profile.entropy, dtype=np.float64)
-    kls, steps = [], []
-    zeta, current, following = 1, make(profile.n, 1), make(profile.n, 2)
-    for t in range(1, max_steps + 1):
-        while zeta <= profile.n and following.size <= t:
-            zeta, current = zeta + 1, following
-            following = make(profile.n, zeta + 1) if zeta <= profile.n else following
-        kls.append(_kl(entropy, current))
-        steps.append(int(current.size))
-    return kls, steps
-
-
-def fewest_steps(profile, target_kl: float, optimal_kl: list[float]) -> dict[str, int]:
-    """The fewest steps each method needs for an expected KL <= target_kl (nats)."""
-    from ..compare import fewest_steps_optimal, fewest_steps_scanning
-    from ..schedules import cosine_tokens, dtc_schedule, tc_schedule, uniform_tokens
-
-    reached = [t for t, kl in enumerate(optimal_kl, 1) if kl <= target_kl * (1 + _SLACK) + _SLACK]
-    return {
-        "optimal": reached[0] if reached else fewest_steps_optimal(profile, target_kl),
-        "uniform": fewest_steps_scanning(profile, target_kl, uniform_tokens),
-        "cosine": fewest_steps_scanning(profile, target_kl, cosine_tokens),
-        "tc": tc_schedule(profile, target_kl).steps,
-        "dtc": dtc_schedule(profile, target_kl).steps,
-    }
+    return fewest(profile, target_kl, methods=_METHODS)
 
 
 def _frontier_csv(result: dict) -> str:

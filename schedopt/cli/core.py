@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 
 import numpy as np
 
+from .. import _io
 from . import add_profile_argument, format_table, load_profile
 from .export import add_optimize_arguments, evaluate_file, optimize_variant, random_count_rows
 
@@ -21,7 +21,7 @@ def register(sub) -> None:
         description="Find the T-step schedule with the least expected KL and write it as JSON.",
     )
     add_profile_argument(p)
-    p.add_argument("--steps", required=True, type=_whole, metavar="T", help="step budget")
+    p.add_argument("--steps", required=True, type=whole_number_arg, metavar="T", help="step budget")
     p.add_argument(
         "--method",
         choices=("optax", "exact"),
@@ -30,7 +30,7 @@ def register(sub) -> None:
         "exact: the dynamic program (the certificate)",
     )
     p.add_argument("--out", required=True, metavar="S.json", help="schedule file to write")
-    add_optimize_arguments(p)  # --sampler, --block-length, --equal-split (issue 5)
+    add_optimize_arguments(p)  # --sampler, --block-length, --equal-split
     p.set_defaults(func=run_optimize)
 
     p = sub.add_parser(
@@ -51,7 +51,7 @@ def register(sub) -> None:
         "steps each method needs to reach that KL.",
     )
     add_profile_argument(p)
-    p.add_argument("--steps", required=True, type=_whole, metavar="T", help="step budget")
+    p.add_argument("--steps", required=True, type=whole_number_arg, metavar="T", help="step budget")
     p.add_argument(
         "--target-kl", type=float, metavar="EPS", help="also find the fewest steps to reach EPS"
     )
@@ -59,7 +59,7 @@ def register(sub) -> None:
     p.set_defaults(func=run_compare)
 
 
-def _whole(text: str) -> int:
+def whole_number_arg(text: str) -> int:
     try:
         value = float(text)
     except ValueError:
@@ -77,6 +77,15 @@ def _describe(schedule) -> str:
     )
 
 
+def certificate(schedule) -> str:
+    """What is proven about a schedule's optimality, in a few words."""
+    if schedule.certified:
+        return "certified optimal (exact DP)"
+    if schedule.lower_bound is not None:
+        return f"not certified: at most {schedule.gap:.3g} nats above the optimum"
+    return "not certified (the exact DP was not run)"
+
+
 def run_optimize(args: argparse.Namespace) -> int:
     from .._io import check_output_path
     from ..exact import optimal_schedule
@@ -92,7 +101,7 @@ def run_optimize(args: argparse.Namespace) -> int:
         schedule = optimize(profile, args.steps)
     schedule = schedule.replace(meta={**schedule.meta, "profile": str(args.profile)})
     schedule.save(args.out)
-    print(f"{args.method}: {_describe(schedule)} -> {args.out}")
+    print(f"{args.method}: {_describe(schedule)}; {certificate(schedule)} -> {args.out}")
     return 0
 
 
@@ -105,7 +114,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     schedule = Schedule.load(args.schedule, profile=profile)
     kl = float(schedule.expected_kl)
     if args.json:
-        print(json.dumps(_row(schedule)))
+        print(_io.dumps(_row(schedule)))
     else:
         print(f"{args.schedule}: {_describe(schedule)}")
     return 0 if math.isfinite(kl) else 1
@@ -127,7 +136,7 @@ def run_compare(args: argparse.Namespace) -> int:
 
     profile = load_profile(args.profile, args.regularize)
     rows = [_row(s, name) for name, s in cmp.schedules_at_budget(profile, args.steps).items()]
-    exact = next(r["expected_kl"] for r in rows if r["method"] == "exact (DP)")
+    exact = next(r["expected_kl"] for r in rows if r["method"] == "optimal")
     for r in rows:
         r["ratio_to_exact"] = r["expected_kl"] / exact if exact > 0 else _ratio_at_zero(r)
     rows += random_count_rows(profile, args.steps, exact)  # what random counts cost
@@ -136,10 +145,11 @@ def run_compare(args: argparse.Namespace) -> int:
         out["target_kl"] = args.target_kl
         out["fewest_steps"] = cmp.fewest_steps(profile, args.target_kl)
     if args.json:
-        print(json.dumps(out))
+        print(_io.dumps(out))
         return 0
     print(f"n = {profile.n} tokens, budget T = {args.steps} steps")
-    print(format_table(rows, ("method", "steps", "expected_kl", "expected_kl_bits", "largest_step",
+    shown = [{**r, "method": cmp.LABELS.get(r["method"], r["method"])} for r in rows]
+    print(format_table(shown, ("method", "steps", "expected_kl", "expected_kl_bits", "largest_step",
                         "ratio_to_exact"),
                  ("method", "steps", "KL (nats)", "KL (bits)", "largest step", "/ exact")))
     if args.target_kl is not None:

@@ -1,9 +1,10 @@
-"""`schedopt export`: write a schedule in the format another sampler reads (issue 5)."""
+"""`schedopt export`: write a schedule in the format another sampler reads."""
 
 from __future__ import annotations
 
 import argparse
-import json
+
+from .. import _io
 
 
 def register(sub) -> None:
@@ -33,7 +34,8 @@ def register(sub) -> None:
         "--eps",
         type=float,
         default=1e-4,
-        help="timesteps only: the sampler's offset in (0, 0.5) (default 1e-4, MD4's)",
+        help="timesteps only: MD4's offset in (0, 0.5) (default 1e-4); log-linear (MDLM/SEDD) "
+        "times do not depend on it",
     )
     p.add_argument(
         "--convention",
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     )
     export.write_export(args.out, data)
     summary = {k: data[k] for k in ("kind", "n", "steps", "sampler") if k in data}
-    print(json.dumps({"out": args.out, **summary}))
+    print(_io.dumps({"out": args.out, **summary}))
     return 0
 
 
@@ -129,13 +131,15 @@ def evaluate_file(args: argparse.Namespace, profile) -> bool:
         return False
     scores = export.score_imported(profile, export.read_schedule_file(args.schedule, profile.n))
     if args.json:
-        print(json.dumps(scores))
+        print(_io.dumps(scores))
         return True
     how = {"fixed": "fixed counts", "binomial": "random counts"}[scores["sampler"]]
     line = f"{args.schedule}: {scores['kind']}, {scores['steps']} steps, expected KL "
     line += f"{scores['expected_kl']:.6g} nats with {how}"
     if "block_length" in scores:
         line += f" in blocks of {scores['block_length']} (per-block curves sliced from the profile)"
+    if len(scores.get("expected_tokens_per_step", [])) > scores["steps"]:
+        line += " (MD4's final decode counted as one more step)"
     if "expected_kl_fixed" in scores:
         line += f"; {scores['expected_kl_fixed']:.6g} with fixed counts round(n alpha)"
     if "expected_kl_random" in scores:

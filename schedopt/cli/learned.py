@@ -1,4 +1,4 @@
-"""CLI for trained models: `profile --model` and `nll` (issue 4).
+"""CLI for trained models: `profile --model` and `nll`.
 
     schedopt profile --model digits --data digits --out digits.json
     schedopt nll --model digits --schedule opt8.json --schedule uniform8.json
@@ -7,11 +7,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
+from .. import _io
 from .distributed import add_distributed_arguments
-
-DEFAULT_FULL_GRID = 256  # up to this n the data curve is estimated at every revealed count
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = False,
@@ -84,6 +82,8 @@ def load_model_and_data_everywhere(args: argparse.Namespace):
 
 
 def _fingerprint(args: argparse.Namespace, model, data, info) -> bytes:
+    import json
+
     import jax
     import numpy as np
     from flax import nnx
@@ -96,10 +96,6 @@ def _fingerprint(args: argparse.Namespace, model, data, info) -> bytes:
     return json.dumps(options, default=str).encode() + np.asarray(data).tobytes() + weights
 
 
-def _grid(n: int):
-    return None if n > DEFAULT_FULL_GRID else n
-
-
 def profile_from_model(args: argparse.Namespace):
     """The --kind curve of --model on held-out --data, regularised, with stderr (profile cmd)."""
     import jax
@@ -110,7 +106,7 @@ def profile_from_model(args: argparse.Namespace):
     model, data, info = load_model_and_data_everywhere(args)
     profile = estimate_profile(
         logits_fn(model), data, key=jax.random.key(args.seed), kind=args.kind,
-        grid=_grid(data.shape[1]), batch_size=args.batch_size, quiet=False,
+        batch_size=args.batch_size, quiet=False,
     )
     return profile.replace(meta={**profile.meta, **info})
 
@@ -148,7 +144,7 @@ def _run_nll(args: argparse.Namespace) -> int:
     import jax
 
     from ..distributed import is_writer
-    from ..estimate import estimate_curves
+    from ..estimate import estimate_curves, schedule_grid
     from ..models import logits_fn
     from ..nll import predicted_excess, schedules_nll
     from ..schedules import Schedule
@@ -165,7 +161,9 @@ def _run_nll(args: argparse.Namespace) -> int:
     fn = logits_fn(model)
     k_nll, k_curve = jax.random.split(jax.random.key(args.seed))
     results = schedules_nll(fn, data, schedules, k_nll, orders=args.orders, quiet=False)
-    estimate = estimate_curves(fn, data, key=k_curve, grid=_grid(n),
+    # The curve at every count (n <= FULL_GRID_MAX) or at least at each schedule's cuts.
+    grid = schedule_grid(n, *(s.tokens_per_step for s in schedules))
+    estimate = estimate_curves(fn, data, key=k_curve, grid=grid,
                                batch_size=args.batch_size, quiet=False)
     rows = []
     for path, s, r in zip(args.schedule, schedules, results, strict=True):
@@ -175,7 +173,7 @@ def _run_nll(args: argparse.Namespace) -> int:
     if not is_writer():  # every process holds the same results; one prints them
         return 0
     if args.json:
-        print(json.dumps({**info, "results": rows}, indent=1))
+        print(_io.dumps({**info, "results": rows}, indent=1))
         return 0
     print(_table(info, rows, n))
     return 0

@@ -6,9 +6,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from .. import _io
 from . import add_profile_argument, load_profile
 
 
@@ -36,11 +36,13 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import _progress
-    from ..plot import _check_png_path, plot_report
+    from ..plot import check_png_path, plot_report
     from ..schedules import Schedule
 
-    _check_png_path(args.out)  # before any work: a bad name fails fast
+    check_png_path(args.out)  # before any work: a bad name fails fast
     profile = load_profile(args.profile, args.regularize)
+    if profile.n < 2:
+        raise ValueError(f"{args.profile!r} has n = {profile.n}; plot needs n >= 2 tokens")
     schedules = [Schedule.load(path, profile=profile) for path in args.schedule]
     labels = [Path(path).stem for path in args.schedule]  # e.g. "opt8": what the user named it
     if args.max_steps is not None and not 1 <= args.max_steps <= profile.n:
@@ -51,6 +53,6 @@ def run(args: argparse.Namespace) -> int:
     rows = [{"schedule": path, "steps": s.steps, "expected_kl": float(s.expected_kl),
              "shaded_area": float(area)}
             for path, s, area in zip(args.schedule, schedules, areas, strict=True)]
-    print(json.dumps({"out": args.out, "schedules": rows}))
+    print(_io.dumps({"out": args.out, "schedules": rows}))
     return 0
 

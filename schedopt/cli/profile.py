@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
+from .. import _io
 from . import known, learned
 from .distributed import add_distributed_arguments
 
@@ -49,5 +49,5 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError("say where the curve comes from: --distribution NAME or --model NAME")
     if is_writer():  # every process holds the whole profile; one writes it
         profile.save(args.out)
-        print(json.dumps({"out": args.out, **profile.summary()}))
+        print(_io.dumps({"out": args.out, **profile.summary()}))
     return 0

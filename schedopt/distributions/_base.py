@@ -9,6 +9,7 @@ Rao-Blackwellised Monte Carlo estimator of `schedopt.estimate`.
 from __future__ import annotations
 
 import abc
+import inspect
 import itertools
 from typing import Any
 
@@ -16,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..checks import whole_number
+from ..precision import float64
 from ..profile import EntropyProfile
 
 # Enumerating V^n sequences (Distribution.table) is refused above this many.
@@ -40,6 +43,14 @@ class Distribution(abc.ABC):
     n: int
     vocab_size: int
 
+    def __init_subclass__(cls, **kwargs):
+        # A known law is the laboratory: its profiles, samples and probabilities are exact
+        # references, computed in float64 whatever the caller's JAX precision.
+        super().__init_subclass__(**kwargs)
+        for name, attribute in list(vars(cls).items()):
+            if inspect.isfunction(attribute) and not name.startswith("_"):
+                setattr(cls, name, float64(attribute))
+
     # ---------------------------------------------------------------- to implement
     @abc.abstractmethod
     def sample(self, key: jax.Array, num: int) -> jnp.ndarray:
@@ -59,6 +70,7 @@ class Distribution(abc.ABC):
         """Whether `profile()` is exact (True) or a Monte Carlo estimate (False)."""
         return False
 
+    @float64
     def conditionals(self, x: Any, revealed: Any) -> jnp.ndarray:
         """The conditional marginals mu(x_i = v | x_revealed) of every position.
 
@@ -75,6 +87,7 @@ class Distribution(abc.ABC):
         out = self._conditionals(x.reshape(-1, self.n), revealed.reshape(-1, self.n))
         return out.reshape(*lead, self.n, self.vocab_size)
 
+    @float64
     def log_conditionals(self, x: Any, revealed: Any) -> jnp.ndarray:
         """log of `conditionals` (nats; -inf where a value is impossible).
 
@@ -83,6 +96,7 @@ class Distribution(abc.ABC):
         """
         return log_or_neg_inf(self.conditionals(x, revealed))
 
+    @float64
     def profile(
         self,
         *,
@@ -99,11 +113,13 @@ class Distribution(abc.ABC):
         Args:
             key: JAX PRNG key (default: key 0, so results are reproducible).
             samples: number of sequences.
-            grid: revealed counts to evaluate (default: `schedopt.estimate.revealed_grid`).
+            grid: revealed counts to evaluate (default: `schedopt.estimate.default_grid`,
+                every count for n <= 256).
             quiet: no progress bar.
         """
         return self.estimate(key=key, samples=samples, grid=grid, quiet=quiet).profile("model")
 
+    @float64
     def estimate(
         self,
         *,
@@ -130,6 +146,7 @@ class Distribution(abc.ABC):
         data = self.sample(k_data, samples)
         return estimate_curves(self.log_conditionals, data, key=k_order, grid=grid, quiet=quiet)
 
+    @float64
     def table(self) -> np.ndarray:
         """The joint probabilities as float64[V, ..., V] (n axes), by enumeration.
 
@@ -180,17 +197,13 @@ def entropy_nats(p: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def check_length(n: Any, name: str = "n") -> int:
-    """A sequence length: a whole number >= 1."""
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        raise ValueError(f"{name} must be a whole number of tokens >= 1, got {n!r}")
-    return int(n)
+    """A sequence length: a whole number >= 1 (see `schedopt.checks.whole_number`)."""
+    return whole_number(n, name, minimum=1, unit="tokens")
 
 
 def check_count(num: Any, name: str) -> int:
     """A number of samples or sequences: a whole number >= 1."""
-    if isinstance(num, bool) or not isinstance(num, int | np.integer) or num < 1:
-        raise ValueError(f"{name} must be a whole number >= 1, got {num!r}")
-    return int(num)
+    return whole_number(num, name, minimum=1)
 
 
 def check_probabilities(p: Any, name: str, ndim: int) -> np.ndarray:
@@ -221,9 +234,10 @@ def check_probabilities(p: Any, name: str, ndim: int) -> np.ndarray:
             f"{name}{list(idx)} = {a[idx]:.6g} is negative; probabilities must be >= 0"
         )
     sums = a.sum(axis=-1)
-    bad = np.argwhere(np.abs(sums - 1.0) > _SUM_TOLERANCE)
+    # np.atleast_1d: for a single distribution sums is 0-d, where argwhere finds nothing.
+    bad = np.argwhere(np.atleast_1d(np.abs(sums - 1.0) > _SUM_TOLERANCE))
     if bad.size:
-        idx = tuple(int(i) for i in bad[0])
+        idx = tuple(int(i) for i in bad[0]) if sums.ndim else ()
         where = f"{name}{list(idx)}" if idx else name
         raise ValueError(
             f"{where} sums to {sums[idx]:.6g}, not 1; normalise each distribution along the "

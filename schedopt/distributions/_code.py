@@ -219,7 +219,7 @@ def _eliminate(gen_t, inverse, q, x, revealed):
         pivots; their number is rank(G_S)).
     """
     k = gen_t.shape[1]
-    rows = jnp.concatenate([gen_t, jnp.where(revealed, x, 0)[:, None].astype(jnp.int64)], 1)
+    rows = jnp.concatenate([gen_t, jnp.where(revealed, x, 0)[:, None].astype(gen_t.dtype)], 1)
 
     def column(c, state):
         rows, free, pivots = state
@@ -252,6 +252,6 @@ def _code_conditionals(gen_t, inverse, q, x, revealed):
     determined = jnp.all(rows[..., :-1] == 0, axis=-1)
     value = (-rows[..., -1]) % q
     probs = jnp.where(
-        determined[..., None], jax.nn.one_hot(value, q, dtype=jnp.float64), 1.0 / q
+        determined[..., None], jax.nn.one_hot(value, q, dtype=float), 1.0 / q
     )
     return point_mass(x, revealed, probs)

@@ -1,0 +1,110 @@
+"""The package's shape: imports point one way, no private names cross modules, and importing
+schedopt leaves JAX's configuration alone."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "schedopt"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> list[tuple[str, list[str]]]:
+    """(imported module, imported names) for every import in the file, function-level too."""
+    module = _module_name(path)
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            names = [a.name for a in node.names]
+            if target.startswith("schedopt"):
+                # `from . import x` imports the submodule x.
+                subs = [f"{target}.{n}" for n in names if _is_module(f"{target}.{n}")]
+                found += [(s, []) for s in subs]
+                found.append((target, [n for n in names if not _is_module(f"{target}.{n}")]))
+        elif isinstance(node, ast.Import):
+            found += [(a.name, []) for a in node.names if a.name.startswith("schedopt")]
+    return found
+
+
+def _is_module(name: str) -> bool:
+    rel = Path(*name.split(".")[1:])
+    return (PACKAGE / rel).with_suffix(".py").exists() or (PACKAGE / rel / "__init__.py").exists()
+
+
+def _graph() -> dict[str, set[str]]:
+    graph = {}
+    for path in PACKAGE.rglob("*.py"):
+        module = _module_name(path)
+        graph[module] = {t for t, _ in _imports(path) if t != module and t in _all_modules()}
+    return graph
+
+
+def _all_modules() -> set[str]:
+    return {_module_name(p) for p in PACKAGE.rglob("*.py")}
+
+
+def test_the_import_graph_has_no_cycle():
+    graph = _graph()
+    # A package's __init__ re-exports its modules: edges into a package from its own
+    # submodules go through the parent attribute lookup, not the __init__'s code.
+    for module in graph:
+        graph[module] = {t for t in graph[module] if not module.startswith(t + ".")}
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(node):
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                cycle = path[path.index(nxt):] + [nxt]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if nxt not in state:
+                visit(nxt)
+        path.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+
+
+def test_no_module_imports_another_modules_private_names():
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        for target, names in _imports(path):
+            private = [n for n in names if n.startswith("_") and n != "__version__"]
+            if private:
+                offenders.append(f"{_module_name(path)} imports {private} from {target}")
+    assert not offenders, offenders
+
+
+def test_importing_schedopt_leaves_jax_config_alone():
+    code = (
+        "import jax, jax.numpy as jnp, numpy as np, schedopt\n"
+        "assert not jax.config.jax_enable_x64\n"
+        "assert jnp.zeros(1).dtype == jnp.float32\n"
+        "g = 1.0 / (1.0 + np.arange(64))\n"
+        "p = schedopt.EntropyProfile.from_conditional_entropy(g)\n"
+        "s = schedopt.optimize(p, 4)\n"
+        "assert not jax.config.jax_enable_x64 and jnp.zeros(1).dtype == jnp.float32\n"
+        "assert isinstance(s.expected_kl, np.floating) and s.expected_kl.dtype == np.float64\n"
+        "exact = sum((b - a) * g[a] - g[a:b].sum() for a, b in zip(s.cumulative[:-1],"
+        " s.cumulative[1:]))\n"
+        "assert abs(float(s.expected_kl) - exact) <= 1e-13 * exact, (float(s.expected_kl), exact)\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
