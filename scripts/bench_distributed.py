@@ -28,6 +28,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=16, help="budget T")
     parser.add_argument("--batch", type=int, default=1024, help="problems per call")
     parser.add_argument("--repeats", type=int, default=3, help="warm calls (median)")
+    parser.add_argument("--certify", choices=("auto", "true", "false"), default="auto",
+                        help="optimize_batch's solver choice (default auto)")
     parser.add_argument("--coordinator", default=None, help="HOST:PORT of process 0")
     parser.add_argument("--num-processes", type=int, default=None)
     parser.add_argument("--process-id", type=int, default=None)
@@ -51,18 +53,21 @@ def main() -> None:
     g = a * np.exp(-j / s) + b * (1 + j) ** (-p) + 0.1 * c
     profiles = [schedopt.EntropyProfile.from_conditional_entropy(row) for row in g]
 
+    certify = {"auto": "auto", "true": True, "false": False}[args.certify]
     start = time.perf_counter()
-    schedopt.optimize_batch(profiles, args.steps)
+    schedules = schedopt.optimize_batch(profiles, args.steps, certify=certify)
     first = time.perf_counter() - start
+    methods = sorted({s.method for s in schedules})
     times = []
     for _ in range(args.repeats):
         start = time.perf_counter()
-        schedopt.optimize_batch(profiles, args.steps)
+        schedopt.optimize_batch(profiles, args.steps, certify=certify)
         times.append(time.perf_counter() - start)
     warm = float(np.median(times))
     if jax.process_index() == 0:
         print(f"devices {jax.device_count()} ({jax.devices()[0].platform}), processes "
-              f"{jax.process_count()}, problems {args.batch}, n {args.n}, T {args.steps}: "
+              f"{jax.process_count()}, problems {args.batch}, n {args.n}, T {args.steps}, "
+              f"solver {'+'.join(methods)}: "
               f"first call {first:.2f} s, warm {warm:.3f} s (median of {args.repeats}), "
               f"{args.batch / warm:.0f} schedules/s", flush=True)
 
