@@ -10,6 +10,7 @@ computed in float64 inside a scoped `jax.enable_x64` context (see `schedopt.prec
 """
 
 from . import distributions as distributions
+from .adaptive_estimate import estimate_within_budget as estimate_within_budget
 from .batch import optimize_batch as optimize_batch
 from .binomial import TimeGrid as TimeGrid
 from .binomial import expected_kl_binomial as expected_kl_binomial
@@ -26,11 +27,14 @@ from .exact import optimal_schedule as optimal_schedule
 from .export import export_schedule as export_schedule
 from .export import read_schedule_file as read_schedule_file
 from .export import write_export as write_export
+from .losscurve import profile_from_loss_curve as profile_from_loss_curve
 from .nll import schedule_nll as schedule_nll
 from .optimize import optimize as optimize
 from .profile import EntropyProfile as EntropyProfile
+from .quality import sample_quality as sample_quality
 from .robust import optimize_robust as optimize_robust
 from .sampler import sample as sample
+from .sampler import sample_entropy_bounded as sample_entropy_bounded
 from .sampler import verify as verify
 from .schedules import Schedule as Schedule
 from .schedules import cosine as cosine

@@ -1,6 +1,6 @@
 """Samplers with random counts: the exact expected KL of a time grid, and its optimum.
 
-THEORY section 6. MD4, MDLM, SEDD and Dream's "origin" step unmask every masked token
+docs/theory.md §6. MD4, MDLM, SEDD and Dream's "origin" step unmask every masked token
 independently. With revealed fraction alpha_k after step k (alpha_0 = 0 < ... < alpha_T = 1) a
 token is revealed by step k with probability alpha_k, so N_{k-1} ~ Binomial(n, alpha_{k-1}) and
 the revealed positions are uniform given their number. With p_k = (alpha_k - alpha_{k-1}) /
@@ -65,7 +65,8 @@ class TimeGrid:
         if alpha.ndim != 1:
             raise ValueError(f"alpha must be 1-D for one grid, got shape {alpha.shape}")
         kl = expected_kl_binomial(profile, alpha)
-        return cls(alpha=jnp.asarray(alpha), expected_kl=kl, method=method, meta={"n": profile.n})
+        return cls(alpha=np.asarray(alpha, np.float64), expected_kl=kl, method=method,
+                   meta={"n": profile.n})
 
     def timesteps(
         self, alpha_schedule: str = "linear", eps: float = 1e-4, convention: str = "md4"
@@ -116,7 +117,7 @@ class TimeGrid:
         else:
             kl = obj.get("expected_kl", np.nan)
         return cls(
-            alpha=jnp.asarray(alpha),
+            alpha=np.asarray(alpha, np.float64),
             expected_kl=np.float64(kl),
             method=str(obj.get("method", "custom")),
             meta=meta,
@@ -142,7 +143,7 @@ def expected_kl_binomial(profile: EntropyProfile, alpha: Any) -> jnp.ndarray:
 
     References:
         S. Chen, K. Cong, J. Li, "Optimal Inference Schedules for Masked Diffusion Models",
-        COLT 2026; THEORY section 6.
+        COLT 2026; docs/theory.md §6.
     """
     if isinstance(alpha, jax.core.Tracer):
         return _batched_kl_binomial(jnp.asarray(profile.entropy, alpha.dtype), alpha)
@@ -226,6 +227,7 @@ def _default_optimizer() -> optax.GradientTransformationExtraArgs:
     return optax.lbfgs(linesearch=linesearch)
 
 
+@float64
 def optimize_binomial(
     profile: EntropyProfile,
     steps: int,

@@ -1,8 +1,8 @@
 """Semi-autoregressive blocks (LLaDA's block_length): per-block curves, frontiers, step split.
 
-THEORY section 7. The n positions are cut into B = n / L contiguous blocks of L tokens that
+docs/theory.md §7. The n positions are cut into B = n / L contiguous blocks of L tokens that
 decode left to right; block b runs its own schedule with every earlier block revealed and every
-later block still masked. By the chain rule the expected KL is the sum over blocks of THEORY 3
+later block still masked. By the chain rule the expected KL is the sum over blocks of theory §3
 applied to the block's own curve
 
     H^b_j = E_{S in block b, |S| = j} H(X_S | X_{blocks < b}),   j = 0..L,
@@ -30,10 +30,10 @@ import numpy as np
 from flax import struct
 
 from . import _io
-from ._progress import progress
 from .checks import check_tokens_per_step, whole_number
 from .divergence import expected_kl
 from .estimate import check_data, check_kind, masked_means
+from .precision import float64
 from .profile import EntropyProfile
 from .schedules import Schedule
 
@@ -203,6 +203,7 @@ def load_block_profiles(path: str | os.PathLike, block_length: int, regularize: 
 
 
 # --------------------------------------------------------------------------- exact curves
+@float64
 def block_profiles_from_table(joint: Any, block_length: int) -> BlockProfiles:
     """Exact per-block curves of an explicit joint table, by enumeration.
 
@@ -249,6 +250,7 @@ def block_profiles_from_table(joint: Any, block_length: int) -> BlockProfiles:
 
 
 # --------------------------------------------------------------------------- estimated curves
+@float64
 def estimate_block_profiles(
     logits_fn: Callable[[jax.Array, jax.Array], jax.Array],
     data: Any,
@@ -256,9 +258,12 @@ def estimate_block_profiles(
     *,
     key: jax.Array,
     kind: str = "data",
+    prompts: Any = None,
+    regularize: bool = True,
     batch_size: int = 256,
     jit: bool = True,
     quiet: bool = True,
+    checkpoint: Any = None,
 ) -> BlockProfiles:
     """Monte Carlo per-block curves: earlier blocks revealed, later ones masked.
 
@@ -266,27 +271,40 @@ def estimate_block_profiles(
     revealed count j = 0..L-1 (common random numbers); the block's first j positions in that
     order and all earlier blocks are revealed, everything else masked, and g^b_j is the mean
     over the block's still-masked positions of -log p(x_i | revealed) (kind "data", the
-    held-out cross-entropy curve of THEORY 11) or of the predictive entropy (kind "model"),
+    held-out cross-entropy curve of theory §11) or of the predictive entropy (kind "model"),
     the same statistics as `schedopt.estimate_profile`. Each block's curve is then
-    regularised (weighted isotonic projection of g).
+    regularised (weighted isotonic projection of g) unless `regularize=False`.
 
     Args:
         logits_fn: (tokens int32[B, n], revealed bool[B, n]) -> logits float[B, n, V];
-            unrevealed positions of `tokens` hold 0 and must be ignored.
-        data: int[M, n] held-out sequences (M >= 2), or samples of a known law.
+            unrevealed positions of `tokens` hold 0 and must be ignored. Or a
+            `schedopt.conditioning.TokenScorer`.
+        data: int[M, n] held-out sequences (M >= 2), or samples of a known law; with prompts,
+            the answers.
         block_length: L, dividing n.
         key: PRNG key for the orders.
         kind: "data" or "model".
+        prompts: None, or M always-visible prompts (int[M, P] or lists of any lengths): each
+            block's curve is then conditioned on the prompt and the earlier blocks (theory §12).
+        regularize: project each block's g onto non-increasing sequences. Pass False to keep
+            the raw curve, which is the one whose KL formula predicts held-out NLL exactly
+            (theory §11); optimize a raw curve with `schedopt.unregularized`.
         batch_size: rows per logits_fn call (the last batch is padded: one compilation).
         jit: compile logits_fn (False for functions JAX cannot trace).
         quiet: no progress bar.
+        checkpoint: None, or a file where finished blocks are saved; a rerun with the same
+            arguments resumes from it (`schedopt.resume`).
 
     Returns:
         `BlockProfiles` with per-block standard errors (across sequences); meta records the
         number of forward passes (M * n).
     """
+    from .conditioning import check_prompts
+    from .resume import Checkpoint
+
     check_kind(kind)
     x = check_data(data)
+    prompt_list = check_prompts(prompts, x.shape[0])
     if x.shape[0] < 2:
         raise ValueError(f"data has {x.shape[0]} sequence; give at least 2 for standard errors")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -295,8 +313,11 @@ def estimate_block_profiles(
     length = check_block_length(block_length, n)
     keys = jax.random.split(key, n // length)
     column = 0 if kind == "data" else 1
+    store = Checkpoint.open(checkpoint, f"blocks{length}", data=x, prompts=prompt_list,
+                            key=_key_bits(key), kind=np.asarray(column), batch_size=batch_size)
     profiles = []
-    for b in progress(range(n // length), description="block curves", quiet=quiet):
+
+    def block_statistics(b):
         start = b * length
         order = jax.vmap(lambda k: jax.random.permutation(k, length))(jax.random.split(keys[b], m))
         rank = np.argsort(np.asarray(order), axis=1)  # rank[i] = place of position i in order
@@ -307,18 +328,71 @@ def estimate_block_profiles(
         revealed[:, :, start : start + length] = rank[:, None, :] < j[None, :, None]
         scored = np.zeros(n, dtype=bool)
         scored[start : start + length] = True
-        tokens = np.broadcast_to(x[:, None, :], (m, length, n)).reshape(-1, n)
-        stats = _block_statistics(
-            logits_fn, tokens, revealed.reshape(-1, n), scored, batch_size, jit
+        return _prompted_block_statistics(
+            logits_fn, x, revealed.reshape(-1, n), scored, prompt_list, batch_size, jit
         )
+
+    stats_by_block = store.run("block", range(n // length), block_statistics,
+                               description="block curves", quiet=quiet)
+    for stats in stats_by_block:
         g = stats[column].reshape(m, length)
         stderr = g.std(axis=0, ddof=1) / math.sqrt(m)
         raw = EntropyProfile.from_conditional_entropy(
             g.mean(axis=0), n=length, stderr=stderr, check=False
         )
-        profiles.append(raw.regularize())
-    meta = {"source": "estimate", "kind": kind, "sequences": m, "forward_passes": m * n}
+        profiles.append(raw.regularize() if regularize else raw)
+    store.finish()
+    meta = {"source": "estimate", "kind": kind, "sequences": m, "forward_passes": m * n,
+            "regularized": bool(regularize), "prompted": prompt_list is not None}
     return BlockProfiles.from_profiles(profiles, meta=meta)
+
+
+def _key_bits(key: jax.Array) -> np.ndarray:
+    """The raw bits of a PRNG key (typed or legacy), for checkpoint fingerprints."""
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    return np.asarray(jax.random.key_data(key) if typed else key)
+
+
+def _prompted_block_statistics(logits_fn, x, revealed, scored, prompts, batch_size, jit):
+    """(cross-entropy, entropy) per row (sequence, j): x's rows repeat L times in `revealed`.
+
+    A TokenScorer gets ragged prompts directly; a JAX logits_fn gets prompt + answer, with
+    the prompt revealed and unscored, one prompt length at a time.
+    """
+    from .conditioning import is_scorer, masked_row_means, prompt_groups
+
+    m, n = x.shape
+    reps = revealed.shape[0] // m
+    if is_scorer(logits_fn):
+        if x.max() >= logits_fn.vocab_size:
+            raise ValueError(
+                f"data holds token {int(x.max())} but the model predicts only "
+                f"V = {logits_fn.vocab_size} values; encode the data with the model's vocabulary"
+            )
+        seq = np.repeat(np.arange(m), reps)
+        rows = [np.zeros(0, np.int32)] * m if prompts is None else prompts
+        ce, ent = np.zeros(seq.size), np.zeros(seq.size)
+        for lo in range(0, seq.size, batch_size):
+            s = seq[lo:lo + batch_size]
+            shown = revealed[lo:lo + batch_size]
+            c, e = logits_fn.token_statistics([rows[i] for i in s], x[s], shown)
+            c, e, bad = masked_row_means(c, e, ~shown & scored[None, :])
+            if bad.any() or not np.all(np.isfinite(c)):
+                raise ValueError("the model returned NaN statistics or gave probability 0 to "
+                                 "a token in the data; check the model and the data")
+            ce[lo:lo + s.size], ent[lo:lo + s.size] = c, e
+        return ce, ent
+    ce, ent = np.zeros(m * reps), np.zeros(m * reps)
+    for idx, prompt in prompt_groups(prompts, m):
+        where = (idx[:, None] * reps + np.arange(reps)).ravel()
+        p = prompt.shape[1]
+        tokens = np.concatenate([np.repeat(prompt, reps, axis=0), np.repeat(x[idx], reps, axis=0)],
+                                axis=1)
+        shown = np.concatenate([np.ones((where.size, p), bool), revealed[where]], axis=1)
+        c, e = _block_statistics(logits_fn, tokens, shown,
+                                 np.concatenate([np.zeros(p, bool), scored]), batch_size, jit)
+        ce[where], ent[where] = c, e
+    return ce, ent
 
 
 def _block_statistics(logits_fn, tokens, revealed, scored, batch_size, jit):
@@ -408,6 +482,7 @@ def allocate_steps(frontiers: np.ndarray, steps: int) -> tuple[np.ndarray, float
     return split, float(best[steps])
 
 
+@float64
 def optimize_blocks(blocks: BlockProfiles, steps: int, *, equal_split: bool = False) -> Schedule:
     """The exact optimal semi-autoregressive schedule with T steps in all.
 
@@ -484,7 +559,7 @@ def steps_per_block(tokens_per_step: Any, block_length: int) -> np.ndarray:
 
 
 def block_expected_kl(blocks: BlockProfiles, tokens_per_step: Any) -> float:
-    """The exact expected KL (nats) of a block schedule: the sum of per-block THEORY 3 KLs."""
+    """The exact expected KL (nats) of a block schedule: the sum of per-block theory §3 KLs."""
     s = check_tokens_per_step(tokens_per_step, blocks.n)
     split = steps_per_block(s, blocks.block_length)
     bounds = np.concatenate([[0], np.cumsum(split)])

@@ -27,19 +27,19 @@ def whole_number(value: Any, name: str, *, minimum: int | None = None,
     if ok and not isinstance(value, int | np.integer):
         ok = math.isfinite(float(value)) and float(value).is_integer()
     what = f"a whole number of {unit}" if unit else "a whole number"
+    if minimum is not None and maximum is not None:
+        what += f" between {minimum} and {maximum}"
+    elif minimum is not None:
+        what += f" >= {minimum}"
+    elif maximum is not None:
+        what += f" <= {maximum}"
     if not ok:
         raise ValueError(f"{name} must be {what}, got {value!r}")
     value = int(value)
     low = -math.inf if minimum is None else minimum
     high = math.inf if maximum is None else maximum
     if not low <= value <= high:
-        if maximum is None:
-            bounds = f">= {minimum}"
-        elif minimum is None:
-            bounds = f"<= {maximum}"
-        else:
-            bounds = f"between {minimum} and {maximum}"
-        raise ValueError(f"{name} must be {what} {bounds}, got {value}")
+        raise ValueError(f"{name} must be {what}, got {value}")
     return value
 
 
@@ -62,7 +62,9 @@ def check_tokens_per_step(tokens_per_step: Any, n: int, what: str = "tokens_per_
         raise ValueError(f"{what} must be a list of token counts") from None
     if s.ndim < 1 or s.shape[-1] < 1:
         raise ValueError(f"{what} must be a non-empty list of token counts, got shape {s.shape}")
-    if s.dtype == bool or not (np.issubdtype(s.dtype, np.integer)
+    if s.dtype == bool or (s.dtype == object and any(isinstance(v, bool) for v in s.ravel())):
+        raise ValueError(f"{what} holds true/false values; give whole numbers of tokens")
+    if not (np.issubdtype(s.dtype, np.integer)
                                or np.issubdtype(s.dtype, np.floating)):
         raise ValueError(f"{what} must hold whole numbers of tokens, got {s.tolist()!r}")
     if not np.issubdtype(s.dtype, np.integer):

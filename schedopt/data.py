@@ -166,7 +166,7 @@ def hmm(length: int = 64, train: int = 50_000, valid: int = 1_000, test: int = 1
     key = jax.random.key(int(seed))
     sizes = {"train": train, "valid": valid, "test": test}
     splits = {
-        name: np.asarray(law.sample(jax.random.fold_in(key, k), _check_positive_int(m, name)),
+        name: np.asarray(law.sample(_check_positive_int(m, name), key=jax.random.fold_in(key, k)),
                          dtype=np.int32)
         for k, (name, m) in enumerate(sizes.items())
     }

@@ -1,6 +1,6 @@
 """The exact frontier by certified lower envelopes: about O(n) work per step budget.
 
-THEORY section 4's DP, F_t(b) = min_{a < b} F_{t-1}(a) + C(a, b), written with
+docs/theory.md §4's DP, F_t(b) = min_{a < b} F_{t-1}(a) + C(a, b), written with
 C(a, b) = (b - a) g_a - (H_b - H_a) becomes
 
     F_t(b) + H_b = min_a L_a(b),   L_a(x) = c_a + x g_a,   c_a = F_{t-1}(a) + H_a - a g_a,

@@ -1,6 +1,6 @@
 """Estimating a profile from any model of the conditionals: Rao-Blackwellised Monte Carlo.
 
-THEORY sections 8 and 11. For each sequence x and one random order of its positions, reveal
+docs/theory.md §8 and §11. For each sequence x and one random order of its positions, reveal
 the first j positions for every j on a grid and ask the model for its predicted distributions
 at all positions (one forward pass per sequence and grid point). At the masked positions
 average
@@ -29,9 +29,9 @@ import numpy as np
 from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ._progress import progress
 from .checks import check_tokens_per_step
 from .distributed import to_host
+from .precision import float64
 from .profile import EntropyProfile
 
 LogitsFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -59,7 +59,7 @@ def default_grid(n: int) -> np.ndarray:
 def schedule_grid(n: int, *schedules: Any, base: Any = None) -> np.ndarray:
     """A grid that holds each schedule's cut points N_0..N_{T-1} and their neighbours.
 
-    THEORY 3's KL weights g at each step's first revealed count by the step size, so a
+    theory §3's KL weights g at each step's first revealed count by the step size, so a
     prediction needs g measured there; the neighbours keep the interpolated sum over all
     counts (H_n) close to the curve around each cut.
 
@@ -166,7 +166,7 @@ class CurveEstimate:
         return float(per_sequence.mean()), float(se[0]) if se is not None else float("nan")
 
     def kl_per_sequence(self, tokens_per_step: Any, kind: str = "data") -> np.ndarray:
-        """float64[M]: THEORY 3's formula applied to each sequence's own curve (nats).
+        """float64[M]: theory §3's formula applied to each sequence's own curve (nats).
 
         The formula sum_k sum_{j in block k} (g_{N_{k-1}} - g_j) is linear in the curve:
         weight s_k at each step's first revealed count N_{k-1}, minus the sum over all
@@ -201,7 +201,7 @@ class CurveEstimate:
 
         The mean of `kl_per_sequence` (unbiased when the grid holds every count, and up to
         the interpolated sum otherwise) and the standard error from its spread. For kind
-        "data" it predicts a model's excess T-step NLL (THEORY 11).
+        "data" it predicts a model's excess T-step NLL (theory §11).
 
         The regularised profile is not used: projecting a noisy flat stretch of g onto
         non-increasing curves tilts it, which biases the KL of a long step upwards.
@@ -241,24 +241,34 @@ class CurveEstimate:
         return raw.regularize()
 
 
+@float64
 def estimate_curves(
     logits_fn: LogitsFn,
     data: Any,
     *,
     key: jax.Array,
+    prompts: Any = None,
     grid: Any = None,
     batch_size: int = 128,
     jit: bool = True,
     quiet: bool = True,
+    checkpoint: Any = None,
 ) -> CurveEstimate:
     """Evaluate both curves on `data` with one random order per sequence.
 
     Args:
-        logits_fn: (tokens int32[B, n], revealed bool[B, n]) -> logits float[B, n, V]; it must
+        logits_fn: (tokens int32[B, L], revealed bool[B, L]) -> logits float[B, L, V]; it must
             ignore tokens at unrevealed positions (a model replaces them by its mask token).
-            For a known distribution pass its `log_conditionals`.
-        data: int[M, n] sequences (held-out data for a trained model; samples for a known law).
+            For a known distribution pass its `log_conditionals`. Or a
+            `schedopt.conditioning.TokenScorer` (e.g. `schedopt.hf.HFScorer`), which reduces
+            logits to per-position statistics on its own device.
+        data: int[M, n] sequences (held-out data for a trained model; samples for a known law);
+            with prompts, the answers.
         key: JAX PRNG key for the random orders.
+        prompts: None, or one prompt per sequence (int[M, P], or a list of M token-id lists of
+            any lengths): always visible, never masked or scored (theory §12); the curves are
+            then over the n answer positions, averaged over prompts. A JAX logits_fn sees
+            prompt + answer (L = P + n) and compiles once per distinct prompt length.
         grid: revealed counts to evaluate: None (`default_grid`: every count for
             n <= FULL_GRID_MAX, else 33 points), an int (that many points, `revealed_grid`)
             or an explicit list such as `schedule_grid` (0 and n - 1 are added if missing).
@@ -267,34 +277,35 @@ def estimate_curves(
         jit: compile logits_fn with the statistics; pass False for a function that JAX
             cannot trace (a PyTorch model behind a callback, say).
         quiet: no progress bar.
+        checkpoint: None, or a file path: finished batches are saved there as they complete,
+            and a later call with the same arguments resumes from it, giving the same result
+            as an uninterrupted run (`schedopt.resume`). The file is removed at the end.
 
     Returns:
         A `CurveEstimate`; call `.profile(kind)` for the regularised profile.
     """
+    from .conditioning import check_prompts, is_scorer, prompt_groups
+    from .resume import Checkpoint
+
     tokens = check_data(data)
     m, n = tokens.shape
+    prompt_list = check_prompts(prompts, m)
     grid = _make_grid(grid, n)
-    sharding, batch = batch_sharding(batch_size, m * grid.size)
-    vocab = _check_logits_shape(logits_fn, batch, n, jit)
-    if tokens.max() >= vocab:
-        raise ValueError(
-            f"data holds token {int(tokens.max())} but logits_fn predicts only V = {vocab} "
-            f"values; tokens must lie in 0..{vocab - 1}"
-        )
-    order = random_orders(key, m, n)
+    order = random_orders(m, n, key=key)
     rows = m * grid.size
-    results = []
-    for start in progress(
-        range(0, rows, batch), description="estimating the curve", quiet=quiet
-    ):
-        idx = np.arange(start, start + batch)
-        idx = np.where(idx < rows, idx, 0)  # padding rows repeat row 0 and are dropped
-        seq, point = idx // grid.size, idx % grid.size
-        args = [jax.device_put(a, sharding) for a in (tokens[seq], order[seq], grid[point])]
-        results.append(
-            _row_statistics(logits_fn, *args) if jit else _eager_row_statistics(logits_fn, *args)
-        )
-    ce, ent, bad = (np.concatenate([to_host(r[i]) for r in results])[:rows] for i in range(3))
+    store = Checkpoint.open(checkpoint, "curves", tokens=tokens, order=order, grid=grid,
+                            prompts=prompt_list, batch_size=batch_size)
+    if is_scorer(logits_fn):
+        ce, ent, bad = _scorer_rows(logits_fn, tokens, order, grid, prompt_list, batch_size,
+                                    quiet, store)
+    else:
+        ce, ent, bad = (np.zeros(rows), np.zeros(rows), np.zeros(rows, bool))
+        for idx, prompt in prompt_groups(prompt_list, m):
+            # Row r = seq * G + point, so a group's rows are its sequences' blocks of G.
+            where = (idx[:, None] * grid.size + np.arange(grid.size)).ravel()
+            out = _logits_rows(logits_fn, tokens[idx], order[idx], prompt, grid, batch_size,
+                               jit, quiet, store)
+            ce[where], ent[where], bad[where] = out
     if bad.any():
         raise ValueError(
             "logits_fn returned NaN logits; check the model (and that it handles fully "
@@ -305,6 +316,7 @@ def estimate_curves(
             "the model gives probability 0 to a token in the data (infinite cross-entropy); "
             "check that the data matches the model's vocabulary"
         )
+    store.finish()
     return CurveEstimate(
         revealed=grid,
         cross_entropy=ce.reshape(m, grid.size),
@@ -314,32 +326,95 @@ def estimate_curves(
     )
 
 
+def _logits_rows(logits_fn, tokens, order, prompt, grid, batch_size, jit, quiet, store):
+    """(ce, entropy, bad) per row (sequence, grid point) of one prompt-length group."""
+    from .conditioning import with_prompt
+
+    m, n = tokens.shape
+    tokens, order = with_prompt(prompt, tokens, order)
+    length = tokens.shape[1]
+    rows = m * grid.size
+    sharding, batch = batch_sharding(batch_size, rows)
+    vocab = _check_logits_shape(logits_fn, batch, length, jit)
+    if tokens.max() >= vocab:
+        raise ValueError(
+            f"data holds token {int(tokens.max())} but logits_fn predicts only V = {vocab} "
+            f"values; tokens must lie in 0..{vocab - 1}"
+        )
+
+    def compute(start):
+        idx = np.arange(start, start + batch)
+        idx = np.where(idx < rows, idx, 0)  # padding rows repeat row 0 and are dropped
+        seq, point = idx // grid.size, idx % grid.size
+        args = [jax.device_put(a, sharding) for a in (tokens[seq], order[seq], grid[point])]
+        out = _row_statistics(logits_fn, *args) if jit else _eager_row_statistics(logits_fn,
+                                                                                   *args)
+        return tuple(to_host(o) for o in out)  # every row, from every process's devices
+
+    results = store.run(f"group{prompt.shape[1]}", range(0, rows, batch), compute,
+                        description="estimating the curve", quiet=quiet)
+    return tuple(np.concatenate([r[i] for r in results])[:rows] for i in range(3))
+
+
+def _scorer_rows(scorer, tokens, order, grid, prompts, batch_size, quiet, store):
+    """(ce, entropy, bad) per row from a TokenScorer: only [B, n] statistics reach the host."""
+    from .conditioning import masked_row_means
+
+    m, n = tokens.shape
+    if tokens.max() >= scorer.vocab_size:
+        raise ValueError(
+            f"data holds token {int(tokens.max())} but the model predicts only "
+            f"V = {scorer.vocab_size} values; tokens must lie in 0..{scorer.vocab_size - 1}"
+        )
+    prompts = prompts if prompts is not None else [np.zeros(0, np.int32)] * m
+    rows = m * grid.size
+    batch = max(1, min(int(batch_size), rows))
+
+    def compute(start):
+        idx = np.arange(start, min(start + batch, rows))
+        seq, point = idx // grid.size, idx % grid.size
+        revealed = order[seq] < grid[point][:, None]
+        ce, ent = scorer.token_statistics([prompts[s] for s in seq], tokens[seq], revealed)
+        return masked_row_means(ce, ent, ~revealed)
+
+    results = store.run("scorer", range(0, rows, batch), compute,
+                        description="estimating the curve", quiet=quiet)
+    return tuple(np.concatenate([r[i] for r in results]) for i in range(3))
+
+
+@float64
 def estimate_profile(
     logits_fn: LogitsFn,
     data: Any,
     *,
     key: jax.Array,
     kind: str = "data",
+    prompts: Any = None,
     grid: Any = None,
     batch_size: int = 128,
     bootstrap: int = 0,
     jit: bool = True,
     quiet: bool = True,
+    checkpoint: Any = None,
 ) -> EntropyProfile:
-    """Estimate an entropy profile from a model's conditionals (THEORY 8 and 11).
+    """Estimate an entropy profile from a model's conditionals (theory §8 and 11).
 
     Args:
-        logits_fn: (tokens int32[B, n], revealed bool[B, n]) -> logits float[B, n, V].
-        data: int[M, n] held-out sequences (or samples of a known law).
+        logits_fn: (tokens int32[B, n], revealed bool[B, n]) -> logits float[B, n, V], or a
+            `TokenScorer` (see `estimate_curves`).
+        data: int[M, n] held-out sequences (or samples of a known law); with prompts, answers.
         key: JAX PRNG key for the random orders (and the bootstrap).
         kind: "data" (held-out cross-entropy curve, the default: optimize schedules on it)
             or "model" (the model's predictive-entropy curve).
+        prompts: None, or one always-visible prompt per sequence (see `estimate_curves`):
+            the profile is then the prompt-averaged curve over answer positions (theory §12).
         grid: revealed counts (see `estimate_curves`).
         batch_size: rows per forward pass.
         bootstrap: 0 for across-sequence standard errors, else this many bootstrap
             resamples over sequences.
         jit: compile logits_fn (False for untraceable models).
         quiet: no progress bar.
+        checkpoint: a file for resumable partial results (see `estimate_curves`).
 
     Returns:
         The profile with g projected onto non-increasing sequences (`regularize`), stderr per
@@ -349,14 +424,15 @@ def estimate_profile(
     Example:
         >>> import jax, numpy as np, schedopt
         >>> chain = schedopt.distributions.MarkovChain(0.8 * np.eye(4) + 0.05, n=32)
-        >>> x = chain.sample(jax.random.key(0), 256)
+        >>> x = chain.sample(256, key=jax.random.key(0))
         >>> p = schedopt.estimate_profile(chain.log_conditionals, x, key=jax.random.key(1))
         >>> abs(p.joint_entropy - chain.profile().joint_entropy) < 1.0
         True
     """
     check_kind(kind)
     estimate = estimate_curves(
-        logits_fn, data, key=key, grid=grid, batch_size=batch_size, jit=jit, quiet=quiet
+        logits_fn, data, key=key, prompts=prompts, grid=grid, batch_size=batch_size, jit=jit,
+        quiet=quiet, checkpoint=checkpoint,
     )
     seed = int(jax.random.randint(jax.random.fold_in(key, 1), (), 0, 2**31 - 1))
     return estimate.profile(kind, bootstrap=bootstrap, seed=seed)
@@ -393,7 +469,7 @@ def _eager_row_statistics(logits_fn, tokens, order, counts):
 
 
 # --------------------------------------------------------------------------- helpers
-def random_orders(key: jax.Array, num: int, n: int) -> np.ndarray:
+def random_orders(num: int, n: int, *, key: jax.Array) -> np.ndarray:
     """int32[num, n]: for each sequence, every position's rank in a uniform random order.
 
     Revealing the positions of rank < j reveals a uniform random j-subset, nested in j.

@@ -11,7 +11,7 @@ Formats (JSON key in brackets):
   ratio is the midpoint (m_k + 1/2) / n: floor() recovers m_k exactly, even in float32.
 - alpha ["alpha"]: revealed fraction after each step, alpha_0 = 0 .. alpha_T = 1 (MD4, Dream,
   dllm). For a fixed-count schedule alpha_k = N_k / n.
-- timesteps ["t", "dt"]: t_0 = 1 > t_1 > ... > t_T = 0 for a masking family a(t) (THEORY 6):
+- timesteps ["t", "dt"]: t_0 = 1 > t_1 > ... > t_T = 0 for a masking family a(t) (theory §6):
   MD4 convention alpha(t) = (1 - 2 eps) a(t) + eps; MDLM/SEDD log-linear convention
   1 - alpha(t) = (1 - eps)(1 - a(t)). Interior times are those after which the sampler,
   started fully masked at t = 1, has revealed alpha_k in expectation (`schedopt.timegrid`);
@@ -384,7 +384,7 @@ def score_imported(profile: EntropyProfile, imported: ImportedSchedule) -> dict:
         the profile sliced into blocks (exact for exchangeable laws). Random-count files also
         get "expected_tokens_per_step", n (alpha_k - alpha_{k-1}) on the grid the sampler
         really runs (MD4 timesteps: its decode is one more step), which their expected_kl uses
-        (THEORY 6).
+        (theory §6).
     """
     out: dict[str, Any] = {
         "kind": imported.kind,

@@ -22,7 +22,7 @@ dllm                               `dllm_scheduler()`: an alpha scheduler for `M
 
 Only numpy is needed to read a file; torch and jax are imported when a method returns their
 tensors. Every method is exact: fixed counts come back as the same integers, random-count
-samplers reveal the schedule's tokens per step in expectation (THEORY 6, `schedopt.timegrid`).
+samplers reveal the schedule's tokens per step in expectation (theory §6, `schedopt.timegrid`).
 """
 
 from __future__ import annotations

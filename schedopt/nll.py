@@ -1,4 +1,4 @@
-"""Judging a schedule on held-out data: the T-step negative log-likelihood (THEORY 9, 11).
+"""Judging a schedule on held-out data: the T-step negative log-likelihood (theory §9, 11).
 
 For each held-out sequence x, one random order of its positions splits them into the
 schedule's blocks (block k = the positions ranked N_{k-1}..N_k - 1), and
@@ -8,7 +8,7 @@ schedule's blocks (block k = the positions ranked N_{k-1}..N_k - 1), and
 the model's own conditionals given what the sampler would have revealed before step k. Its
 mean over sequences and orders is H(data) + KL(data || T-step sampler), model error included.
 With one token per step (T = n) it is the any-order one-by-one NLL; the excess of a schedule
-over it is exactly `expected_kl` of the held-out cross-entropy curve c (THEORY 11), which is
+over it is exactly `expected_kl` of the held-out cross-entropy curve c (theory §11), which is
 what makes the data curve the right one to optimize on. Both NLLs use the same order per
 sequence, so their difference (the excess) has a much smaller interval than either.
 """
@@ -26,6 +26,7 @@ import numpy as np
 
 from .checks import check_tokens_per_step, whole_number
 from .data import check_sequences
+from .precision import float64
 from .sampler import schedule_log_likelihood
 from .schedules import Schedule
 
@@ -82,12 +83,15 @@ class ScheduleNLL:
         return out
 
 
+@float64
 def schedule_nll(
     logits_fn,
     data: Any,
     schedule: Schedule | Any,
     key: jax.Array,
     *,
+    prompts: Any = None,
+    block_length: int | None = None,
     orders: int = 1,
     batch_size: int | None = None,
     quiet: bool = True,
@@ -96,10 +100,17 @@ def schedule_nll(
 
     Args:
         logits_fn: (tokens int32[B, n], revealed bool[B, n]) -> logits float[B, n, V]; it
-            must ignore tokens at unrevealed positions (e.g. `schedopt.models.logits_fn`).
-        data: int[M, n] held-out sequences, M >= 2, tokens in 0..V-1.
+            must ignore tokens at unrevealed positions (e.g. `schedopt.models.logits_fn`); or
+            a `schedopt.conditioning.TokenScorer` such as `schedopt.hf.HFScorer`.
+        data: int[M, n] held-out sequences, M >= 2, tokens in 0..V-1 (with prompts, answers).
         schedule: a `Schedule` or tokens per step int[T] summing to n.
         key: JAX PRNG key for the random orders (the same key gives the same orders).
+        prompts: None, or M always-visible prompts (int[M, P] or lists of any lengths),
+            never scored: the NLL is then of the answers given their prompts (theory §12).
+        block_length: None, or L: the semi-autoregressive T-step NLL with blocks of L tokens
+            decoded left to right (theory §7); the one-by-one reference uses the same block
+            orders, so the excess is what per-block curves predict. Default: the schedule's
+            meta "block_length" when it has one.
         orders: random orders per sequence; more orders shrink the part of the interval
             that comes from the orders (the sequences' own spread remains).
         batch_size: sequences per compiled call (default: the sampler's).
@@ -119,31 +130,46 @@ def schedule_nll(
         >>> r.steps, r.sequences
         (2, 16)
     """
-    return schedules_nll(logits_fn, data, [schedule], key, orders=orders,
-                         batch_size=batch_size, quiet=quiet)[0]
+    return schedules_nll(logits_fn, data, [schedule], key, prompts=prompts,
+                         block_length=block_length, orders=orders, batch_size=batch_size,
+                         quiet=quiet)[0]
 
 
+@float64
 def schedules_nll(
     logits_fn,
     data: Any,
     schedules: Sequence[Schedule | Any],
     key: jax.Array,
     *,
+    prompts: Any = None,
+    block_length: int | None = None,
     orders: int = 1,
     batch_size: int | None = None,
     quiet: bool = True,
 ) -> list[ScheduleNLL]:
-    """`schedule_nll` for several schedules: the same orders for all, one one-by-one pass."""
-    tokens = _check_inputs(logits_fn, data)
+    """`schedule_nll` for several schedules: the same orders for all, one one-by-one pass.
+
+    With blocks every schedule must respect the same block length (its meta "block_length",
+    when present, must match).
+    """
+    from .conditioning import check_prompts
+
+    m_rows = np.shape(data)[0] if np.ndim(data) == 2 else 0
+    prompt_list = check_prompts(prompts, m_rows) if m_rows else None
+    tokens = _check_inputs(logits_fn, data, prompt_list)
     m, n = tokens.shape
+    block_length = _common_block_length(schedules, block_length)
     if len(schedules) == 0:
         raise ValueError("schedules is empty; give at least one schedule")
     orders = whole_number(orders, "orders", minimum=1)
     steps = [_tokens_per_step(s, n, i) for i, s in enumerate(schedules)]
     rows = np.tile(tokens, (orders, 1))  # row r * M + i: sequence i, order r
+    row_prompts = None if prompt_list is None else prompt_list * orders
 
     def per_sequence(s: np.ndarray) -> np.ndarray:
         loglik = schedule_log_likelihood(logits_fn, rows, s, key, logits=True,
+                                         prompts=row_prompts, block_length=block_length,
                                          batch_size=batch_size, quiet=quiet)
         if not np.all(np.isfinite(loglik)):
             raise ValueError(
@@ -170,9 +196,9 @@ def schedules_nll(
 
 def predicted_excess(estimate, schedule: Schedule | Any, kind: str = "data"
                      ) -> tuple[float, float]:
-    """The excess NLL a curve predicts for a schedule (THEORY 11), with its standard error.
+    """The excess NLL a curve predicts for a schedule (theory §11), with its standard error.
 
-    THEORY 3's formula sum_k sum_{j in block k} (c_{N_{k-1}} - c_j) on the raw (not
+    theory §3's formula sum_k sum_{j in block k} (c_{N_{k-1}} - c_j) on the raw (not
     regularised) curve of `estimate`. It is linear in the curve, so applying it to each
     sequence's curve gives per-sequence predictions, whose spread is the standard error.
 
@@ -207,33 +233,59 @@ def _tokens_per_step(schedule: Schedule | Any, n: int, index: int) -> np.ndarray
     return check_tokens_per_step(s, n, f"schedule {index}")
 
 
-def _check_inputs(logits_fn, data: Any) -> np.ndarray:
+def _common_block_length(schedules: Sequence[Any], block_length: int | None) -> int | None:
+    """The block length every schedule is scored with (explicit, or from schedule meta)."""
+    found = {int(s.meta["block_length"]) for s in schedules
+             if isinstance(s, Schedule) and "block_length" in (s.meta or {})}
+    if block_length is None and len(found) > 1:
+        raise ValueError(
+            f"the schedules were made for different block lengths {sorted(found)}; score "
+            "schedules of one block length together"
+        )
+    if block_length is None:
+        return found.pop() if found else None
+    if found - {int(block_length)}:
+        raise ValueError(
+            f"a schedule was made for blocks of {sorted(found)} tokens but block_length is "
+            f"{block_length}; score it with its own block length"
+        )
+    return int(block_length)
+
+
+def _check_inputs(logits_fn, data: Any, prompts: list[np.ndarray] | None = None) -> np.ndarray:
     """The data as int32[M, n] after checking it against the model's output shape."""
+    from .conditioning import is_scorer
+
     x = np.asarray(data)
     if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] == 0:
         raise ValueError(
             f"data must be a 2-D array of at least 2 held-out sequences [M, n], got shape "
             f"{x.shape}; an interval needs two or more sequences"
         )
+    if is_scorer(logits_fn):
+        return check_sequences(x, length=None, vocab_size=int(logits_fn.vocab_size))
+    lengths = {0} if prompts is None else {p.size for p in prompts}
     length = getattr(logits_fn, "length", None)  # set by schedopt.models.logits_fn
-    if length is not None and x.shape[1] != length:
+    if length is not None and {x.shape[1] + p for p in lengths} != {length}:
         raise ValueError(
-            f"data has sequences of length {x.shape[1]} but the model takes {length} tokens; "
-            "use data of the model's sequence length"
+            f"data has sequences of length {x.shape[1]} (plus prompts of {sorted(lengths)} "
+            f"tokens) but the model takes {length} tokens; use data of the model's sequence "
+            "length"
         )
-    probe = (jax.ShapeDtypeStruct((1, x.shape[1]), jnp.int32),
-             jax.ShapeDtypeStruct((1, x.shape[1]), jnp.bool_))
+    total = x.shape[1] + min(lengths)
+    probe = (jax.ShapeDtypeStruct((1, total), jnp.int32),
+             jax.ShapeDtypeStruct((1, total), jnp.bool_))
     try:
         shape = tuple(jax.eval_shape(logits_fn, *probe).shape)
     except (TypeError, ValueError) as e:  # e.g. a model of another length
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(
-            f"logits_fn fails on sequences of length {x.shape[1]} ({message}); use data of "
+            f"logits_fn fails on sequences of length {total} ({message}); use data of "
             "the model's sequence length"
         ) from None
-    if len(shape) != 3 or shape[:2] != (1, x.shape[1]) or shape[2] < 1:
+    if len(shape) != 3 or shape[:2] != (1, total) or shape[2] < 1:
         raise ValueError(
-            f"logits_fn returned shape {shape} for tokens of shape (1, {x.shape[1]}); it must "
-            f"return logits of shape (1, {x.shape[1]}, V)"
+            f"logits_fn returned shape {shape} for tokens of shape (1, {total}); it must "
+            f"return logits of shape (1, {total}, V)"
         )
     return check_sequences(x, length=None, vocab_size=shape[2])

@@ -291,7 +291,7 @@ def cuts_from_logits(theta: jnp.ndarray, steps, n: int) -> jnp.ndarray:
 def density_logits(entropy: jnp.ndarray, steps, padded_steps: int, power=0.5) -> jnp.ndarray:
     """Logits of the schedule whose cut density is proportional to (-g')^power.
 
-    power = 1/2 is the square-root rule: the continuum optimum (THEORY 4) has block size
+    power = 1/2 is the square-root rule: the continuum optimum (theory §4) has block size
     proportional to (-g')^(-1/2). A small floor keeps cuts spread where g is flat.
     """
     n = entropy.shape[0] - 1

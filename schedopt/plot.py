@@ -1,6 +1,6 @@
 """Pictures of a profile and its schedules: the area between g and its steps is the KL.
 
-THEORY 3: a schedule's expected KL is the error of the left-endpoint step approximation of
+theory §3: a schedule's expected KL is the error of the left-endpoint step approximation of
 the conditional entropy curve g. `plot_profile` draws exactly that (Chen, Cong and Li,
 Figure 1): g as a staircase (g_j on [j, j + 1)) and, for each schedule, the step function
 at height g_{N_{k-1}} on [N_{k-1}, N_k); the shaded region between them has area

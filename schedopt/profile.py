@@ -1,6 +1,6 @@
 """The curve everything else is computed from: a distribution's average entropy profile.
 
-THEORY sections 2 and 8. For a law mu on V^n, H_j = E_{|S|=j} H(X_S) (nats) for j = 0..n and
+docs/theory.md §2 and §8. For a law mu on V^n, H_j = E_{|S|=j} H(X_S) (nats) for j = 0..n and
 g_j = H_{j+1} - H_j, the entropy of a fresh token given j random revealed tokens. Han's
 inequality makes g non-increasing (H concave), and H non-decreasing.
 """

@@ -4,7 +4,7 @@ An estimated profile carries a standard error per point of g (`EntropyProfile.st
 `optimize_robust` draws R curves g + stderr * z (z standard normal, independent per point,
 a parametric bootstrap), projects each onto non-increasing curves (the weighted PAV of
 `EntropyProfile.regularize`), and finds the schedule with the least mean expected KL over the
-draws. The expected KL is linear in the curve (THEORY 3), so that mean is exactly the KL under
+draws. The expected KL is linear in the curve (theory §3), so that mean is exactly the KL under
 the mean of the regularised draws: the optimizer runs once, on that mean curve; the draws are
 evaluated together in one batched call.
 

@@ -1,4 +1,4 @@
-"""THEORY 1's sampler in JAX, and its proof by sampling (THEORY 9).
+"""theory §1's sampler in JAX, and its proof by sampling (theory §9).
 
 A schedule s_1..s_T reveals s_k positions at step k, each drawn independently from its
 conditional given the positions revealed before the step. Step sizes differ, so each
@@ -33,6 +33,7 @@ from .estimate import (
     random_orders,
     schedule_grid,
 )
+from .precision import float64
 from .profile import EntropyProfile
 from .schedules import Schedule
 
@@ -42,17 +43,19 @@ ConditionalsFn = Callable[[jax.Array, jax.Array], jax.Array]
 _BATCH_ELEMENTS = 2**22
 
 
+@float64
 def sample(
     conditionals_fn: ConditionalsFn,
     schedule: Schedule | Any,
-    key: jax.Array,
     num: int,
     *,
+    key: jax.Array,
     logits: bool = False,
+    prompts: Any = None,
     batch_size: int | None = None,
     quiet: bool = True,
 ) -> jnp.ndarray:
-    """Draw `num` sequences with the T-step sampler of THEORY 1.
+    """Draw `num` sequences with the T-step sampler of theory §1.
 
     Args:
         conditionals_fn: (tokens int32[B, n], revealed bool[B, n]) -> float[B, n, V]
@@ -63,16 +66,19 @@ def sample(
         key: JAX PRNG key.
         num: number of sequences.
         logits: conditionals_fn returns logits rather than probabilities.
+        prompts: None, or `num` prompts (int[num, P] or a list of token-id lists of any
+            lengths) that stay visible while the answer is drawn (theory §12);
+            conditionals_fn then sees prompt + answer.
         batch_size: sequences per compiled call (default: about 4M conditional values).
         quiet: no progress bar.
 
     Returns:
-        int32[num, n] sampled sequences.
+        int32[num, n] sampled sequences (the answers, without the prompts).
 
     Example:
         >>> import jax, numpy as np, schedopt
         >>> chain = schedopt.distributions.MarkovChain(0.8 * np.eye(4) + 0.05, n=16)
-        >>> x = schedopt.sample(chain.conditionals, [4, 4, 8], jax.random.key(0), num=3)
+        >>> x = schedopt.sample(chain.conditionals, [4, 4, 8], num=3, key=jax.random.key(0))
         >>> x.shape
         (3, 16)
     """
@@ -81,10 +87,12 @@ def sample(
     n = int(steps.sum())
     k_order, k_draw = jax.random.split(key)
     tokens = np.zeros((num, n), np.int32)
-    x, _ = _run(conditionals_fn, True, logits, tokens, steps, k_order, k_draw, batch_size, quiet)
+    x, _ = _run(conditionals_fn, True, logits, tokens, steps, k_order, k_draw, batch_size, quiet,
+                prompts=prompts)
     return jnp.asarray(x)
 
 
+@float64
 def schedule_log_likelihood(
     conditionals_fn: ConditionalsFn,
     tokens: Any,
@@ -92,21 +100,28 @@ def schedule_log_likelihood(
     key: jax.Array,
     *,
     logits: bool = False,
+    prompts: Any = None,
+    block_length: int | None = None,
     batch_size: int | None = None,
     quiet: bool = True,
 ) -> np.ndarray:
     """log nu(x): the log-likelihood of each sequence under the T-step sampler (nats).
 
     For each sequence, one random partition of its positions into the schedule's blocks:
-    sum_k sum_{i in block k} log p(x_i | x revealed before step k). Its negative is THEORY
-    9's T-step NLL; with T = n it is the one-by-one NLL.
+    sum_k sum_{i in block k} log p(x_i | x revealed before step k). Its negative is theory
+    §9's T-step NLL; with T = n it is the one-by-one NLL.
 
     Args:
-        conditionals_fn: as in `sample`.
-        tokens: int[M, n] sequences to score.
+        conditionals_fn: as in `sample`, or a `schedopt.conditioning.TokenScorer` (then the
+            steps run on the host, one scorer call per step and batch).
+        tokens: int[M, n] sequences to score (with prompts, the answers).
         schedule: a `Schedule` or tokens per step int[T].
         key: JAX PRNG key for the partitions.
         logits: conditionals_fn returns logits.
+        prompts: None, or M always-visible prompts (see `sample`), never scored.
+        block_length: None, or L: semi-autoregressive blocks of L tokens decoded left to
+            right (theory §7), each with the earlier blocks revealed; the schedule's steps must
+            not cross a block boundary.
         batch_size: sequences per compiled call.
         quiet: no progress bar.
 
@@ -120,8 +135,13 @@ def schedule_log_likelihood(
             f"tokens has shape {x.shape} but the schedule is for n = {int(steps.sum())}; "
             f"give a non-empty [M, {int(steps.sum())}] array"
         )
+    if block_length is not None:
+        from .blocks import steps_per_block
+
+        steps_per_block(steps, block_length)  # checks that no step crosses a block boundary
     _, loglik = _run(
-        conditionals_fn, False, logits, x.astype(np.int32), steps, key, key, batch_size, quiet
+        conditionals_fn, False, logits, x.astype(np.int32), steps, key, key, batch_size, quiet,
+        prompts=prompts, block_length=block_length,
     )
     return loglik
 
@@ -135,12 +155,12 @@ HEAVY_TAIL_KURTOSIS = 50.0
 
 @dataclasses.dataclass(frozen=True)
 class Verification:
-    """A Monte Carlo check of a schedule's predicted expected KL (THEORY 9).
+    """A Monte Carlo check of a schedule's predicted expected KL (theory §9).
 
     Attributes:
         mean: sampled estimate of E_partition KL(mu || nu_partition) (nats).
         stderr: its standard error (nats).
-        predicted: THEORY 3's formula (nats): on an `EntropyProfile` taken as exact, or on a
+        predicted: theory §3's formula (nats): on an `EntropyProfile` taken as exact, or on a
             Monte Carlo curve measured at the schedule's own cuts (unbiased).
         predicted_stderr: standard error of `predicted` when it is a Monte Carlo estimate (0
             for a profile taken as exact).
@@ -283,6 +303,7 @@ class Verification:
         )
 
 
+@float64
 def verify(
     distribution: Distribution,
     schedule: Schedule | Any,
@@ -293,12 +314,12 @@ def verify(
     batch_size: int | None = None,
     quiet: bool = True,
 ) -> Verification:
-    """Check a schedule's predicted KL by sampling from a known distribution (THEORY 9).
+    """Check a schedule's predicted KL by sampling from a known distribution (theory §9).
 
     Draws `samples` sequences x ~ mu and one random order per sequence; the schedule's
     blocks are consecutive runs of the order. Each sequence gives
     log mu(x) - sum_k sum_{i in block k} log mu(x_i | x revealed before step k), an unbiased
-    estimate of E_partition KL(mu || nu_partition). The prediction is THEORY 3's formula on:
+    estimate of E_partition KL(mu || nu_partition). The prediction is theory §3's formula on:
 
     - `profile`, an `EntropyProfile`: taken as exact (no error of its own);
     - `profile`, a `CurveEstimate`: its raw "model" curve from other sequences, with its
@@ -341,6 +362,7 @@ def verify(
     )
 
 
+@float64
 def verification_samples(
     distribution: Distribution,
     schedule: Schedule | Any,
@@ -371,7 +393,7 @@ def verification_samples(
             f"profile has n = {profile.n} but the distribution has n = {distribution.n}; "
             "give the profile of this distribution"
         )
-    x = distribution.sample(k_data, samples)
+    x = distribution.sample(samples, key=k_data)
     loglik = schedule_log_likelihood(
         distribution.conditionals, x, steps, k_part, batch_size=batch_size, quiet=quiet
     )
@@ -400,19 +422,51 @@ def _tokens(schedule: Schedule | Any) -> np.ndarray:
     return check_tokens_per_step(s, int(np.sum(s)), "schedule")
 
 
-def _run(fn, draw, logits, tokens, steps, k_order, k_draw, batch_size, quiet):
-    """Run the scan over fixed-size batches; returns (tokens int32[M, n], loglik float64[M])."""
+def _run(fn, draw, logits, tokens, steps, k_order, k_draw, batch_size, quiet, *, prompts=None,
+         block_length=None):
+    """Run the sampler on every row; returns (answers int32[M, n], loglik float64[M]).
+
+    Prompt positions get rank -1 (always revealed, never unmasked: `schedopt.conditioning`);
+    rows are grouped by prompt length, one compilation per length.
+    """
+    from .conditioning import block_orders, check_prompts, is_scorer, prompt_groups, with_prompt
+
     m, n = tokens.shape
+    prompt_list = check_prompts(prompts, m)
+    order = random_orders(m, n, key=k_order)
+    if block_length is not None:
+        order = block_orders(order, block_length)
+    bounds = np.concatenate([[0], np.cumsum(steps)]).astype(np.int32)
+    if is_scorer(fn):
+        if draw:
+            raise ValueError("a TokenScorer scores answers but cannot draw them; sample with a "
+                             "JAX conditionals function")
+        return tokens, _scorer_log_likelihood(fn, tokens, order, bounds, prompt_list,
+                                              batch_size, quiet)
+    x = np.zeros_like(tokens)
+    loglik = np.zeros(m)
+    groups = prompt_groups(prompt_list, m)
+    for g, (idx, prompt) in enumerate(groups):
+        full, ranks = with_prompt(prompt, tokens[idx], order[idx])
+        key = k_draw if len(groups) == 1 else jax.random.fold_in(k_draw, g)
+        out, loglik[idx] = _run_group(fn, draw, logits, full, ranks, steps, key, batch_size, quiet)
+        x[idx] = out[:, prompt.shape[1]:]
+    return x, loglik
+
+
+def _run_group(fn, draw, logits, tokens, order, steps, k_draw, batch_size, quiet):
+    """The scan over fixed-size batches of rows sharing one length (prompt + answer)."""
+    m, length = tokens.shape
+    n = int(steps.sum())
     # Pad T to a bucket with empty steps (skipped at run time): one compilation serves
     # every T up to the bucket.
     bucket = max(8, 1 << (int(steps.size) - 1).bit_length())
     bounds = np.full(bucket + 1, n, np.int32)
     bounds[: steps.size + 1] = np.concatenate([[0], np.cumsum(steps)])
     if batch_size is None:
-        vocab = _vocab_size(fn, n)
-        batch_size = max(1, min(m, _BATCH_ELEMENTS // (n * vocab)))
+        vocab = _vocab_size(fn, length)
+        batch_size = max(1, min(m, _BATCH_ELEMENTS // (length * vocab)))
     sharding, batch = batch_sharding(batch_size, m)
-    order = random_orders(k_order, m, n)
     outs = []
     for start in progress(range(0, m, batch), description="sampling", quiet=quiet):
         idx = np.minimum(np.arange(start, start + batch), m - 1)  # pad by repeating the last
@@ -422,6 +476,28 @@ def _run(fn, draw, logits, tokens, steps, k_order, k_draw, batch_size, quiet):
     x = np.concatenate([to_host(o[0]) for o in outs])[:m]
     loglik = np.concatenate([to_host(o[1]) for o in outs])[:m]
     return x, loglik
+
+
+def _scorer_log_likelihood(scorer, tokens, order, bounds, prompts, batch_size, quiet):
+    """float64[M] sampler log-likelihood from a TokenScorer: one call per batch and step."""
+    m, n = tokens.shape
+    if tokens.max() >= scorer.vocab_size:
+        raise ValueError(
+            f"tokens holds token {int(tokens.max())} but the model predicts only "
+            f"V = {scorer.vocab_size} values; tokens must lie in 0..{scorer.vocab_size - 1}"
+        )
+    prompts = prompts if prompts is not None else [np.zeros(0, np.int32)] * m
+    batch = max(1, min(int(batch_size or 64), m))
+    loglik = np.zeros(m)
+    for start in progress(range(0, m, batch), description="scoring", quiet=quiet):
+        idx = np.arange(start, min(start + batch, m))
+        rows = [prompts[i] for i in idx]
+        for k in range(bounds.size - 1):
+            revealed = order[idx] < bounds[k]
+            new = ~revealed & (order[idx] < bounds[k + 1])
+            ce, _ = scorer.token_statistics(rows, tokens[idx], revealed)
+            loglik[idx] -= np.where(new, np.asarray(ce, np.float64), 0.0).sum(axis=1)
+    return loglik
 
 
 def _vocab_size(fn, n: int) -> int:
@@ -472,3 +548,135 @@ def _scan_steps(fn, draw, logits, tokens, order, bounds, key):
     init = (tokens, jnp.zeros(tokens.shape[0], float))
     (x, loglik), _ = jax.lax.scan(step, init, jnp.arange(bounds.shape[0] - 1))
     return x, loglik
+
+
+# --------------------------------------------------------------------------- adaptive
+@dataclasses.dataclass(frozen=True)
+class AdaptiveSamples:
+    """Sequences drawn by an adaptive sampler, with the forward passes each one cost.
+
+    Attributes:
+        tokens: int32[num, n] sampled sequences.
+        forward_passes: int32[num] model calls per sequence (its number of steps).
+        tokens_per_step: int32[num, n] tokens revealed at each step (zeros after the last).
+    """
+
+    tokens: np.ndarray
+    forward_passes: np.ndarray
+    tokens_per_step: np.ndarray
+
+    @property
+    def mean_forward_passes(self) -> float:
+        """Average forward passes per sequence."""
+        return float(np.mean(self.forward_passes))
+
+
+@float64
+def sample_entropy_bounded(
+    conditionals_fn: ConditionalsFn,
+    num: int,
+    *,
+    length: int,
+    gamma: float,
+    key: jax.Array,
+    logits: bool = False,
+    batch_size: int | None = None,
+    quiet: bool = True,
+) -> AdaptiveSamples:
+    """Draw `num` sequences with the entropy-bounded (EB) adaptive sampler.
+
+    At each step the model gives the conditionals of every masked position; positions are
+    sorted by the entropy of their conditional (lowest first, ties broken at random), and the
+    longest prefix U with
+
+        sum_{i in U} H(p_i) - max_{i in U} H(p_i) <= gamma
+
+    is revealed, each token drawn independently from its conditional. The left side bounds
+    the mutual information among the revealed tokens, the error of drawing them in one step;
+    at least one token is revealed per step. gamma = 0 reveals one token per step (several
+    only when all but one have zero entropy), in an order that depends on the sample: exact
+    sampling for exact conditionals. Larger gamma reveals more per step: fewer forward
+    passes, a different count for every sequence.
+
+    Args:
+        conditionals_fn: (tokens int32[B, n], revealed bool[B, n]) -> float[B, n, V]
+            probabilities (or logits with `logits=True`); traced under `jit`.
+        num: number of sequences.
+        length: n, the sequence length.
+        gamma: the entropy bound in nats, >= 0.
+        key: JAX PRNG key.
+        logits: conditionals_fn returns logits rather than probabilities.
+        batch_size: sequences per compiled call (default: about 4M conditional values).
+        quiet: no progress bar.
+
+    Returns:
+        `AdaptiveSamples`: tokens, forward passes per sequence and tokens per step.
+
+    References:
+        H. Ben-Hamu, I. Gat, D. Severo, N. Nolte, B. Karrer, "Accelerated Sampling from
+        Masked Diffusion Models via Entropy Bounded Unmasking", arXiv 2505.24857 (2025).
+
+    Example:
+        >>> import jax, numpy as np, schedopt
+        >>> chain = schedopt.distributions.MarkovChain(0.8 * np.eye(4) + 0.05, n=16)
+        >>> out = schedopt.sampler.sample_entropy_bounded(
+        ...     chain.conditionals, 3, length=16, gamma=0.0, key=jax.random.key(0))
+        >>> out.tokens.shape, out.forward_passes.tolist()
+        ((3, 16), [16, 16, 16])
+    """
+    num = check_count(num, "num")
+    n = check_count(length, "length")
+    gamma = float(gamma)
+    if not math.isfinite(gamma) or gamma < 0:
+        raise ValueError(f"gamma must be a finite entropy bound >= 0 nats, got {gamma}")
+    if batch_size is None:
+        batch_size = max(1, min(num, _BATCH_ELEMENTS // (n * _vocab_size(conditionals_fn, n))))
+    sharding, batch = batch_sharding(batch_size, num)
+    outs = []
+    for start in progress(range(0, num, batch), description="sampling (EB)", quiet=quiet):
+        tokens = jax.device_put(np.zeros((batch, n), np.int32), sharding)
+        outs.append(_entropy_bounded_loop(conditionals_fn, logits, tokens, gamma,
+                                          jax.random.fold_in(key, start)))
+    x, passes, sizes = (np.concatenate([to_host(o[i]) for o in outs])[:num] for i in range(3))
+    return AdaptiveSamples(tokens=x, forward_passes=passes, tokens_per_step=sizes)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _entropy_bounded_loop(fn, logits, tokens, gamma, key):
+    """The EB loop for one batch, until every sequence is revealed (at most n steps)."""
+    batch, n = tokens.shape
+    rows = jnp.arange(batch)[:, None]
+
+    def step(state):
+        x, revealed, passes, sizes, k = state
+        out = fn(x, revealed)
+        logp = jax.nn.log_softmax(out, axis=-1) if logits else log_or_neg_inf(out)
+        p = jnp.exp(logp)
+        entropy = -jnp.sum(jnp.where(p > 0, p * logp, 0.0), axis=-1)
+        entropy = jnp.where(revealed, jnp.inf, entropy)
+        # Ties (to 1e-6 nats) are broken at random: exact laws have many equal entropies
+        # (a stationary chain at the start), and breaking them by position would reveal
+        # neighbouring, strongly correlated tokens together.
+        tie = jax.random.uniform(jax.random.fold_in(key, n + k), x.shape)
+        order = jnp.lexsort((tie, jnp.round(entropy * 1e6)), axis=1)
+        ranked = jnp.take_along_axis(entropy, order, axis=1)
+        masked = jnp.isfinite(ranked)
+        ranked = jnp.where(masked, ranked, 0.0)
+        # Sorted ascending, the prefix's max is its last entry: the criterion is that the
+        # entropies before it sum to at most gamma.
+        before = jnp.cumsum(ranked, axis=1) - ranked
+        take = masked & (before <= gamma)
+        chosen = jnp.zeros_like(revealed).at[rows, order].set(take)
+        u = jax.random.uniform(jax.random.fold_in(key, k), x.shape)
+        x = jnp.where(chosen, inverse_cdf(u, p), x)
+        active = ~jnp.all(revealed, axis=1)
+        sizes = sizes.at[:, k].set(jnp.sum(chosen, axis=1).astype(jnp.int32))
+        return x, revealed | chosen, passes + active, sizes, k + 1
+
+    def unfinished(state):
+        return (state[4] < n) & ~jnp.all(state[1])
+
+    init = (tokens, jnp.zeros((batch, n), bool), jnp.zeros(batch, jnp.int32),
+            jnp.zeros((batch, n), jnp.int32), jnp.asarray(0))
+    x, _, passes, sizes, _ = jax.lax.while_loop(unfinished, step, init)
+    return x, passes, sizes

@@ -1,4 +1,4 @@
-"""The `Schedule` type, its file format, and the baselines from the literature (THEORY 5)."""
+"""The `Schedule` type, its file format, and the baselines from the literature (theory §5)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 from flax import struct
 
 from . import _io
-from .checks import check_steps, check_tokens_per_step
+from .checks import check_steps, check_tokens_per_step, whole_number
 from .divergence import expected_kl
 from .profile import EntropyProfile
 
@@ -112,7 +112,13 @@ class Schedule:
         obj = _io.check_format(_io.read_json(path, "schedule"), path, FORMAT, VERSION)
         _io.require_keys(obj, path, ("n", "tokens_per_step"))
         try:
-            s = check_tokens_per_step(obj["tokens_per_step"], int(obj["n"]))
+            n = whole_number(obj["n"], "n", minimum=1, unit="tokens")
+            s = check_tokens_per_step(obj["tokens_per_step"], n)
+            if "steps" in obj and whole_number(obj["steps"], "steps") != s.size:
+                raise ValueError(
+                    f"steps is {obj['steps']} but tokens_per_step has {s.size} entries; "
+                    "fix or drop the steps field"
+                )
         except (ValueError, TypeError) as e:
             raise ValueError(f"{str(path)!r}: {e}") from None
         if profile is not None and int(obj["n"]) != profile.n:

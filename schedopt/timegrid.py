@@ -1,4 +1,4 @@
-"""Time grids: revealed fractions <-> sampler times, for every sampler convention (THEORY 6).
+"""Time grids: revealed fractions <-> sampler times, for every sampler convention (theory §6).
 
 A schedule's grid is r_0 = 0 < r_1 < ... < r_T = 1, the (expected) fraction of the n tokens
 revealed after step k. Samplers with a continuous time t in [0, 1] run from t = 1 (all masked)

@@ -5,7 +5,7 @@
 
 1. Digits, shipped model: the held-out (test split) T-step NLL of schedules optimized on the
    validation split's data curve, uniform and cosine at T = 4, 8, 16; their excess over one
-   token per step beside the excess predicted by the test split's data curve (THEORY 11: an
+   token per step beside the excess predicted by the test split's data curve (theory §11: an
    identity) and by the model's own predictive-entropy curve (miscalibrated).
 2. HMM: a model trained on samples of the known `default_hmm` (trained first, with the
    train_mdm.py preset, when --hmm-model does not exist). Its data curve against the law's
@@ -124,7 +124,7 @@ def hmm_table(model_path: str, seed: int, sequences: int):
     fn = logits_fn(model)
     law = default_hmm(model.config.length)
     # Unlimited data: fresh held-out sequences from the law (not the training draws).
-    heldout = np.asarray(law.sample(jax.random.key(10_000 + seed), sequences))
+    heldout = np.asarray(law.sample(sequences, key=jax.random.key(10_000 + seed)))
     t0 = time.perf_counter()
     reference = law.profile(key=jax.random.key(seed), samples=4096, grid=law.n)
     ref_seconds = time.perf_counter() - t0

@@ -4,7 +4,7 @@
 
 Prints a Markdown table of medians over repeats (compilation excluded: each measurement is
 run once first). Sampler throughput counts generated tokens per second for the T-step
-sampler of THEORY 1 with exact conditionals (one conditionals call per step on every
+sampler of theory §1 with exact conditionals (one conditionals call per step on every
 sequence of the batch).
 """
 
@@ -62,7 +62,9 @@ def main() -> None:
         for steps in (16, 64):
             tokens = uniform_tokens(n, steps)
             seconds = median_seconds(
-                lambda t=tokens, law=law: schedopt.sample(law.conditionals, t, key, args.sequences),
+                lambda t=tokens, law=law: schedopt.sample(
+                    law.conditionals, t, args.sequences, key=key
+                ),
                 args.repeats,
             )
             rates.append(args.sequences * n / seconds)

@@ -3,7 +3,7 @@
     python scripts/make_figure.py [--out docs/figure.png]
 
 Row 1: clustered sequences (the demo's mixture of 32 prototypes, n = 128, Monte Carlo
-profile from 4096 sequences). Row 2: THEORY 10's sticky Markov chain (n = 128, exact
+profile from 4096 sequences). Row 2: theory §10's sticky Markov chain (n = 128, exact
 profile). Each row: g with the optimized, uniform and cosine 8-step schedules (shaded area =
 expected KL), the least KL at every budget against the baselines, and tokens per step.
 """

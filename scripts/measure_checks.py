@@ -96,7 +96,7 @@ def demo(seeds: int, sequences: int) -> None:
 def grid(n: int, sequences: int) -> None:
     law = clustered_sequences(n=n)
     key = jax.random.key(0)
-    x = law.sample(key, sequences)
+    x = law.sample(sequences, key=key)
     full = estimate_curves(law.log_conditionals, x, key=key, grid=np.arange(n))
     profile = full.profile("model")
     for steps_budget in (8, 16):

@@ -6,6 +6,12 @@ reproduces the checkpoint shipped with the package (same seed, same settings, sa
 to floating-point differences between machines). Each dataset trains on a 2-core CPU in
 minutes, with a progress bar; training stops early when the validation masked cross-entropy
 stops improving, and the script reports the held-out (test split) masked CE in nats/token.
+
+It also logs the training loss by mask ratio (`mask_ratio,cross_entropy,stderr`, from the
+training batches of the evaluation interval that produced the kept weights) to
+`--loss-curve` (default: beside the checkpoint, MODEL.loss.csv), for
+
+    schedopt profile --from-loss-curve MODEL.loss.csv --length N --out P.json
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+
+import numpy as np
 
 # Per dataset: the model shape and training settings the shipped/benchmarked models use.
 PRESETS = {
@@ -30,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", choices=sorted(PRESETS), required=True)
     parser.add_argument("--out", required=True, metavar="MODEL.json",
                         help="checkpoint to write (the .safetensors goes beside it)")
+    parser.add_argument("--loss-curve", default=None, metavar="LOSS.csv",
+                        help="training loss by mask ratio (default: MODEL.loss.csv)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     for name, value in PRESETS["digits"].items():
@@ -40,9 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     import schedopt  # noqa: F401  (float64 on, as everywhere in schedopt)
     from schedopt._io import check_output_path
     from schedopt.data import load_dataset
+    from schedopt.losscurve import write_loss_curve
     from schedopt.models import MDMConfig, heldout_masked_ce, save_checkpoint, train
 
     check_output_path(args.out)
+    loss_path = args.loss_curve or str(args.out).removesuffix(".json") + ".loss.csv"
+    check_output_path(loss_path)
     settings = {k: (v if getattr(args, k) is None else getattr(args, k))
                 for k, v in PRESETS[args.data].items()}
     shape = {k: settings.pop(k) for k in ("width", "depth", "heads", "dropout")}
@@ -63,9 +76,12 @@ def main(argv: list[str] | None = None) -> int:
         "history": result.history,
     }
     save_checkpoint(args.out, result.model, record)
+    n = config.length
+    curve = result.loss_curve  # per revealed count j: rows, mean CE, stderr
+    write_loss_curve(loss_path, (n - np.arange(n)) / n, curve[:, 1], curve[:, 2])
     summary = {k: record[k] for k in ("data", "test_ce", "valid_ce", "best_step", "steps",
                                       "seconds")}
-    print(json.dumps({"out": args.out, **summary}))
+    print(json.dumps({"out": args.out, "loss_curve": loss_path, **summary}))
     return 0
 
 

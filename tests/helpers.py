@@ -1,6 +1,6 @@
 """Independent routes for the tests: brute-force enumeration and closed forms.
 
-Nothing here calls schedopt; each function follows THEORY.md's definitions directly.
+Nothing here calls schedopt; each function follows docs/theory.md's definitions directly.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def random_table(rng: np.random.Generator, n: int, vocab: int, concentration: fl
 
 
 def brute_force_expected_kl(joint: np.ndarray, tokens_per_step) -> float:
-    """E over uniformly random ordered partitions of KL(mu || nu_partition) (THEORY 1)."""
+    """E over uniformly random ordered partitions of KL(mu || nu_partition) (theory §1)."""
     n, vocab = joint.ndim, joint.shape[0]
     sizes = list(tokens_per_step)
     states = list(itertools.product(range(vocab), repeat=n))
@@ -91,7 +91,7 @@ def compositions(n: int):
 
 
 def kl_from_curve(entropy: np.ndarray, tokens_per_step) -> float:
-    """THEORY 3's first form, as a plain loop."""
+    """theory §3's first form, as a plain loop."""
     g = np.diff(entropy)
     kl, start = 0.0, 0
     for s in tokens_per_step:
@@ -108,7 +108,7 @@ def brute_force_optimum(entropy: np.ndarray, steps: int) -> float:
 
 
 def markov_entropy_curve(transition: np.ndarray, n: int) -> np.ndarray:
-    """THEORY 8's closed form for a stationary Markov chain."""
+    """theory §8's closed form for a stationary Markov chain."""
     transition = np.asarray(transition, dtype=np.float64)
     vals, vecs = np.linalg.eig(transition.T)
     pi = np.real(vecs[:, np.argmin(np.abs(vals - 1))])
@@ -147,7 +147,7 @@ def clustered_curve(n: int, clusters: int = 4, noise: float = 0.05) -> np.ndarra
 
 def quadratic_dp_optimum(entropy: np.ndarray, steps: int) -> float:
     """The least KL of any T-step schedule by the plain O(T n^2) DP over all (a, b) blocks
-    (THEORY 4's recursion, no Monge shortcut and no grid compression)."""
+    (theory §4's recursion, no Monge shortcut and no grid compression)."""
     entropy = np.asarray(entropy, dtype=np.float64)
     n = entropy.size - 1
     g = np.diff(entropy)

@@ -47,7 +47,7 @@ def test_batch_matches_brute_force_for_mixed_lengths_and_budgets():
 
 
 def test_one_budget_for_all_and_the_dp_on_a_longer_chain():
-    entropy = markov_entropy_curve(0.8 * np.eye(4) + 0.05, 128)  # THEORY 10
+    entropy = markov_entropy_curve(0.8 * np.eye(4) + 0.05, 128)  # theory §10
     profile = EntropyProfile.from_entropy(entropy)
     schedules = optimize_batch([profile] * 3, 8)
     assert [s.tokens_per_step.tolist() for s in schedules] == [[8, 9, 11, 13, 16, 19, 23, 29]] * 3

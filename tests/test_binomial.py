@@ -1,9 +1,9 @@
-"""Random-count samplers (THEORY 6): the exact objective, its optimizer and TimeGrid files.
+"""Random-count samplers (theory §6): the exact objective, its optimizer and TimeGrid files.
 
 Independent routes: enumeration of every token-to-step assignment (multinomial counts) with
 the fixed-count formula written out here, a Monte Carlo simulation of the random-count sampler
-on an explicit joint table scored by THEORY 9's log-likelihood ratio, a 1-D grid search, and
-THEORY 6's published numbers for a sticky Markov chain (curve by THEORY 8's closed form,
+on an explicit joint table scored by theory §9's log-likelihood ratio, a 1-D grid search, and
+theory §6's published numbers for a sticky Markov chain (curve by theory §8's closed form,
 itself checked against enumeration).
 """
 
@@ -52,7 +52,7 @@ def entropy_curve(table: np.ndarray) -> np.ndarray:
 
 
 def fixed_count_kl(h: np.ndarray, counts) -> float:
-    """THEORY 3, first form, skipping empty steps: sum_k sum_{j in step k} (g_{N_{k-1}} - g_j)."""
+    """theory §3, first form, skipping empty steps: sum_k sum_{j in step k} (g_{N_{k-1}} - g_j)."""
     g = np.diff(h)
     total, start = 0.0, 0
     for s in counts:
@@ -62,7 +62,7 @@ def fixed_count_kl(h: np.ndarray, counts) -> float:
 
 
 def markov_entropy(transition: np.ndarray, n: int) -> np.ndarray:
-    """THEORY 8's closed form for a stationary Markov chain (checked below by enumeration)."""
+    """theory §8's closed form for a stationary Markov chain (checked below by enumeration)."""
     p = np.asarray(transition, dtype=np.float64)
     w, v = np.linalg.eig(p.T)
     pi = np.real(v[:, np.argmin(np.abs(w - 1))])
@@ -99,7 +99,7 @@ def random_grid(rng: np.random.Generator, steps: int) -> np.ndarray:
     return np.concatenate([[0.0], np.cumsum(rng.dirichlet(np.ones(steps)))[:-1], [1.0]])
 
 
-STICKY = 0.9 * np.eye(8) + 0.1 / 8  # THEORY 6's sticky 8-state chain
+STICKY = 0.9 * np.eye(8) + 0.1 / 8  # theory §6's sticky 8-state chain
 
 
 # --------------------------------------------------------------------------- the objective
@@ -126,7 +126,7 @@ def test_matches_enumeration_of_step_assignments(n, v, steps):
 
 
 def test_matches_random_count_sampler_by_monte_carlo():
-    """Simulate the sampler on an explicit law; score each draw by THEORY 9's log-ratio."""
+    """Simulate the sampler on an explicit law; score each draw by theory §9's log-ratio."""
     rng = np.random.default_rng(7)
     n, v, num = 4, 3, 40_000
     table = random_table(rng, n, v)
@@ -163,6 +163,7 @@ def test_batched_grids_match_one_at_a_time():
     np.testing.assert_allclose(batched[:, 0], single, rtol=1e-13)
 
 
+@jax.enable_x64(True)  # gradients through the caller's trace use the caller's precision
 def test_gradient_matches_finite_differences():
     profile = schedopt.EntropyProfile.from_entropy(markov_entropy(STICKY, 64))
     alpha = random_grid(np.random.default_rng(5), 6)
@@ -193,7 +194,7 @@ def test_one_token_and_one_step_edge_cases():
 
 # --------------------------------------------------------------------------- the optimizer
 def test_theory6_numbers_for_the_sticky_markov_chain():
-    """THEORY 6: fixed counts ~9.1, best random-count grid ~10.1, MD4's cosine grid ~11.4."""
+    """theory §6: fixed counts ~9.1, best random-count grid ~10.1, MD4's cosine grid ~11.4."""
     n, steps = 256, 16
     profile = schedopt.EntropyProfile.from_entropy(markov_entropy(STICKY, n))
     fixed = float(schedopt.optimal_schedule(profile, steps).expected_kl)

@@ -1,4 +1,4 @@
-"""Semi-autoregressive blocks (THEORY 7): curves, the block KL, the optimal split of steps.
+"""Semi-autoregressive blocks (theory §7): curves, the block KL, the optimal split of steps.
 
 Independent routes: the KL of every block-respecting partition computed from the joint
 table's subset entropies (chain rule written out here), brute force over step splits and over
@@ -86,9 +86,10 @@ def compositions(total: int, parts: int):
 def table_logits_fn(table: np.ndarray):
     """Exact conditionals of every position given the revealed ones, as JAX log-probs."""
     v = table.shape[0]
-    states = jnp.asarray(np.stack(np.unravel_index(np.arange(table.size), table.shape), 1))
-    prob = jnp.asarray(table.ravel())
-    onehot = jax.nn.one_hot(states, v, dtype=jnp.float64)  # [S, n, V]
+    # numpy constants: they take the precision of the trace (float64 inside schedopt).
+    states = np.stack(np.unravel_index(np.arange(table.size), table.shape), 1)
+    prob = table.ravel()
+    onehot = np.eye(v)[states]  # [S, n, V]
 
     def logits_fn(tokens, revealed):
         agree = (states[None] == tokens[:, None]) | ~revealed[:, None]  # [B, S, n]

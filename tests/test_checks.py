@@ -136,7 +136,7 @@ def test_paired_check_flags_a_wrong_law():
 
 # --------------------------------------------------------------------------- grids
 def test_prediction_needs_the_curve_at_the_cuts():
-    x = CHAIN.sample(jax.random.key(0), 8)
+    x = CHAIN.sample(8, key=jax.random.key(0))
     curves = estimate_curves(CHAIN.log_conditionals, x, key=jax.random.key(1), grid=[0, 2, 5])
     with pytest.raises(ValueError, match=r"revealed counts \[3\]"):
         curves.expected_kl([3, 3])
@@ -186,7 +186,7 @@ def test_default_prediction_matches_a_full_grid_reference_across_seeds(monkeypat
     key = jax.random.key(5)
     kl, default, _ = verification_samples(law, steps, key=key, samples=seeds * per_seed)
     k_data, k_part = jax.random.split(key)
-    x = law.sample(k_data, seeds * per_seed)
+    x = law.sample(seeds * per_seed, key=k_data)
     full = estimate_curves(law.log_conditionals, x, key=k_part, grid=np.arange(n))
     reference = full.kl_per_sequence(steps, "model")
     # The old route: linear interpolation of the 33-point curve, cuts included.

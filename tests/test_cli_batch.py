@@ -112,7 +112,7 @@ def _uniform(n, t):  # LLaDA's rule, written out
     return [n // t + (k < n % t) for k in range(t)]
 
 
-def _cosine(n, t):  # MaskGIT's rule (THEORY 5), written out
+def _cosine(n, t):  # MaskGIT's rule (theory §5), written out
     masked = [n]
     for k in range(1, t + 1):
         m = math.floor(n * math.cos(math.pi / 2 * k / t))

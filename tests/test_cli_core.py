@@ -25,7 +25,7 @@ def test_optimize_then_evaluate(profile_path, tmp_path, capsys, method):
                  "--method", method, "--out", str(out)]) == 0
     schedule = json.loads(out.read_text())
     assert schedule["format"] == "schedopt.schedule" and schedule["steps"] == 8
-    assert schedule["tokens_per_step"] == [8, 9, 11, 13, 16, 19, 23, 29]  # THEORY 10
+    assert schedule["tokens_per_step"] == [8, 9, 11, 13, 16, 19, 23, 29]  # theory §10
     capsys.readouterr()
     assert main(["evaluate", "--profile", str(profile_path), "--schedule", str(out),
                  "--json"]) == 0

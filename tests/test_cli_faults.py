@@ -182,11 +182,6 @@ def test_compare_json_is_strict(tmp_path):
     assert any(r["ratio_to_exact"] is None for r in rows)  # infinite -> null
 
 
-# Fixes that belong to the Schedule type and the KL kernel (being reworked elsewhere); strict
-# xfail: these start failing, as a reminder to drop the mark, once they are fixed.
-_ELSEWHERE = pytest.mark.xfail(strict=True, reason="Schedule.load / expected_kl fix pending")
-
-
 def _schedule_file(tmp, **fields):
     obj = {"format": "schedopt.schedule", "version": 1, "n": N, "tokens_per_step": [4, 4, 4],
            **fields}
@@ -194,7 +189,6 @@ def _schedule_file(tmp, **fields):
     return tmp / "x.json"
 
 
-@_ELSEWHERE
 def test_schedule_steps_field_must_match_its_tokens(files):
     tmp, _, _ = files
     code, _, err = run(["evaluate", "--profile", tmp / "good.json", "--schedule",
@@ -202,7 +196,6 @@ def test_schedule_steps_field_must_match_its_tokens(files):
     assert_one_line(code, err, "steps")
 
 
-@_ELSEWHERE
 def test_schedule_tokens_must_not_be_booleans(files):
     tmp, _, _ = files
     n_true = _schedule_file(tmp, n=3, tokens_per_step=[True, True, True])
@@ -211,7 +204,6 @@ def test_schedule_tokens_must_not_be_booleans(files):
     assert_one_line(code, err, "true")
 
 
-@_ELSEWHERE
 def test_constant_curve_gives_exactly_zero_kl(tmp_path):
     """g constant (a product law): every schedule's KL is exactly 0, never negative."""
     EntropyProfile.from_entropy(0.3 * np.arange(101)).save(tmp_path / "p.json")

@@ -20,7 +20,7 @@ def _no_compile_cache(monkeypatch):
 
 @pytest.fixture
 def chain_files(tmp_path):
-    """THEORY 10's chain as a .npy transition matrix and a .json copy."""
+    """theory §10's chain as a .npy transition matrix and a .json copy."""
     p = 0.8 * np.eye(4) + 0.05
     np.save(tmp_path / "P.npy", p)
     (tmp_path / "P.json").write_text(json.dumps(p.tolist()))
@@ -36,7 +36,7 @@ def test_profile_of_a_markov_chain(chain_files, suffix, capsys):
     )
     assert code == 0
     profile = EntropyProfile.load(out)
-    # THEORY 10's worked example.
+    # theory §10's worked example.
     assert profile.joint_entropy == pytest.approx(75.998913, abs=1e-6)
     assert profile.total_correlation == pytest.approx(101.446766, abs=1e-6)
     assert json.loads(capsys.readouterr().out)["n"] == 128
@@ -53,7 +53,7 @@ def test_profile_of_codes(tmp_path):
 @pytest.mark.parametrize("predict_from", ["own", "wrong"])
 def test_verify_predicted_vs_sampled(chain_files, capsys, predict_from):
     schedule = chain_files / "S.json"
-    # THEORY 10: the optimal 8-step schedule of this chain and its expected KL.
+    # theory §10: the optimal 8-step schedule of this chain and its expected KL.
     steps, exact = [8, 9, 11, 13, 16, 19, 23, 29], 7.176410
     profile = EntropyProfile.from_entropy(np.arange(129.0))  # any profile with n = 128
     Schedule.from_tokens(profile, steps).save(schedule)

@@ -66,7 +66,7 @@ def test_markov_worked_example_theory_10():
 
 
 def _theory_8_direct(chain, n):
-    """THEORY 8 term by term, with exact rational binomial weights (slow, independent)."""
+    """theory §8 term by term, with exact rational binomial weights (slow, independent)."""
     p, pi = chain.transition, chain.stationary
     h_pi = -np.sum(pi * np.log(pi))
     power = np.eye(p.shape[0])
@@ -133,7 +133,7 @@ _SAMPLES = {}
 def _samples(name):
     """4000 draws per law, shared by the tests (each distinct shape costs a compilation)."""
     if name not in _SAMPLES:
-        _SAMPLES[name] = np.asarray(LAWS[name].sample(jax.random.key(6), 4000))
+        _SAMPLES[name] = np.asarray(LAWS[name].sample(4000, key=jax.random.key(6)))
     return _SAMPLES[name]
 
 
@@ -183,7 +183,7 @@ def test_markov_long_chain():
 
 def test_hidden_markov_states_match_tokens():
     hmm = LAWS["hmm"]
-    tokens, hidden = hmm.sample_hidden(jax.random.key(6), 4000)
+    tokens, hidden = hmm.sample_hidden(4000, key=jax.random.key(6))
     np.testing.assert_array_equal(tokens, _samples("hmm"))
     assert hidden.shape == (4000, 6) and int(hidden.max()) < 3
 

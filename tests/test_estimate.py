@@ -16,7 +16,7 @@ from schedopt.distributions import MarkovChain, Product
 from schedopt.estimate import estimate_curves, revealed_grid
 
 CHAIN = MarkovChain(0.8 * np.eye(4) + 0.05, 24)
-DATA = np.asarray(CHAIN.sample(jax.random.key(0), 512))
+DATA = np.asarray(CHAIN.sample(512, key=jax.random.key(0)))
 
 
 @pytest.mark.parametrize("kind", ["data", "model"])
@@ -90,7 +90,7 @@ _SHARDED_SCRIPT = textwrap.dedent(
     from schedopt.distributions import MarkovChain
     from schedopt.estimate import estimate_curves
     chain = MarkovChain(0.8 * np.eye(4) + 0.05, 24)
-    data = np.asarray(chain.sample(jax.random.key(0), 512))[:37]
+    data = np.asarray(chain.sample(512, key=jax.random.key(0)))[:37]
     e = estimate_curves(chain.log_conditionals, data, key=jax.random.key(9))
     json.dump({"devices": jax.device_count(), "ce": e.cross_entropy.tolist(),
                "ent": e.predictive_entropy.tolist()}, sys.stdout)

@@ -71,7 +71,7 @@ def test_masked_cross_entropy_matches_a_direct_sum():
 
 def test_random_revealed_counts_and_uniform_positions():
     counts = jnp.asarray(np.arange(4000) % 8)
-    revealed = np.asarray(random_revealed(jax.random.key(0), 4000, 8, counts))
+    revealed = np.asarray(random_revealed(4000, 8, counts, key=jax.random.key(0)))
     np.testing.assert_array_equal(revealed.sum(axis=1), np.asarray(counts))
     # Each position is revealed with probability E[j]/n = 3.5/8; 4 binomial sd around it.
     freq = revealed.mean(axis=0)

@@ -1,4 +1,4 @@
-"""Held-out T-step NLL (THEORY 9 and 11) and the `nll` / `profile --model` commands."""
+"""Held-out T-step NLL (theory §9 and 11) and the `nll` / `profile --model` commands."""
 
 from __future__ import annotations
 
@@ -38,10 +38,10 @@ def correlated_data(num: int, seed: int) -> np.ndarray:
 # --------------------------------------------------------------------------- exact routes
 def test_exact_model_excess_is_the_expected_kl():
     # With the law's own conditionals, the one-by-one NLL of x is -log mu(x) (chain rule) and
-    # the excess is the KL, whose exact value is THEORY 3 on the closed-form profile.
+    # the excess is the KL, whose exact value is theory §3 on the closed-form profile.
     # (Schedules of one length T share one compiled sampler.)
     chain = schedopt.distributions.MarkovChain(0.7 * np.eye(3) + 0.1, n=8)
-    x = np.asarray(chain.sample(jax.random.key(0), 4000))
+    x = np.asarray(chain.sample(4000, key=jax.random.key(0)))
     schedules = [[2, 3, 3], [1, 1, 6], [5, 2, 1]]
     results = schedules_nll(chain.log_conditionals, x, schedules, jax.random.key(1))
     for steps, r in zip(schedules, results, strict=True):
@@ -80,7 +80,7 @@ def test_nll_matches_enumeration_over_orders():
     assert lo <= exact <= hi
 
 
-# --------------------------------------------------------------------------- THEORY 11
+# --------------------------------------------------------------------------- theory §11
 @pytest.mark.parametrize("seed", [0, 1])
 def test_excess_agrees_with_the_data_curve_for_any_model(seed):
     # An untrained model is as good a test as any: the identity holds for every model.
@@ -93,7 +93,7 @@ def test_excess_agrees_with_the_data_curve_for_any_model(seed):
         predicted, predicted_se = predicted_excess(est, steps)
         spread = math.hypot(r.excess_stderr, predicted_se)
         assert abs(r.excess - predicted) <= 1.96 * spread
-        # ... and the prediction is THEORY 3's formula on the raw curve
+        # ... and the prediction is theory §3's formula on the raw curve
         raw = schedopt.EntropyProfile.from_conditional_entropy(
             est.cross_entropy.mean(0), est.revealed, n=6, check=False)
         assert float(schedopt.expected_kl(raw, steps)) == pytest.approx(predicted)

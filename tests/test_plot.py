@@ -21,7 +21,7 @@ from schedopt.compare import budget_table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHAIN = markov_entropy_curve(0.8 * np.eye(4) + 0.05, 128)
-# THEORY 10's worked example: schedules with their expected KL, computed there independently.
+# theory §10's worked example: schedules with their expected KL, computed there independently.
 THEORY_10 = [
     ([42, 86], 37.246122),
     ([17, 24, 35, 52], 15.937679),

@@ -1,4 +1,4 @@
-"""The T-step sampler and `verify` against the law and THEORY 3's exact formula."""
+"""The T-step sampler and `verify` against the law and theory §3's exact formula."""
 
 import itertools
 import math
@@ -45,28 +45,28 @@ def _chi_square_pvalues(x, law):
 
 
 def test_one_token_per_step_samples_the_law():
-    x = np.asarray(schedopt.sample(CHAIN.conditionals, [1] * 6, jax.random.key(0), 20000))
+    x = np.asarray(schedopt.sample(CHAIN.conditionals, [1] * 6, 20000, key=jax.random.key(0)))
     pvalues = _chi_square_pvalues(x, CHAIN)
     # 11 tests at a fixed seed; Bonferroni at 1%.
     assert pvalues.min() > 0.01 / pvalues.size
 
 
 def test_one_step_loses_the_correlations():
-    x = np.asarray(schedopt.sample(CHAIN.conditionals, [6], jax.random.key(0), 20000))
+    x = np.asarray(schedopt.sample(CHAIN.conditionals, [6], 20000, key=jax.random.key(0)))
     pvalues = _chi_square_pvalues(x, CHAIN)
     assert np.all(pvalues[:6] > 1e-4)  # single sites: still the right marginals
     assert np.all(pvalues[6:] < 1e-30)  # pairs: drawn independently, clearly wrong
 
 
 def test_logits_and_probabilities_give_the_same_sampler():
-    a = schedopt.sample(CHAIN.conditionals, [2, 4], jax.random.key(3), 20000)
-    b = schedopt.sample(CHAIN.log_conditionals, [2, 4], jax.random.key(3), 20000, logits=True)
+    a = schedopt.sample(CHAIN.conditionals, [2, 4], 20000, key=jax.random.key(3))
+    b = schedopt.sample(CHAIN.log_conditionals, [2, 4], 20000, logits=True, key=jax.random.key(3))
     assert np.mean(np.asarray(a) == np.asarray(b)) > 0.999
 
 
 def test_one_by_one_likelihood_is_the_chain_rule():
     """With T = n the sampler's log-likelihood of any sequence is log mu(x), any order."""
-    x = CHAIN.sample(jax.random.key(4), 4000)
+    x = CHAIN.sample(4000, key=jax.random.key(4))
     loglik = schedule_log_likelihood(CHAIN.conditionals, x, [1] * 6, jax.random.key(5))
     np.testing.assert_allclose(loglik, CHAIN.log_prob(x), atol=1e-10)
 
@@ -92,14 +92,14 @@ def test_sampled_law_matches_the_block_product_formula():
                 idx = tuple(s[a] for a in sorted(first + (i,)))
                 q *= cond[k][idx]
             nu[tuple(s)] += q / len(subsets)
-    x = np.asarray(schedopt.sample(CHAIN.conditionals, [2, 4], jax.random.key(6), 20000))
+    x = np.asarray(schedopt.sample(CHAIN.conditionals, [2, 4], 20000, key=jax.random.key(6)))
     counts = np.bincount(np.ravel_multi_index(x.T, table.shape), minlength=table.size)
     expected = nu.reshape(-1) * len(x)
     keep = expected >= 5
     observed = np.append(counts[keep], counts[~keep].sum())
     expected = np.append(expected[keep], expected[~keep].sum())
     assert stats.chisquare(observed, expected).pvalue > 1e-3
-    # The exact KL(mu || nu) of the averaged law is below the partition average (THEORY 1).
+    # The exact KL(mu || nu) of the averaged law is below the partition average (theory §1).
     kl_mixture = float(np.sum(table * np.log(table / nu)))
     assert 0 < kl_mixture <= float(schedopt.expected_kl(CHAIN.profile(), [2, 4])) + 1e-12
 
@@ -110,7 +110,7 @@ LAWS = {"markov": CHAIN, "hmm": HMM, "mixture": MIXTURE}
 def test_verify_interval_covers_the_exact_formula():
     """Markov, HMM and mixture at four schedules each: 12 intervals at 95%.
 
-    Each estimate must lie within 4 standard errors of THEORY 3's formula on the enumerated
+    Each estimate must lie within 4 standard errors of theory §3's formula on the enumerated
     profile, and the 95% interval must cover it in at least 10 of the 12 cases (9 or fewer
     has probability 2% for honest intervals).
     """
@@ -157,7 +157,7 @@ def test_verify_flags_a_wrong_prediction():
 @pytest.mark.parametrize("kind", ["data", "model"])
 def test_optimized_schedules_never_predict_negative_kl_on_noisy_profiles(kind):
     chain = MarkovChain(0.9 * np.eye(4) + 0.025, 32)
-    x = chain.sample(jax.random.key(0), 96)
+    x = chain.sample(96, key=jax.random.key(0))
     # 12 sequences per curve: noisy enough that the raw estimate is not monotone.
     for seed in range(3):
         noisy = schedopt.estimate_profile(
@@ -173,7 +173,7 @@ def test_optimized_schedules_never_predict_negative_kl_on_noisy_profiles(kind):
 
 # --------------------------------------------------------------------------- bad input
 def _sample(steps, num):
-    return schedopt.sample(CHAIN.conditionals, steps, jax.random.key(0), num)
+    return schedopt.sample(CHAIN.conditionals, steps, num, key=jax.random.key(0))
 
 
 @pytest.mark.parametrize(

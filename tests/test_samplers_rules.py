@@ -813,7 +813,7 @@ def test_dllm_refuses_blocks_with_different_rows(tmp_path):
 
 # --------------------------------------------------------------------------- evaluate
 def binomial_kl(entropy: np.ndarray, grid: np.ndarray) -> float:
-    """THEORY 6, first form, in numpy: sum_k E_{t ~ Bin(n, a_{k-1})}[(n - t) p_k g_t] - H_n."""
+    """theory §6, first form, in numpy: sum_k E_{t ~ Bin(n, a_{k-1})}[(n - t) p_k g_t] - H_n."""
     from scipy.stats import binom
 
     n = entropy.size - 1
@@ -837,7 +837,7 @@ def binomial_kl(entropy: np.ndarray, grid: np.ndarray) -> float:
 def test_evaluate_scores_what_the_sampler_really_reveals(tmp_path, kwargs):
     """`evaluate` on a timesteps file: the expected tokens per step are those of the sampler's
     own rule on the file's times (MD4's decode a step of its own), and the expected KL is
-    THEORY 6 on that grid."""
+    theory §6 on that grid."""
     n = 1000
     profile = schedopt.EntropyProfile.from_conditional_entropy(1.0 / (1.0 + np.arange(n)))
     name = write(tmp_path, MEDIUM, "timesteps", ".npz", **kwargs)

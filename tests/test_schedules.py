@@ -1,4 +1,4 @@
-"""Baselines: THEORY section 5's formulas and guarantees."""
+"""Baselines: docs/theory.md §5's formulas and guarantees."""
 
 import math
 

@@ -322,6 +322,10 @@ def run_frontier(args: argparse.Namespace) -> int:
         _io.check_output_path(args.out)
     if args.target_kl is not None and not (math.isfinite(args.target_kl) and args.target_kl > 0):
         raise ValueError(f"--target-kl must be a positive number of nats, got {args.target_kl}")
+    from . import blockfiles
+
+    if blockfiles.is_block_profiles(args.profile):
+        return blockfiles.frontier(args)
     profile = load_profile(args.profile, args.regularize)
     max_steps = check_steps(args.max_steps, profile.n)
     table = frontier_table(profile, max_steps)

@@ -107,7 +107,10 @@ def run_optimize(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from ..schedules import Schedule
+    from . import blockfiles
 
+    if blockfiles.is_block_profiles(args.profile):
+        return blockfiles.evaluate(args)
     profile = load_profile(args.profile, args.regularize)
     if evaluate_file(args, profile):  # counts / maskgit / alpha / timesteps, grids, blocks
         return 0
@@ -133,7 +136,10 @@ def _row(schedule, name: str | None = None) -> dict:
 
 def run_compare(args: argparse.Namespace) -> int:
     from .. import compare as cmp
+    from . import blockfiles
 
+    if blockfiles.is_block_profiles(args.profile):
+        return blockfiles.compare(args)
     profile = load_profile(args.profile, args.regularize)
     rows = [_row(s, name) for name, s in cmp.schedules_at_budget(profile, args.steps).items()]
     exact = next(r["expected_kl"] for r in rows if r["method"] == "optimal")

@@ -106,6 +106,11 @@ def optimize_variant(args: argparse.Namespace) -> bool:
         raise ValueError("--block-length works with fixed counts; drop --sampler binomial")
     _io.check_output_path(args.out)
     if block_length is not None:
+        from . import blockfiles
+
+        if blockfiles.is_block_profiles(args.profile):  # raw curves: exact DP over all blocks
+            blockfiles.optimize(args, args.profile)
+            return True
         blocks = load_block_profiles(args.profile, block_length, args.regularize)
         result = optimize_blocks(blocks, args.steps, equal_split=args.equal_split)
         split = result.meta["steps_per_block"]

@@ -242,7 +242,7 @@ def demo_examples(n: int = 128):
         ),
         (
             "markov",
-            f"sticky Markov chain: 4 states, P = 0.8 I + 0.05, n = {n} (THEORY 10)",
+            f"sticky Markov chain: 4 states, P = 0.8 I + 0.05, n = {n} (theory §10)",
             MarkovChain(0.8 * np.eye(4) + 0.05, n),
         ),
     ]
@@ -338,7 +338,7 @@ def budget_table(profile, budgets) -> list[dict]:
 def draw_step_approximations(figures, path) -> None:
     """One panel per law: g and the left-endpoint steps of its schedules (schedopt.plot).
 
-    The shaded area between g and a schedule's steps is its expected KL (THEORY 3).
+    The shaded area between g and a schedule's steps is its expected KL (theory §3).
     """
     from .. import plot
 

@@ -11,6 +11,9 @@ import argparse
 from .. import _io
 from .distributed import add_distributed_arguments
 
+DATASETS = ("digits", "text", "hmm")
+
+
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = False,
                         kind: bool = True) -> None:
@@ -21,8 +24,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = Fal
         help="a trained masked diffusion model: 'digits' (shipped) or a checkpoint .json",
     )
     group.add_argument(
-        "--data", choices=("digits", "text", "hmm"), default=None,
-        help="held-out data to measure on (default: the data the model was trained on)",
+        "--data", default=None, metavar="digits|text|hmm|PAIRS.jsonl",
+        help="held-out data to measure on: with --model a shipped data set (default: the one "
+        "it was trained on); with --hf-model a JSONL file of prompt/answer pairs",
     )
     if kind:
         group.add_argument(
@@ -40,6 +44,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = Fal
     )
     group.add_argument("--batch-size", type=int, default=256, metavar="B",
                        help="rows per forward pass (default 256)")
+    from . import hf
+
+    hf.add_hf_arguments(parser)
 
 
 def load_model_and_data(args: argparse.Namespace):
@@ -47,6 +54,9 @@ def load_model_and_data(args: argparse.Namespace):
     from ..data import check_sequences, load_dataset
     from ..models import load_checkpoint
 
+    if args.data is not None and args.data not in DATASETS:
+        raise ValueError(f"--data with --model must be one of {', '.join(DATASETS)}, got "
+                         f"{args.data!r}; JSONL pairs need --hf-model")
     model, record = load_checkpoint(args.model)
     name = args.data or record.get("data")
     if name is None:
@@ -118,9 +128,9 @@ def register(sub) -> None:
         description="Score schedules on held-out data with a trained model's own conditionals: "
         "the T-step NLL with a 95% interval, its excess over one token per step (the "
         "schedule's KL for this model and data) and, beside it, the excess the data curve "
-        "predicts (THEORY 9 and 11). The two should agree within their intervals.",
+        "predicts (theory §9 and 11). The two should agree within their intervals.",
     )
-    add_model_arguments(p, required=True, kind=False)
+    add_model_arguments(p, required=False, kind=False)
     p.add_argument("--schedule", action="append", required=True, metavar="S.json",
                    help="a schedule file (repeat for several)")
     p.add_argument("--seed", type=int, default=0, help="random seed for the orders (default 0)")
@@ -142,6 +152,15 @@ def run_nll(args: argparse.Namespace) -> int:
 
 def _run_nll(args: argparse.Namespace) -> int:
     import jax
+
+    if args.hf_model is not None:
+        if args.model is not None:
+            raise ValueError("give either --model or --hf-model, not both")
+        from . import hf
+
+        return hf.run_nll(args)
+    if args.model is None:
+        raise ValueError("say which model to score with: --model digits|PATH or --hf-model DIR")
 
     from ..distributed import is_writer
     from ..estimate import estimate_curves, schedule_grid

@@ -40,6 +40,10 @@ def run(args: argparse.Namespace) -> int:
     from ..schedules import Schedule
 
     check_png_path(args.out)  # before any work: a bad name fails fast
+    from . import blockfiles
+
+    if blockfiles.is_block_profiles(args.profile):
+        return blockfiles.plot(args)
     profile = load_profile(args.profile, args.regularize)
     if profile.n < 2:
         raise ValueError(f"{args.profile!r} has n = {profile.n}; plot needs n >= 2 tokens")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .. import _io
 from . import known, learned
@@ -14,10 +15,41 @@ def register(sub) -> None:
         "profile",
         help="compute an entropy profile (known distribution or trained model)",
         description="Compute the entropy profile of a known distribution (--distribution) "
-        "or of a trained masked diffusion model on data (--model), and write it as JSON.",
+        "or of a trained masked diffusion model on data (--model), or from a training log of "
+        "the masked cross-entropy by mask ratio (--from-loss-curve, no forward pass), and "
+        "write it as JSON.",
     )
     known.add_distribution_arguments(p)
     learned.add_model_arguments(p)
+    group = p.add_argument_group("training log (--from-loss-curve)")
+    group.add_argument(
+        "--from-loss-curve", metavar="LOSS.csv", default=None,
+        help="CSV with header mask_ratio,cross_entropy[,stderr] (mean CE per masked token, "
+        "nats); needs --length N. Mask ratio r is revealed count n (1 - r)",
+    )
+    group.add_argument(
+        "--shape", choices=("convex", "monotone"), default="convex",
+        help="--from-loss-curve fit: 'convex' (non-increasing and convex, default: smooth, "
+        "no flat stretches for the optimizer to exploit) or 'monotone' (non-increasing only; "
+        "for step-shaped curves such as codes)",
+    )
+    group = p.add_argument_group("forward-pass budget (--model)")
+    group.add_argument(
+        "--max-forward-passes", type=int, default=None, metavar="B",
+        help="estimate the --model curve with at most B forward passes: half on a coarse "
+        "curve, the rest around the cuts of its optimal schedules (for --target-steps); "
+        "prints how stable those schedules are",
+    )
+    group.add_argument(
+        "--gap-degree", type=int, default=None, metavar="D",
+        help="with --max-forward-passes and --kind data: estimate the data curve as the model "
+        "curve plus a degree-D polynomial fit of the calibration gap (less noise; exact for "
+        "a polynomial gap)",
+    )
+    group.add_argument(
+        "--target-steps", type=int, nargs="+", default=[4, 8, 16, 32], metavar="T",
+        help="the step budgets the --max-forward-passes estimate aims at (default 4 8 16 32)",
+    )
     p.add_argument("--out", required=True, metavar="P.json", help="profile file to write")
     p.add_argument("--seed", type=int, default=0, help="random seed for Monte Carlo (default 0)")
     add_distributed_arguments(p)
@@ -39,15 +71,70 @@ def _run(args: argparse.Namespace) -> int:
 
     if is_writer():
         check_output_path(args.out)
-    if getattr(args, "distribution", None) and getattr(args, "model", None):
-        raise ValueError("give either --distribution or --model, not both")
-    if getattr(args, "distribution", None):
+    if getattr(args, "hf_model", None):
+        if any(getattr(args, name, None) for name in ("distribution", "model", "from_loss_curve")):
+            raise ValueError("give one source of the curve: --distribution, --model, "
+                             "--from-loss-curve or --hf-model")
+        from . import hf
+
+        return hf.run_profile(args)
+    if getattr(args, "block_length", None) is not None:
+        raise ValueError("--block-length in profile needs --hf-model (per-block curves on "
+                         "prompt/answer pairs)")
+    sources = [f"--{name.replace('_', '-')}" for name in
+               ("distribution", "model", "from_loss_curve") if getattr(args, name, None)]
+    if len(sources) > 1:
+        raise ValueError(f"give one source of the curve, not {' and '.join(sources)}")
+    if args.max_forward_passes is not None and not getattr(args, "model", None):
+        raise ValueError("--max-forward-passes applies to --model; drop it or give --model")
+    if getattr(args, "from_loss_curve", None):
+        from ..losscurve import profile_from_loss_curve_file
+
+        if args.length is None:
+            raise ValueError("--from-loss-curve needs --length N, the sequence length to "
+                             "schedule for")
+        profile = profile_from_loss_curve_file(args.from_loss_curve, length=args.length,
+                                               shape=args.shape)
+        for stretch in profile.meta["nonmonotone"]:
+            lo, hi = stretch["mask_ratio"]
+            print(f"schedopt profile: warning: the loss rises with revealed tokens between mask "
+                  f"ratios {lo:.3g} and {hi:.3g} (p = {stretch['p_value']:.2g}); the profile "
+                  "is flattened there", file=sys.stderr)
+    elif getattr(args, "distribution", None):
         profile = known.profile_from_distribution(args)
+    elif getattr(args, "model", None) and args.max_forward_passes is not None:
+        profile = _profile_within_budget(args)
     elif getattr(args, "model", None):
         profile = learned.profile_from_model(args)
     else:
-        raise ValueError("say where the curve comes from: --distribution NAME or --model NAME")
-    if is_writer():  # every process holds the whole profile; one writes it
-        profile.save(args.out)
-        print(_io.dumps({"out": args.out, **profile.summary()}))
+        raise ValueError("say where the curve comes from: --distribution NAME, --model NAME or "
+                         "--from-loss-curve FILE.csv")
+    if not is_writer():  # every process holds the whole profile; one writes it
+        return 0
+    profile.save(args.out)
+    extra = {}
+    if "stability" in profile.meta and "max_forward_passes" in profile.meta:
+        extra = {"forward_passes": profile.meta["forward_passes"],
+                 "schedules": profile.meta["schedules"], "stability": profile.meta["stability"]}
+    print(_io.dumps({"out": args.out, **profile.summary(), **extra}))
     return 0
+
+
+def _profile_within_budget(args: argparse.Namespace):
+    """--model with --max-forward-passes: the adaptive two-phase estimate."""
+    import jax
+
+    from ..adaptive_estimate import estimate_within_budget
+    from ..models import logits_fn
+
+    model, data, info = learned.load_model_and_data_everywhere(args)
+    result = estimate_within_budget(
+        logits_fn(model), data, key=jax.random.key(args.seed),
+        max_forward_passes=args.max_forward_passes, steps=args.target_steps, kind=args.kind,
+        gap_degree=args.gap_degree, batch_size=args.batch_size)
+    for t, report in result.stability.items():
+        print(f"schedopt profile: T = {t}: schedule {result.schedules[t].tolist()} agrees with "
+              f"{100 * report['agreement']:.0f}% of bootstrap re-estimates; 90% of them put its "
+              f"excess KL below {report['excess_p90']:.3g} nats "
+              f"({100 * report['relative_p90']:.1f}% of the optimum)", file=sys.stderr)
+    return result.profile.replace(meta={**result.profile.meta, **info})

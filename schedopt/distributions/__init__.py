@@ -1,10 +1,10 @@
 """Known distributions over token sequences, with exact conditionals and entropy profiles.
 
-Every distribution has `n`, `vocab_size`, `sample(key, num)`, `conditionals(x, revealed)`,
+Every distribution has `n`, `vocab_size`, `sample(num, *, key)`, `conditionals(x, revealed)`,
 `log_conditionals`, `log_prob(x)`, `profile()` and (for small n) `table()`:
 
 - `Product`: independent positions; exact (g is constant, every schedule has KL 0).
-- `MarkovChain`: stationary chain; exact closed form (THEORY 8), n = 32768 in well under 2 s.
+- `MarkovChain`: stationary chain; exact closed form (theory §8), n = 32768 in well under 2 s.
 - `HiddenMarkov`: forward-backward conditionals; Monte Carlo profile.
 - `MixtureOfProducts`: clustered sequences; exact posterior; Monte Carlo profile.
 - `LinearCode`: uniform on a code over F_q (parity, Reed-Solomon); exact step profile.

@@ -2,7 +2,7 @@
 
 A distribution is a law mu over sequences x in {0..V-1}^n. It samples, gives the conditional
 marginals mu(x_i | x_revealed) of every position, scores sequences, and knows its entropy
-profile (THEORY 2 and 8): exactly where a formula or an enumeration exists, otherwise by the
+profile (theory §2 and 8): exactly where a formula or an enumeration exists, otherwise by the
 Rao-Blackwellised Monte Carlo estimator of `schedopt.estimate`.
 """
 
@@ -53,7 +53,7 @@ class Distribution(abc.ABC):
 
     # ---------------------------------------------------------------- to implement
     @abc.abstractmethod
-    def sample(self, key: jax.Array, num: int) -> jnp.ndarray:
+    def sample(self, num: int, *, key: jax.Array) -> jnp.ndarray:
         """`num` independent sequences from mu: int32[num, n]."""
 
     @abc.abstractmethod
@@ -128,7 +128,7 @@ class Distribution(abc.ABC):
         grid: Any = None,
         quiet: bool = True,
     ):
-        """Rao-Blackwellised Monte Carlo values of the curve (THEORY 8), per sequence.
+        """Rao-Blackwellised Monte Carlo values of the curve (theory §8), per sequence.
 
         `samples` sequences from mu, one random order each, and at every grid point the
         mean entropy of the exact conditionals at the masked positions (kind "model"; the
@@ -143,7 +143,7 @@ class Distribution(abc.ABC):
         samples = check_count(samples, "samples")
         key = jax.random.key(0) if key is None else key
         k_data, k_order = jax.random.split(key)
-        data = self.sample(k_data, samples)
+        data = self.sample(samples, key=k_data)
         return estimate_curves(self.log_conditionals, data, key=k_order, grid=grid, quiet=quiet)
 
     @float64
@@ -183,6 +183,16 @@ class Distribution(abc.ABC):
 
 
 # --------------------------------------------------------------------------- helpers
+def as_jax(*arrays: Any) -> tuple[jnp.ndarray, ...]:
+    """A law's numpy parameters as JAX arrays in the current precision.
+
+    Jitted kernels get JAX arrays, never numpy ones: a numpy argument lets a program compiled
+    under one precision be reused under the other (the laws run in float64 inside, and in the
+    caller's precision when traced by the caller), which XLA then refuses.
+    """
+    return tuple(jnp.asarray(a) for a in arrays)
+
+
 def point_mass(x: jnp.ndarray, revealed: jnp.ndarray, probs: jnp.ndarray) -> jnp.ndarray:
     """Replace the conditionals at revealed positions by the point mass on x_i."""
     onehot = jax.nn.one_hot(x, probs.shape[-1], dtype=probs.dtype)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..profile import EntropyProfile
-from ._base import MAX_ENUMERATION, Distribution, check_count, check_length, point_mass
+from ._base import MAX_ENUMERATION, Distribution, as_jax, check_count, check_length, point_mass
 
 # Conditionals are float[..., n, q]; larger alphabets belong to a different tool.
 MAX_FIELD = 1021
@@ -57,7 +57,7 @@ class LinearCode(Distribution):
     def parity(cls, n: int, q: int = 2) -> LinearCode:
         """Sequences whose tokens sum to 0 mod q (codimension 1; any n-1 positions are free).
 
-        THEORY 8: H_j = j log q for j < n and H_n = (n - 1) log q.
+        theory §8: H_j = j log q for j < n and H_n = (n - 1) log q.
         """
         n = check_length(n)
         if n < 2:
@@ -73,7 +73,7 @@ class LinearCode(Distribution):
         """The [n, k] Reed-Solomon code over F_q (polynomials of degree < k at n points).
 
         Any k positions determine the codeword (MDS): H_j = min(j, k) log q, the step that
-        no schedule can find without knowing k (THEORY 5, lower bound).
+        no schedule can find without knowing k (theory §5, lower bound).
         """
         n, k, q = check_length(n), check_length(k, "k"), _check_prime(q)
         if n > q:
@@ -122,7 +122,8 @@ class LinearCode(Distribution):
 
     def _ranks(self, revealed: np.ndarray) -> np.ndarray:
         x = jnp.zeros(revealed.shape, jnp.int32)
-        _, pivots = _eliminate_batch(*self._field, x, jnp.asarray(revealed))
+        generator, inverse, q = self._field
+        _, pivots = _eliminate_batch(*as_jax(generator, inverse), q, x, jnp.asarray(revealed))
         return np.asarray(jnp.sum(pivots, axis=-1))
 
     # ---------------------------------------------------------------- law
@@ -133,9 +134,10 @@ class LinearCode(Distribution):
         return np.ascontiguousarray(self.generator.T), inverse, self.q
 
     def _conditionals(self, x, revealed):
-        return _code_conditionals(*self._field, x, revealed)
+        generator, inverse, q = self._field
+        return _code_conditionals(*as_jax(generator, inverse), q, x, revealed)
 
-    def sample(self, key: jax.Array, num: int) -> jnp.ndarray:
+    def sample(self, num: int, *, key: jax.Array) -> jnp.ndarray:
         num = check_count(num, "num")
         u = jax.random.randint(key, (num, self.generator.shape[0]), 0, self.q, jnp.int64)
         return ((u @ self.generator) % self.q).astype(jnp.int32)
@@ -145,7 +147,8 @@ class LinearCode(Distribution):
         x = jnp.asarray(x, jnp.int32)
         lead = x.shape[:-1]
         flat = x.reshape(-1, self.n)
-        rows, pivots = _eliminate_batch(*self._field, flat, jnp.ones(flat.shape, bool))
+        rows, pivots = _eliminate_batch(*as_jax(*self._field[:2]), self._field[2], flat,
+                                        jnp.ones(flat.shape, bool))
         # A consistent system reduces every non-pivot equation to 0 = 0.
         member = jnp.all(pivots | (rows[..., -1] == 0), axis=-1)
         out = jnp.where(member, -self.rank * math.log(self.q), -jnp.inf)

@@ -11,6 +11,7 @@ import numpy as np
 
 from ._base import (
     Distribution,
+    as_jax,
     check_count,
     check_length,
     check_probabilities,
@@ -55,16 +56,16 @@ class HiddenMarkov(Distribution):
 
     @property
     def _params(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.stationary, self.transition, self.emission
+        return as_jax(self.stationary, self.transition, self.emission)
 
     def _conditionals(self, x, revealed):
         return _hmm_conditionals(*self._params, x, revealed)
 
-    def sample(self, key: jax.Array, num: int) -> jnp.ndarray:
+    def sample(self, num: int, *, key: jax.Array) -> jnp.ndarray:
         num = check_count(num, "num")
         return _hmm_sample(key, *self._params, num, self.n)
 
-    def sample_hidden(self, key: jax.Array, num: int) -> tuple[jnp.ndarray, jnp.ndarray]:
+    def sample_hidden(self, num: int, *, key: jax.Array) -> tuple[jnp.ndarray, jnp.ndarray]:
         """(tokens int32[num, n], hidden states int32[num, n]); same draws as `sample`."""
         num = check_count(num, "num")
         return _hmm_sample_with_states(key, *self._params, num, self.n)

@@ -1,4 +1,4 @@
-"""Stationary Markov chains: exact profile in closed form (THEORY 8)."""
+"""Stationary Markov chains: exact profile in closed form (theory §8)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 from ..profile import EntropyProfile
 from ._base import (
     Distribution,
+    as_jax,
     check_count,
     check_length,
     check_probabilities,
@@ -35,7 +36,7 @@ class MarkovChain(Distribution):
     """A stationary Markov chain X_0 -> X_1 -> ... -> X_{n-1}.
 
     X_0 follows the stationary law pi of `transition`; X_{i+1} | X_i = a follows
-    transition[a]. The profile is exact (THEORY 8) and takes O(n log n + n V^3) time.
+    transition[a]. The profile is exact (theory §8) and takes O(n log n + n V^3) time.
 
     Args:
         transition: float[V, V] row-stochastic matrix P[a, b] = Pr(X_{i+1} = b | X_i = a);
@@ -60,7 +61,7 @@ class MarkovChain(Distribution):
         return True
 
     def profile(self, *, key=None, samples=1024, grid=None, quiet=True) -> EntropyProfile:
-        """The exact profile from THEORY 8's closed form (the arguments are ignored)."""
+        """The exact profile from theory §8's closed form (the arguments are ignored)."""
         entropy = markov_entropy_curve(self.transition, self.stationary, self.n)
         meta = {"source": "exact", "distribution": "markov", "method": "closed form"}
         return EntropyProfile.from_entropy(entropy, meta=meta)
@@ -74,11 +75,11 @@ class MarkovChain(Distribution):
         return matrix_powers(self.transition, self.n)
 
     def _conditionals(self, x, revealed):
-        return _markov_conditionals(self._powers, self.stationary, x, revealed)
+        return _markov_conditionals(*as_jax(self._powers, self.stationary), x, revealed)
 
-    def sample(self, key: jax.Array, num: int) -> jnp.ndarray:
+    def sample(self, num: int, *, key: jax.Array) -> jnp.ndarray:
         num = check_count(num, "num")
-        return _markov_sample(key, self.stationary, self.transition, num, self.n)
+        return _markov_sample(key, *as_jax(self.stationary, self.transition), num, self.n)
 
     def log_prob(self, x: Any) -> jnp.ndarray:
         x = jnp.asarray(x, jnp.int32)
@@ -161,9 +162,9 @@ def lag_mutual_information(
 
 
 def markov_entropy_curve(transition: np.ndarray, stationary: np.ndarray, n: int) -> np.ndarray:
-    """H_0..H_n (nats) of the stationary chain, THEORY 8's closed form.
+    """H_0..H_n (nats) of the stationary chain, theory §8's closed form.
 
-    THEORY 8 writes H_j = H(pi) + sum_d (n-d) C(n-d-1, j-2) / C(n, j) h_d for j >= 2. The
+    theory §8 writes H_j = H(pi) + sum_d (n-d) C(n-d-1, j-2) / C(n, j) h_d for j >= 2. The
     weights w_{j,d} = (n-d) C(n-d-1, j-2) / C(n, j) (the mean number of gaps of length d
     between consecutive elements of a random j-subset) sum to j - 1, so with
     delta_d = H(pi) - h_d,

@@ -12,6 +12,7 @@ import numpy as np
 from ..profile import EntropyProfile
 from ._base import (
     Distribution,
+    as_jax,
     check_count,
     check_probabilities,
     entropy_nats,
@@ -49,9 +50,9 @@ class Product(Distribution):
         probs = jnp.broadcast_to(self.marginals, (*x.shape, self.vocab_size))
         return point_mass(x, revealed, probs)
 
-    def sample(self, key: jax.Array, num: int) -> jnp.ndarray:
+    def sample(self, num: int, *, key: jax.Array) -> jnp.ndarray:
         num = check_count(num, "num")
-        return _product_sample(key, self.marginals, num)
+        return _product_sample(key, *as_jax(self.marginals), num)
 
     def log_prob(self, x: Any) -> jnp.ndarray:
         x = jnp.asarray(x, jnp.int32)
@@ -87,17 +88,19 @@ class MixtureOfProducts(Distribution):
         return log_nonneg(self.weights), log_nonneg(self.marginals)
 
     def _conditionals(self, x, revealed):
-        return _mixture_conditionals(*self._params, x, revealed)
+        return _mixture_conditionals(*as_jax(*self._params), x, revealed)
 
-    def sample(self, key: jax.Array, num: int) -> jnp.ndarray:
+    def sample(self, num: int, *, key: jax.Array) -> jnp.ndarray:
         num = check_count(num, "num")
-        return _mixture_sample(key, self.weights, self.marginals, num)
+        return _mixture_sample(key, *as_jax(self.weights, self.marginals), num)
 
     def log_prob(self, x: Any) -> jnp.ndarray:
         x = jnp.asarray(x, jnp.int32)
         lead = x.shape[:-1]
         flat = x.reshape(-1, self.n)
-        return _mixture_log_joint(*self._params, flat, jnp.ones(flat.shape, bool)).reshape(lead)
+        log_weights, log_marginals = as_jax(*self._params)
+        everything = jnp.ones(flat.shape, bool)
+        return _mixture_log_joint(log_weights, log_marginals, flat, everything).reshape(lead)
 
 
 # --------------------------------------------------------------------------- kernels

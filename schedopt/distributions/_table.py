@@ -14,6 +14,7 @@ import numpy as np
 from ..profile import EntropyProfile
 from ._base import (
     Distribution,
+    as_jax,
     check_count,
     check_enumerable,
     check_probabilities,
@@ -76,9 +77,9 @@ class Table(Distribution):
         return self.joint.reshape(-1), seqs.astype(np.int32)
 
     def _conditionals(self, x, revealed):
-        return _table_conditionals(*self._flat, self.vocab_size, x, revealed)
+        return _table_conditionals(*as_jax(*self._flat), self.vocab_size, x, revealed)
 
-    def sample(self, key: jax.Array, num: int) -> jnp.ndarray:
+    def sample(self, num: int, *, key: jax.Array) -> jnp.ndarray:
         num = check_count(num, "num")
         p, seqs = self._flat
         index = jnp.searchsorted(jnp.cumsum(p), jax.random.uniform(key, (num,)), side="right")

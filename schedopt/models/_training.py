@@ -5,7 +5,7 @@ set of j revealed positions, and average -log p(x_i | x_revealed) over the n - j
 positions. Its expectation, (1/n) sum_j c_j in nats per token, is exactly MD4's continuous-time
 ELBO with the linear masking schedule divided by n (integrating 1/t against the binomial mask
 count gives weight 1 to every count), with less variance. It is also the mean of the held-out
-cross-entropy curve c of THEORY 11, so it is the validation metric that stops training: an
+cross-entropy curve c of theory §11, so it is the validation metric that stops training: an
 overfit model's curve mispredicts the NLL of real samplers.
 """
 
@@ -39,6 +39,11 @@ class TrainResult:
         history: one dict per evaluation: step, train_loss, valid_ce.
         seconds: wall-clock training time.
         settings: the training hyper-parameters (for the checkpoint's record).
+        loss_curve: float64[n, 3] or None: the training loss by revealed count j = 0..n-1,
+            measured on the training batches of the evaluation interval that ended at
+            `best_step` (columns: rows seen, mean masked CE in nats per token, its standard
+            error; NaN where no row had that count). It is the data curve c_j of theory §11
+            on training data, at no extra forward pass (dropout on, if the model uses it).
     """
 
     model: MaskedDiffusionTransformer
@@ -48,10 +53,11 @@ class TrainResult:
     history: list[dict[str, float]]
     seconds: float
     settings: dict[str, Any]
+    loss_curve: np.ndarray | None = None
 
 
-def random_revealed(key: jax.Array, batch: int, length: int,
-                    counts: jax.Array | None = None) -> jax.Array:
+def random_revealed(batch: int, length: int, counts: jax.Array | None = None, *,
+                    key: jax.Array) -> jax.Array:
     """bool[batch, length]: `counts` (default uniform in 0..length-1) revealed positions each.
 
     The positions are a uniformly random subset: the first counts[b] of a random permutation.
@@ -74,10 +80,11 @@ def masked_cross_entropy(logits: jax.Array, tokens: jax.Array, revealed: jax.Arr
 
 def _loss(model: MaskedDiffusionTransformer, tokens, key, dropout: bool):
     k_mask, k_drop = jax.random.split(key)
-    revealed = random_revealed(k_mask, tokens.shape[0], tokens.shape[1])
+    revealed = random_revealed(tokens.shape[0], tokens.shape[1], key=k_mask)
     logits = model(masked_inputs(tokens, revealed, model.config.mask_id),
                    dropout_key=k_drop if dropout else None)
-    return jnp.mean(masked_cross_entropy(logits, tokens, revealed))
+    per_row = masked_cross_entropy(logits, tokens, revealed)
+    return jnp.mean(per_row), (jnp.sum(revealed, axis=-1), per_row)
 
 
 def heldout_masked_ce(model: MaskedDiffusionTransformer, data: Any, *, repeats: int = 8,
@@ -105,7 +112,7 @@ def heldout_masked_ce(model: MaskedDiffusionTransformer, data: Any, *, repeats: 
 @jax.jit
 def _eval_batch(graphdef, state, tokens, counts, key):
     model = nnx.merge(graphdef, state)
-    revealed = random_revealed(key, tokens.shape[0], tokens.shape[1], counts)
+    revealed = random_revealed(tokens.shape[0], tokens.shape[1], counts, key=key)
     logits = model(masked_inputs(tokens, revealed, model.config.mask_id))
     return jnp.sum(masked_cross_entropy(logits, tokens, revealed))
 
@@ -165,13 +172,16 @@ def train(
     opt_state = _optimizer(hyper).init(state)
 
     best = (np.inf, 0, state)
+    best_curve = None
     history: list[dict[str, float]] = []
     step, stale = 0, 0
     chunks = -(-max_steps // eval_every)
     for chunk in _progress.progress(range(chunks), description="training", quiet=quiet):
         count = min(eval_every, max_steps - step)
-        state, opt_state, losses = _run_steps(graphdef, hyper, count, state, opt_state,
-                                              jax.random.fold_in(key, chunk + 1), train_data)
+        state, opt_state, losses, counts, row_ce = _run_steps(
+            graphdef, hyper, count, state, opt_state, jax.random.fold_in(key, chunk + 1),
+            train_data,
+        )
         step += count
         valid_ce = heldout_masked_ce(nnx.merge(graphdef, state), valid_data,
                                      repeats=eval_repeats, seed=seed)
@@ -184,6 +194,7 @@ def train(
             )
         if valid_ce < best[0]:
             best, stale = (valid_ce, step, jax.tree.map(jnp.copy, state)), 0  # state is donated
+            best_curve = loss_by_revealed_count(counts, row_ce, config.length)
         else:
             stale += 1
             if stale >= patience:
@@ -191,7 +202,31 @@ def train(
     return TrainResult(
         model=nnx.merge(graphdef, best[2]), best_step=best[1], steps=step,
         valid_ce=float(best[0]), history=history, seconds=time.perf_counter() - start,
-        settings=settings)
+        settings=settings, loss_curve=best_curve)
+
+
+def loss_by_revealed_count(counts: Any, row_ce: Any, length: int) -> np.ndarray:
+    """Bin per-row training losses by revealed count: float64[length, 3].
+
+    Args:
+        counts: int[...] revealed count of each training row.
+        row_ce: float[...] its mean masked cross-entropy (nats per token).
+        length: n; counts lie in 0..n-1.
+
+    Returns:
+        Per count j: rows seen, mean CE and its standard error (std / sqrt(rows); NaN for
+        fewer than 2 rows, and the mean is NaN for none).
+    """
+    c = np.asarray(counts, np.int64).ravel()
+    v = np.asarray(row_ce, np.float64).ravel()
+    rows = np.bincount(c, minlength=length).astype(np.float64)
+    total = np.bincount(c, v, minlength=length)
+    square = np.bincount(c, v * v, minlength=length)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / rows
+        var = np.maximum(square - rows * mean**2, 0.0) / (rows - 1)
+        se = np.where(rows >= 2, np.sqrt(var / rows), np.nan)
+    return np.stack([rows, mean, se], axis=1)
 
 
 class _Hyper(NamedTuple):
@@ -216,7 +251,11 @@ def _optimizer(hyper: _Hyper) -> optax.GradientTransformation:
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2), donate_argnums=(3, 4))
 def _run_steps(graphdef, hyper: _Hyper, count: int, state, opt_state, key, data):
-    """`count` optimizer steps in one lax.scan; returns (state, opt_state, losses[count])."""
+    """`count` optimizer steps in one lax.scan.
+
+    Returns (state, opt_state, losses[count], revealed counts int[count, B], per-row masked
+    CE float32[count, B]); the last two log the training loss curve at no extra cost.
+    """
     optimizer = _optimizer(hyper)
 
     def one_step(carry, key):
@@ -227,10 +266,10 @@ def _run_steps(graphdef, hyper: _Hyper, count: int, state, opt_state, key, data)
         def loss_of(s):
             return _loss(nnx.merge(graphdef, s), data[rows], k_loss, hyper.dropout)
 
-        loss, grads = jax.value_and_grad(loss_of)(state)
+        (loss, (counts, row_ce)), grads = jax.value_and_grad(loss_of, has_aux=True)(state)
         updates, opt_state = optimizer.update(grads, opt_state, state)
-        return (optax.apply_updates(state, updates), opt_state), loss
+        return (optax.apply_updates(state, updates), opt_state), (loss, counts, row_ce)
 
-    (state, opt_state), losses = jax.lax.scan(one_step, (state, opt_state),
-                                              jax.random.split(key, count))
-    return state, opt_state, losses
+    (state, opt_state), (losses, counts, row_ce) = jax.lax.scan(
+        one_step, (state, opt_state), jax.random.split(key, count))
+    return state, opt_state, losses, counts, row_ce

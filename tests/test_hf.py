@@ -1,0 +1,308 @@
+"""Hugging Face models on prompt/answer pairs, offline: tiny models built from a config.
+
+Independent routes: a `trust_remote_code` model directory whose logits are the exact
+conditionals of a stationary Markov chain, so the prompt-conditioned curve is computed here by
+enumerating the joint table of (last prompt token, answer); a BERT-style masked LM scored both
+by `HFScorer` (statistics reduced in torch) and by the existing full-logits route
+(`torch_logits_fn` + JAX kernels); padded batches against one-row batches.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import jax
+import numpy as np
+import pytest
+
+pytest.importorskip("transformers")
+
+import tiny_hf  # noqa: E402
+
+from schedopt.cli import main  # noqa: E402
+from schedopt.estimate import estimate_curves  # noqa: E402
+from schedopt.hf import HFScorer, hf_scorer, load_hf_model  # noqa: E402
+from schedopt.torch_adapter import torch_logits_fn  # noqa: E402
+
+TRANSITION = np.array([[0.80, 0.15, 0.05], [0.10, 0.60, 0.30], [0.25, 0.05, 0.70]])
+N = 4  # answer length
+
+
+def entropy(p: np.ndarray) -> float:
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def prompted_chain_curve(transition: np.ndarray, n: int) -> np.ndarray:
+    """H_j = E_{|S|=j} H(X_S | prompt) for a stationary chain: only the last prompt token
+    matters, so enumerate the table of (last prompt token, answer)."""
+    pi = tiny_hf.stationary(transition)
+    s = len(pi)
+    table = np.zeros((s,) * (n + 1))
+    for x in itertools.product(range(s), repeat=n + 1):
+        p = pi[x[0]]
+        for a, b in itertools.pairwise(x):
+            p *= transition[a, b]
+        table[x] = p
+
+    def h(axes):
+        others = tuple(i for i in range(n + 1) if i not in axes)
+        return entropy(table.sum(axis=others).ravel())
+
+    base = h((0,))
+    return np.asarray([0.0] + [np.mean([h((0, *sub)) - base
+                                        for sub in itertools.combinations(range(1, n + 1), j)])
+                               for j in range(1, n + 1)])
+
+
+@pytest.fixture(scope="module")
+def markov_dir(tmp_path_factory):
+    return tiny_hf.save_markov_model(tmp_path_factory.mktemp("markov") / "model", TRANSITION)
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory):
+    return tiny_hf.save_bert(tmp_path_factory.mktemp("bert") / "model")
+
+
+@pytest.fixture(scope="module")
+def chain_pairs(tmp_path_factory):
+    """(prompts, answers, path of the JSONL): prompts of 1 to 3 tokens, answers of N."""
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 4, size=600)
+    chains = tiny_hf.sample_chain(TRANSITION, lengths + N, seed=1)
+    prompts = [c[:k] for c, k in zip(chains, lengths, strict=True)]
+    answers = np.stack([c[k:] for c, k in zip(chains, lengths, strict=True)])
+    path = tmp_path_factory.mktemp("pairs") / "pairs.jsonl"
+    path.write_text("".join(json.dumps({"prompt_ids": p.tolist(), "answer_ids": a.tolist()})
+                            + "\n" for p, a in zip(prompts, answers, strict=True)))
+    return prompts, answers, path
+
+
+# --------------------------------------------------------------------------- exact law
+def test_remote_code_model_gives_the_exact_prompted_curve(markov_dir, chain_pairs):
+    prompts, answers, _ = chain_pairs
+    scorer, tokenizer = hf_scorer(str(markov_dir), mask_id=3, trust_remote_code=True,
+                                  batch_size=256)
+    assert tokenizer is None and scorer.vocab_size == 3
+    est = estimate_curves(scorer, answers, prompts=prompts, key=jax.random.key(0))
+    exact = np.diff(prompted_chain_curve(TRANSITION, N))
+    for kind in ("model", "data"):
+        mean, se = est.curve(kind)
+        assert np.all(np.abs(mean - exact) < 4.5 * se), (kind, mean, exact, se)
+    # Without the prompt the first answer token would have the stationary entropy.
+    mean, se = est.curve("model")
+    assert entropy(tiny_hf.stationary(TRANSITION)) - mean[0] > 5 * se[0]
+
+
+def test_cli_profile_and_nll_of_a_remote_code_model(markov_dir, chain_pairs, tmp_path, capsys):
+    _, _, data = chain_pairs
+    common = ["--hf-model", str(markov_dir), "--trust-remote-code", "--mask-id", "3",
+              "--data", str(data), "--batch-size", "256"]
+    out = tmp_path / "p.json"
+    assert main(["--quiet", "profile", *common, "--kind", "model", "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    profile = json.loads(out.read_text())
+    exact = prompted_chain_curve(TRANSITION, N)
+    se = profile["meta"]["joint_entropy_stderr"]
+    assert abs(summary["joint_entropy"] - exact[-1]) < 4.5 * se
+    assert profile["meta"]["prompt_tokens_min"] == 1 and profile["meta"]["prompt_tokens_max"] == 3
+
+    schedule = tmp_path / "s.json"
+    schedule.write_text(json.dumps({"format": "schedopt.schedule", "version": 1,
+                                    "tokens_per_step": [3, 1], "n": N, "steps": 2}))
+    assert main(["--quiet", "nll", *common, "--schedule", str(schedule), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    rows = {r["schedule"]: r for r in result["results"]}
+    mine, stock = rows[str(schedule)], rows["LLaDA stock T=2"]
+    g = np.diff(exact)
+    for row, steps in ((mine, [3, 1]), (stock, [2, 2])):
+        bounds = np.concatenate([[0], np.cumsum(steps)])
+        kl = sum(np.sum(g[a] - g[a:b]) for a, b in itertools.pairwise(bounds))
+        assert abs(row["excess"] - kl) < 4.5 * row["excess_stderr"]
+    diff = mine["vs_stock"]
+    assert diff["interval"][0] <= diff["difference"] <= diff["interval"][1]
+    assert abs(diff["difference"] - (mine["nll"] - stock["nll"])) < 1e-9
+
+
+# --------------------------------------------------------------------------- BERT-style model
+def test_bert_scorer_agrees_with_the_full_logits_route(bert_dir):
+    scorer, _ = hf_scorer(str(bert_dir), mask_id=tiny_hf.MASK_ID, batch_size=64)
+    rng = np.random.default_rng(2)
+    answers = rng.integers(6, 25, size=(12, 5))
+    prompts = rng.integers(6, 25, size=(12, 3))
+    a = estimate_curves(scorer, answers, prompts=prompts, key=jax.random.key(1))
+    fn = torch_logits_fn(scorer.model, mask_id=tiny_hf.MASK_ID)
+    b = estimate_curves(fn, answers, prompts=prompts, key=jax.random.key(1), jit=False)
+    np.testing.assert_allclose(a.cross_entropy, b.cross_entropy, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(a.predictive_entropy, b.predictive_entropy, rtol=1e-4, atol=1e-5)
+    assert np.ptp(a.cross_entropy) > 0.5  # the model's predictions vary: the test has teeth
+
+
+def test_padding_with_an_attention_mask_changes_nothing(bert_dir):
+    model, _ = load_hf_model(str(bert_dir))
+    padded = HFScorer(model, mask_id=tiny_hf.MASK_ID, batch_size=16)
+    single = HFScorer(model, mask_id=tiny_hf.MASK_ID, batch_size=1)
+    rng = np.random.default_rng(3)
+    prompts = [rng.integers(6, 25, size=k) for k in rng.integers(0, 6, size=10)]
+    answers = rng.integers(6, 25, size=(10, 4))
+    revealed = rng.random((10, 4)) < 0.5
+    for x, y in zip(padded.token_statistics(prompts, answers, revealed),
+                    single.token_statistics(prompts, answers, revealed), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+
+
+def test_cli_text_pairs_through_the_chat_template(bert_dir, tmp_path, capsys):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(bert_dir), local_files_only=True)
+    records = [{"question": "what is the cat", "reply": "the cat sat on a mat ."},
+               {"question": "who ran", "reply": "a big dog ran"},
+               {"question": "is the mat red ?", "reply": "blue"}]
+    data = tmp_path / "text.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = tmp_path / "p.json"
+    args = ["--quiet", "profile", "--hf-model", str(bert_dir), "--mask-id", "2", "--data",
+            str(data), "--prompt-field", "question", "--answer-field", "reply",
+            "--chat-template", "--answer-length", "5", "--out", str(out)]
+    assert main(args) == 0
+    meta = json.loads(out.read_text())["meta"]
+    wrapped = [tok.apply_chat_template([{"role": "user", "content": r["question"]}],
+                                       add_generation_prompt=True, tokenize=True)
+               for r in records]
+    wrapped = [w["input_ids"] if hasattr(w, "keys") else w for w in wrapped]
+    assert meta["prompt_tokens_max"] == max(len(w) for w in wrapped)
+    assert meta["prompt_tokens_min"] == min(len(w) for w in wrapped)
+    assert meta["answers_padded"] == 2 and meta["answers_truncated"] == 1
+    assert meta["pad_id"] == tiny_hf.EOS_ID
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("lines, extra, message", [
+    (['{"prompt_ids": [6], "answer_ids": [7, 8]}', '{"prompt_ids": [6], "answer_ids": [7]}'],
+     [], "line 2: the answer has 1 tokens but line 1's has 2; answers are ragged"),
+    (['{"prompt_ids": [6], "answer_ids": [7, 8]}', '{"prompt_ids": [6], "answer_ids": []}'],
+     [], "line 2: the answer is empty"),
+    (['{"prompt_ids": [6], "answer_ids": [7, 99]}', '{"prompt_ids": [6], "answer_ids": [7, 8]}'],
+     [], "line 1: answer token id 99 is outside the model's vocabulary 0..24"),
+    (['{"prompt_ids": [6], "answer_ids": [7, 8]}', "{}"], [], "line 2 is empty"),
+    (['{"prompt_ids": [6], "answer_ids": [7, 8]}', "{oops"], [], "line 2 is not valid JSON"),
+    (['{"prompt_ids": [6], "answer_ids": [7, 8]}', '{"prompt_ids": [[6]], "answer_ids": [7, 8]}'],
+     [], "line 2: prompt_ids must be a flat list"),
+    (['{"q": "the cat", "answer": "sat"}'], [], "line 1 has no 'prompt' field"),
+    (['{"prompt_ids": [6], "answer_ids": [7, 8]}'], ["--answer-length", "2"],
+     "--hf-model needs --mask-id"),
+    (['{"prompt_ids": [6], "answer_ids": [7, 8]}', '{"prompt_ids": [6], "answer_ids": [7]}'],
+     ["--mask-id", "2", "--answer-length", "2", "--pad-id", "99"],
+     "pad id 99 is outside the vocabulary 0..24"),
+])
+def test_bad_records_are_one_line_naming_the_line(bert_dir, tmp_path, capsys, lines, extra,
+                                                  message):
+    data = tmp_path / "bad.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    args = ["profile", "--hf-model", str(bert_dir), "--data", str(data), "--out",
+            str(tmp_path / "p.json"), *(extra or ["--mask-id", "2"])]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_missing_model_is_one_line(tmp_path, capsys):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt_ids": [1], "answer_ids": [2, 3]}\n' * 2)
+    assert main(["profile", "--hf-model", str(tmp_path / "nowhere"), "--mask-id", "2",
+                 "--data", str(data), "--out", str(tmp_path / "p.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "never downloads" in err and len(err.splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- resume
+def test_an_interrupted_estimate_resumes_to_the_same_result(markov_dir, chain_pairs, tmp_path):
+    prompts, answers, _ = chain_pairs
+    prompts, answers = prompts[:40], answers[:40]
+    scorer, _ = hf_scorer(str(markov_dir), mask_id=3, trust_remote_code=True, batch_size=16)
+    whole = estimate_curves(scorer, answers, prompts=prompts, key=jax.random.key(4),
+                            batch_size=16)
+
+    class Interrupted(HFScorer):
+        calls = 0
+
+        def token_statistics(self, *args):
+            Interrupted.calls += 1
+            if Interrupted.calls == 5:
+                raise KeyboardInterrupt
+            return super().token_statistics(*args)
+
+    flaky = Interrupted(scorer.model, mask_id=3, batch_size=16)
+    path = tmp_path / "partial.npz"
+    with pytest.raises(KeyboardInterrupt):
+        estimate_curves(flaky, answers, prompts=prompts, key=jax.random.key(4), batch_size=16,
+                        checkpoint=path)
+    assert path.exists()
+    with np.load(path) as saved:
+        assert len([k for k in saved.files if k.endswith(":0")]) == 4  # four batches kept
+    resumed = estimate_curves(flaky, answers, prompts=prompts, key=jax.random.key(4),
+                              batch_size=16, checkpoint=path)
+    assert Interrupted.calls == 5 + (-(-whole.forward_passes // 16) - 4)  # only the rest ran
+    np.testing.assert_array_equal(resumed.cross_entropy, whole.cross_entropy)
+    np.testing.assert_array_equal(resumed.predictive_entropy, whole.predictive_entropy)
+    assert not path.exists()
+    path.write_bytes(b"junk")
+    with pytest.raises(ValueError, match="not a schedopt checkpoint"):
+        estimate_curves(scorer, answers, prompts=prompts, key=jax.random.key(4), checkpoint=path)
+
+
+def test_nll_warns_when_a_schedule_is_not_better_than_stock(markov_dir, chain_pairs, tmp_path,
+                                                            capsys):
+    _, _, data = chain_pairs
+    g = np.diff(prompted_chain_curve(TRANSITION, N))
+
+    def kl(steps):
+        bounds = np.concatenate([[0], np.cumsum(steps)])
+        return sum(np.sum(g[a] - g[a:b]) for a, b in itertools.pairwise(bounds))
+
+    worst = max(([1, 3], [3, 1]), key=kl)
+    assert kl(worst) > kl([2, 2]) + 0.02  # exactly worse than LLaDA's [2, 2]
+    schedule = tmp_path / "bad.json"
+    schedule.write_text(json.dumps({"format": "schedopt.schedule", "version": 1,
+                                    "tokens_per_step": worst, "n": N, "steps": 2}))
+    assert main(["--quiet", "nll", "--hf-model", str(markov_dir), "--trust-remote-code",
+                 "--mask-id", "3", "--data", str(data), "--batch-size", "256",
+                 "--schedule", str(schedule)]) == 0
+    captured = capsys.readouterr()
+    assert "LLaDA stock T=2" in captured.out and "vs stock" in captured.out
+    assert "is not better than LLaDA's stock schedule" in captured.err
+
+
+def test_bfloat16_weights_give_nearly_the_float32_statistics(bert_dir):
+    full, _ = hf_scorer(str(bert_dir), mask_id=tiny_hf.MASK_ID)
+    half, _ = hf_scorer(str(bert_dir), mask_id=tiny_hf.MASK_ID, dtype="bfloat16")
+    rng = np.random.default_rng(5)
+    prompts = [rng.integers(6, 25, size=3) for _ in range(8)]
+    answers = rng.integers(6, 25, size=(8, 5))
+    revealed = rng.random((8, 5)) < 0.4
+    a = full.token_statistics(prompts, answers, revealed)
+    b = half.token_statistics(prompts, answers, revealed)
+    for x, y in zip(a, b, strict=True):
+        assert x.dtype == y.dtype == np.float64
+        np.testing.assert_allclose(y, x, rtol=0.1, atol=0.1)
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        hf_scorer(str(bert_dir), mask_id=2, dtype="float8")
+
+
+def test_cli_resume_refuses_a_partial_file_of_other_options(markov_dir, chain_pairs, tmp_path,
+                                                            capsys):
+    _, _, data = chain_pairs
+    out = tmp_path / "p.json"
+    (tmp_path / "p.json.partial.npz").write_bytes(b"")
+    (tmp_path / "p.json.partial.json").write_text(json.dumps({"hf_model": "another"}))
+    args = ["profile", "--hf-model", str(markov_dir), "--trust-remote-code", "--mask-id", "3",
+            "--data", str(data), "--sequences", "8", "--out", str(out)]
+    assert main([*args, "--resume"]) == 2
+    assert "written for other options" in capsys.readouterr().err
+    assert main(["--quiet", *args]) == 0  # without --resume: starts afresh
+    assert out.exists() and not (tmp_path / "p.json.partial.npz").exists()
+    assert not (tmp_path / "p.json.partial.json").exists()
+    capsys.readouterr()
