@@ -82,8 +82,8 @@ def _finish(procs: list[subprocess.Popen]) -> list[tuple[int, str, str]]:
     return results
 
 
-def _run(argv: list[str]) -> list[tuple[int, str, str]]:
-    results = _finish(_start(argv))
+def _run(argv: list[str], *, change=None) -> list[tuple[int, str, str]]:
+    results = _finish(_start(argv, change=change))
     for i, (code, _, err) in enumerate(results):
         assert code == 0, f"process {i} exited with {code}: {err[-2000:]}"
     return results
@@ -124,7 +124,13 @@ def _check_optimal(rows: list[dict], jobs: list[dict]) -> None:
 
 # --------------------------------------------------------------------------- batch
 def test_two_processes_write_what_one_process_writes(manifest, tmp_path):
-    (code0, out0, _), (_, out1, _) = _run(["batch", str(manifest), "--out", str(tmp_path / "two")])
+    def change(i, argv):  # process 1 is told another folder: it must not write at all
+        return [str(tmp_path / "elsewhere") if a == str(tmp_path / "two") and i == 1 else a
+                for a in argv]
+
+    (code0, out0, _), (_, out1, _) = _run(
+        ["batch", str(manifest), "--out", str(tmp_path / "two")], change=change)
+    assert not (tmp_path / "elsewhere").exists()
     # Process 0 alone reports and writes; Gloo's connection notes stay off stdout.
     assert out0.strip() == f"5 computed, 0 skipped -> {tmp_path / 'two' / 'summary.csv'}"
     assert out1 == ""
