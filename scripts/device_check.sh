@@ -79,9 +79,11 @@ optimize_row() {  # optimize() (certified and not) and the exact DP, chain curve
     gsub(/ /, "", $9); printf "optimize %s ms (certify=False %s ms), exact DP %s ms, KL ratio %s",
     $5+0, $6+0, $8+0, $9 }' "$1"
 }
-batch_row() {
-  awk -F'|' '/schedules per second/ { r = $3+0 } /^[|] within 1e-6 of the exact optimum/ { w = $3 }
-    END { if (r) printf "%s schedules/s, within 1e-6 of the optimum:%s", r, w }' "$1" | xargs
+batch_row() {  # smooth curves: schedules per second, share certified, share optimal
+  awk -F'|' '$2 ~ /smooth/ && /schedules per second/ { r = $4+0 }
+    $2 ~ /smooth/ && /certified/ { c = $4 } $2 ~ /smooth/ && /^[|] smooth [|] optimal/ { o = $4 }
+    END { gsub(/^ +| +$/, "", c); gsub(/^ +| +$/, "", o)
+      if (r) printf "%s schedules/s, certified %s, optimal %s", r, c, o }' "$1"
 }
 sampler_row() {  # the first law's sampler throughput at T = 16 and T = 64
   awk -F'|' '$2 ~ /markov/ { gsub(/ /, "", $3); gsub(/ /, "", $4);
@@ -96,8 +98,9 @@ distributed_row() {
 
 run optimize 150 "n 256-32768, T 4-512, 1 repeat" optimize_row -- \
   "$python" scripts/bench_optimize.py --repeats 1
-run batch 90 "n 1024, T 32, 1024 problems" batch_row -- \
-  "$python" scripts/bench_batch.py --batch 1024 --repeats 2 --single 4 --scipy 0 --skip-frontier
+run batch 90 "smooth curves, n 1024, T 32, 1024 problems" batch_row -- \
+  "$python" scripts/bench_batch.py --family smooth --batch 1024 --repeats 2 --single 4 \
+  --skip-frontier
 run sampler 60 "n 1024, 64 sequences, 1 repeat" sampler_row -- \
   "$python" scripts/bench_sampler.py --repeats 1 --sequences 64 --profile-samples 64
 run estimate 120 "digits model, 1 order" estimate_row -- \
