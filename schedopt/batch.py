@@ -17,9 +17,11 @@ points; `certify=True` always, `False` never. The batch axis is sharded over eve
 count; each problem's arithmetic is independent of the others, so the schedules are the same
 on 1 device as on 8.
 
-Multi-host (a TPU pod): call `jax.distributed.initialize()` first on every host and run the
-same program everywhere; `jax.devices()` then lists every chip, every host reads the same
-manifest, and each contributes its devices' slice of the batch.
+Several processes (a TPU pod, a GPU cluster, workstations): after
+`schedopt.distributed.initialize` in every process, which all run the same call on the same
+inputs, `jax.devices()` lists the devices of every process; each process builds only its own
+devices' shards of the batch (`jax.make_array_from_callback`) and every process gets all the
+results back (`schedopt.distributed.to_host`), the same as from one process.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import _progress
 from .checks import check_steps, whole_number
+from .distributed import to_host
 from .divergence import kl_of_tokens
 from .exact import CutGrid, grid_size, make_grid, run_starts, solve_on_grid, spread_cuts
 from .optimize import bucket, default_optimizer, kl_of_cuts, solve
@@ -198,7 +201,7 @@ def _sharded(fn, rows: tuple, **static) -> tuple:
         jax.make_array_from_callback(a.shape, sharding, lambda index, a=a: a[index])
         for a in (a[fill] for a in rows)
     ]
-    return tuple(np.array(_to_host(x)[:count]) for x in fn(*inputs, **static))
+    return tuple(np.array(to_host(x)[:count]) for x in fn(*inputs, **static))
 
 
 @functools.partial(jax.jit, static_argnames="padded_steps")
@@ -222,14 +225,6 @@ def _optax_vmapped(entropy, steps, position, grid_entropy, slope, last, padded_s
         )
 
     return jax.vmap(one)(entropy, steps, position, grid_entropy, slope, last)
-
-
-def _to_host(x: jax.Array) -> np.ndarray:
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-    return np.asarray(x)
 
 
 def _schedule(tokens: np.ndarray, kl: float, method: str, relaxed, bound) -> Schedule:

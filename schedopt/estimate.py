@@ -13,7 +13,8 @@ average
 Both come from the same forward passes. For a known law passed as its own conditionals (log
 probabilities as logits), both are unbiased for g_j; "model" has the lower variance. The same
 order serves every grid point (common random numbers make differences of g precise). Batches
-are split across all JAX devices (Mesh + NamedSharding over the batch axis).
+are split across all JAX devices (Mesh + NamedSharding over the batch axis), those of every
+process in a multi-process run (`schedopt.distributed`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .checks import check_tokens_per_step
+from .distributed import to_host
 from .precision import float64
 from .profile import EntropyProfile
 
@@ -347,7 +349,7 @@ def _logits_rows(logits_fn, tokens, order, prompt, grid, batch_size, jit, quiet,
         args = [jax.device_put(a, sharding) for a in (tokens[seq], order[seq], grid[point])]
         out = _row_statistics(logits_fn, *args) if jit else _eager_row_statistics(logits_fn,
                                                                                    *args)
-        return tuple(np.asarray(o) for o in out)
+        return tuple(to_host(o) for o in out)  # every row, from every process's devices
 
     results = store.run(f"group{prompt.shape[1]}", range(0, rows, batch), compute,
                         description="estimating the curve", quiet=quiet)

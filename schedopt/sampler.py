@@ -21,6 +21,7 @@ import numpy as np
 
 from ._progress import progress
 from .checks import check_tokens_per_step
+from .distributed import to_host
 from .distributions import Distribution
 from .distributions._base import check_count, inverse_cdf, log_or_neg_inf
 from .divergence import expected_kl
@@ -472,8 +473,8 @@ def _run_group(fn, draw, logits, tokens, order, steps, k_draw, batch_size, quiet
         args = [jax.device_put(a, sharding) for a in (tokens[idx], order[idx])]
         key = jax.random.fold_in(k_draw, start)
         outs.append(_scan_steps(fn, draw, logits, *args, bounds, key))
-    x = np.concatenate([np.asarray(o[0]) for o in outs])[:m]
-    loglik = np.concatenate([np.asarray(o[1]) for o in outs])[:m]
+    x = np.concatenate([to_host(o[0]) for o in outs])[:m]
+    loglik = np.concatenate([to_host(o[1]) for o in outs])[:m]
     return x, loglik
 
 
@@ -636,7 +637,7 @@ def sample_entropy_bounded(
         tokens = jax.device_put(np.zeros((batch, n), np.int32), sharding)
         outs.append(_entropy_bounded_loop(conditionals_fn, logits, tokens, gamma,
                                           jax.random.fold_in(key, start)))
-    x, passes, sizes = (np.concatenate([np.asarray(o[i]) for o in outs])[:num] for i in range(3))
+    x, passes, sizes = (np.concatenate([to_host(o[i]) for o in outs])[:num] for i in range(3))
     return AdaptiveSamples(tokens=x, forward_passes=passes, tokens_per_step=sizes)
 
 

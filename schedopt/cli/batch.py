@@ -11,6 +11,7 @@ import numpy as np
 
 from . import add_profile_argument, format_table, load_profile
 from .core import BITS_PER_NAT, whole_number_arg
+from .distributed import add_distributed_arguments
 
 _JOB_KEYS = ("profile", "steps", "target_kl", "name")
 # A KL "reaches" a target up to float64 rounding (as in schedopt.compare).
@@ -25,7 +26,8 @@ def register(sub) -> None:
         "{\"profile\": PATH, \"target_kl\": EPS}, ...]} (paths relative to the manifest), "
         "optimize every job in a few compiled, vmapped runs sharded over all devices, and "
         "write one schedule file per job and DIR/summary.csv. Jobs whose file exists are "
-        "skipped, so an interrupted run resumes where it stopped.",
+        "skipped, so an interrupted run resumes where it stopped. With --distributed, every "
+        "process runs this command on the same files and process 0 writes the results.",
     )
     p.add_argument("manifest", metavar="MANIFEST.json", help="the jobs to run")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the results")
@@ -40,12 +42,7 @@ def register(sub) -> None:
         help="solve problems with many runs of g by the optimizer alone (faster, but not "
         "certified optimal); by default every job is solved and certified by the exact DP",
     )
-    p.add_argument(
-        "--distributed",
-        action="store_true",
-        help="multi-host run (a TPU pod): call jax.distributed.initialize() first; run the "
-        "same command on every host, which all read the manifest; host 0 writes the results",
-    )
+    add_distributed_arguments(p)
     p.set_defaults(func=run_batch)
 
     p = sub.add_parser(
@@ -67,33 +64,44 @@ def register(sub) -> None:
 
 # --------------------------------------------------------------------------- batch
 def run_batch(args: argparse.Namespace) -> int:
-    import jax
+    from .. import distributed
+    from .distributed import start
 
+    start(args)  # first: the multi-process runtime must come before any JAX computation
+    with distributed.exit_on_error(
+        "schedopt batch", "rerun the command on every process: finished jobs are kept"
+    ):
+        return _run_batch(args)
+
+
+def _run_batch(args: argparse.Namespace) -> int:
     from .. import _io, _progress
     from ..batch import optimize_batch
+    from ..distributed import broadcast, is_writer, same_everywhere
 
-    if args.distributed:
-        jax.distributed.initialize()  # before any computation; TPU pods need no arguments
-    writer = jax.process_index() == 0
-    manifest = Path(args.manifest)
-    jobs = read_manifest(manifest)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {args.out!r} is a file; give a folder name")
-    if not out.is_dir():
-        _io.check_output_path(out)  # its parent folder must exist
-        out.mkdir()
-    profiles = _load_profiles(jobs, manifest.parent, args.regularize)
-    budgets = _budgets(jobs, profiles)
-    names = _output_names(jobs)
+    # Every process reads the manifest and its profiles (and must find the same ones); only
+    # process 0, the one writer, touches the output folder, so the processes need not share
+    # a file system. It alone decides which jobs are finished and tells the others.
+    manifest, out, writer = Path(args.manifest), Path(args.out), is_writer()
+    jobs, profiles, budgets, names = same_everywhere(
+        lambda: _read_jobs(manifest, args.regularize),
+        lambda inputs: _fingerprint(inputs, (args.regularize, args.fast)),
+        "the manifest and its profiles",
+    )
     rows: list[dict | None] = [None] * len(jobs)
-    todo = []
-    for i, job in enumerate(jobs):
-        done = _finished(out / names[i], profiles[i], budgets[i], job)
-        if done is None:
-            todo.append(i)
-        else:
-            rows[i] = _summary_row(i, job, done, names[i], "skipped")
+    finished = np.zeros(len(jobs), np.int32)
+    if writer:
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {args.out!r} is a file; give a folder name")
+        if not out.is_dir():
+            _io.check_output_path(out)  # its parent folder must exist
+            out.mkdir()
+        for i, job in enumerate(jobs):
+            done = _finished(out / names[i], profiles[i], budgets[i], job)
+            if done is not None:
+                finished[i] = 1
+                rows[i] = _summary_row(i, job, done, names[i], "skipped")
+    todo = [int(i) for i in np.nonzero(broadcast(finished) == 0)[0]]
     for group in _progress.progress(_groups(todo, profiles, budgets), description="batch"):
         schedules = optimize_batch(
             [profiles[i] for i in group], [budgets[i] for i in group],
@@ -107,12 +115,27 @@ def run_batch(args: argparse.Namespace) -> int:
                 meta["target_kl"] = jobs[i]["target_kl"]
             schedule = schedule.replace(meta=meta)
             if writer:
-                schedule.save(out / names[i])
+                schedule.save(out / names[i])  # atomic: a killed run leaves no partial file
             rows[i] = _summary_row(i, jobs[i], schedule, names[i], "computed")
     if writer:
         _io.atomic_write(out / "summary.csv", _csv(rows))
-    print(f"{len(todo)} computed, {len(jobs) - len(todo)} skipped -> {out / 'summary.csv'}")
+        print(f"{len(todo)} computed, {len(jobs) - len(todo)} skipped -> {out / 'summary.csv'}")
     return 0
+
+
+def _read_jobs(manifest: Path, regularize: bool) -> tuple[list, list, list[int], list[str]]:
+    """(jobs, profiles, budgets T, output file names) from the manifest."""
+    jobs = read_manifest(manifest)
+    profiles = _load_profiles(jobs, manifest.parent, regularize)
+    return jobs, profiles, _budgets(jobs, profiles), _output_names(jobs)
+
+
+def _fingerprint(inputs: tuple, options: tuple) -> bytes:
+    """Bytes that differ when two processes would run different jobs."""
+    jobs, profiles, budgets, names = inputs
+    curves = b"".join(np.asarray(p.entropy, np.float64).tobytes() for p in profiles)
+    text = json.dumps([jobs, [int(t) for t in budgets], names, list(options)], sort_keys=True)
+    return text.encode() + curves
 
 
 def read_manifest(path: Path) -> list[dict]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from .. import _io
+from .distributed import add_distributed_arguments
 
 DATASETS = ("digits", "text", "hmm")
 
@@ -80,6 +81,31 @@ def load_model_and_data(args: argparse.Namespace):
     return model, data, info
 
 
+def load_model_and_data_everywhere(args: argparse.Namespace):
+    """`load_model_and_data`, checked to give the same model, data and options in every
+    process of a multi-process run (one process is an ordinary load)."""
+    from ..distributed import same_everywhere
+
+    return same_everywhere(lambda: load_model_and_data(args),
+                           lambda loaded: _fingerprint(args, *loaded),
+                           "the model, its data and the options")
+
+
+def _fingerprint(args: argparse.Namespace, model, data, info) -> bytes:
+    import json
+
+    import jax
+    import numpy as np
+    from flax import nnx
+
+    local = {"process_id", "coordinator", "num_processes", "distributed", "init_timeout",
+             "func", "quiet"}
+    options = {k: v for k, v in sorted(vars(args).items()) if k not in local}
+    weights = b"".join(np.asarray(leaf).tobytes()
+                       for leaf in jax.tree_util.tree_leaves(nnx.state(model)))
+    return json.dumps(options, default=str).encode() + np.asarray(data).tobytes() + weights
+
+
 def profile_from_model(args: argparse.Namespace):
     """The --kind curve of --model on held-out --data, regularised, with stderr (profile cmd)."""
     import jax
@@ -87,7 +113,7 @@ def profile_from_model(args: argparse.Namespace):
     from ..estimate import estimate_profile
     from ..models import logits_fn
 
-    model, data, info = load_model_and_data(args)
+    model, data, info = load_model_and_data_everywhere(args)
     profile = estimate_profile(
         logits_fn(model), data, key=jax.random.key(args.seed), kind=args.kind,
         batch_size=args.batch_size, quiet=False,
@@ -111,10 +137,20 @@ def register(sub) -> None:
     p.add_argument("--orders", type=int, default=1, metavar="R",
                    help="random orders per sequence for the NLLs (default 1; more = tighter)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_distributed_arguments(p)
     p.set_defaults(func=run_nll)
 
 
 def run_nll(args: argparse.Namespace) -> int:
+    from .. import distributed
+    from .distributed import start
+
+    start(args)  # first: the multi-process runtime must come before any JAX computation
+    with distributed.exit_on_error("schedopt nll"):
+        return _run_nll(args)
+
+
+def _run_nll(args: argparse.Namespace) -> int:
     import jax
 
     if args.hf_model is not None:
@@ -126,13 +162,14 @@ def run_nll(args: argparse.Namespace) -> int:
     if args.model is None:
         raise ValueError("say which model to score with: --model digits|PATH or --hf-model DIR")
 
+    from ..distributed import is_writer
     from ..estimate import estimate_curves, schedule_grid
     from ..models import logits_fn
     from ..nll import predicted_excess, schedules_nll
     from ..schedules import Schedule
 
     schedules = [Schedule.load(path) for path in args.schedule]
-    model, data, info = load_model_and_data(args)
+    model, data, info = load_model_and_data_everywhere(args)
     n = data.shape[1]
     for path, s in zip(args.schedule, schedules, strict=True):
         if s.n != n:
@@ -152,6 +189,8 @@ def run_nll(args: argparse.Namespace) -> int:
         predicted, predicted_se = predicted_excess(estimate, s)
         rows.append({"schedule": path, **r.to_json(), "predicted_excess": predicted,
                      "predicted_excess_stderr": predicted_se})
+    if not is_writer():  # every process holds the same results; one prints them
+        return 0
     if args.json:
         print(_io.dumps({**info, "results": rows}, indent=1))
         return 0

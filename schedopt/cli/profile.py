@@ -7,6 +7,7 @@ import sys
 
 from .. import _io
 from . import known, learned
+from .distributed import add_distributed_arguments
 
 
 def register(sub) -> None:
@@ -51,13 +52,25 @@ def register(sub) -> None:
     )
     p.add_argument("--out", required=True, metavar="P.json", help="profile file to write")
     p.add_argument("--seed", type=int, default=0, help="random seed for Monte Carlo (default 0)")
+    add_distributed_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._io import check_output_path
+    from .. import distributed
+    from .distributed import start
 
-    check_output_path(args.out)
+    start(args)  # first: the multi-process runtime must come before any JAX computation
+    with distributed.exit_on_error("schedopt profile"):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .._io import check_output_path
+    from ..distributed import is_writer
+
+    if is_writer():
+        check_output_path(args.out)
     if getattr(args, "hf_model", None):
         if any(getattr(args, name, None) for name in ("distribution", "model", "from_loss_curve")):
             raise ValueError("give one source of the curve: --distribution, --model, "
@@ -96,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         raise ValueError("say where the curve comes from: --distribution NAME, --model NAME or "
                          "--from-loss-curve FILE.csv")
+    if not is_writer():  # every process holds the whole profile; one writes it
+        return 0
     profile.save(args.out)
     extra = {}
     if "stability" in profile.meta and "max_forward_passes" in profile.meta:
@@ -112,7 +127,7 @@ def _profile_within_budget(args: argparse.Namespace):
     from ..adaptive_estimate import estimate_within_budget
     from ..models import logits_fn
 
-    model, data, info = learned.load_model_and_data(args)
+    model, data, info = learned.load_model_and_data_everywhere(args)
     result = estimate_within_budget(
         logits_fn(model), data, key=jax.random.key(args.seed),
         max_forward_passes=args.max_forward_passes, steps=args.target_steps, kind=args.kind,
