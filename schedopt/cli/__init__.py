@@ -69,6 +69,11 @@ def _enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
 
 
+# Whoever reports an interruption first (the main thread's KeyboardInterrupt or the watcher
+# thread woken by the signal) holds this, so the line is printed once.
+_INTERRUPTED = threading.Lock()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit code.
 
@@ -90,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             _silence_stdout()  # `schedopt frontier | head -1`: the reader has what it wants
             return 0
         except KeyboardInterrupt:
+            if not _INTERRUPTED.acquire(timeout=5):
+                return 130  # the watcher thread reported it and is ending the process
             print("schedopt: interrupted", file=sys.stderr)
             return 130
         except (ValueError, OSError) as e:
@@ -162,6 +169,8 @@ def _exit_on_interrupt():
             if signal.SIGINT in data:
                 from .. import _io
 
+                if not _INTERRUPTED.acquire(blocking=False):
+                    return  # the main thread caught it first and reports it
                 _io.remove_partial_files()
                 try:
                     os.write(2, b"schedopt: interrupted\n")
