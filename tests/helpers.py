@@ -197,3 +197,20 @@ def _pav_nonincreasing(y: np.ndarray) -> np.ndarray:
             m1, c1 = blocks[-1]
             blocks[-1] = [(m1 * c1 + m2 * c2) / (c1 + c2), c1 + c2]
     return np.concatenate([np.full(c, m) for m, c in blocks])
+
+
+def gamma_table(seed: int, n: int, v: int) -> np.ndarray:
+    """A random joint law on v^n (independent Gamma(0.4) weights, normalised)."""
+    p = np.random.default_rng(seed).gamma(0.4, size=(v,) * n)
+    return p / p.sum()
+
+
+def subset_entropy(table: np.ndarray, subset) -> float:
+    """H(X_S) in nats for the positions in `subset`, by marginalising the joint table."""
+    subset = tuple(sorted(subset))
+    if not subset:
+        return 0.0
+    others = tuple(i for i in range(table.ndim) if i not in subset)
+    m = table.sum(axis=others) if others else table
+    m = m[m > 0]
+    return float(-np.sum(m * np.log(m)))

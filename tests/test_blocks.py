@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import gamma_table, subset_entropy
 
 import schedopt
 from schedopt.blocks import (
@@ -32,21 +33,6 @@ from schedopt.cli import main
 
 
 # --------------------------------------------------------------------------- helpers
-def random_table(seed: int, n: int, v: int) -> np.ndarray:
-    p = np.random.default_rng(seed).gamma(0.4, size=(v,) * n)
-    return p / p.sum()
-
-
-def subset_entropy(table: np.ndarray, subset) -> float:
-    subset = tuple(sorted(subset))
-    if not subset:
-        return 0.0
-    others = tuple(i for i in range(table.ndim) if i not in subset)
-    m = table.sum(axis=others) if others else table
-    m = m[m > 0]
-    return float(-np.sum(m * np.log(m)))
-
-
 def partitions(positions, sizes):
     """Every ordered partition of `positions` into consecutive groups of the given sizes."""
     if not sizes:
@@ -113,7 +99,7 @@ def table_logits_fn(table: np.ndarray):
     ],
 )
 def test_block_kl_matches_brute_force_over_partitions(n, v, length, block_counts):
-    table = random_table(10 * n + length, n, v)
+    table = gamma_table(10 * n + length, n, v)
     blocks = block_profiles_from_table(table, length)
     tokens = [s for sizes in block_counts for s in sizes]
     expected = brute_force_block_kl(table, length, block_counts)
@@ -159,7 +145,7 @@ def test_allocate_steps_matches_brute_force(convex, steps):
 
 @pytest.mark.parametrize("steps", [2, 3, 5, 8])
 def test_optimize_blocks_is_the_best_block_schedule(steps):
-    table = random_table(3, 8, 2)
+    table = gamma_table(3, 8, 2)
     blocks = block_profiles_from_table(table, 4)
     best = min(
         block_expected_kl(blocks, first + second)
@@ -185,7 +171,7 @@ def test_optimize_blocks_is_the_best_block_schedule(steps):
 
 
 def test_block_frontiers_are_each_blocks_frontier():
-    blocks = block_profiles_from_table(random_table(4, 6, 2), 3)
+    blocks = block_profiles_from_table(gamma_table(4, 6, 2), 3)
     f = block_frontiers(blocks)
     for b in range(2):
         for t in range(1, 4):
@@ -200,7 +186,7 @@ def block_expected_kl_single(blocks, b, counts):
 # --------------------------------------------------------------------------- estimated curves
 @pytest.mark.parametrize("kind", ["data", "model"])
 def test_estimated_block_curves_agree_with_exact_ones(kind):
-    table = random_table(11, 4, 3)
+    table = gamma_table(11, 4, 3)
     exact = np.diff(np.asarray(block_profiles_from_table(table, 2).entropy), axis=1)
     rng = np.random.default_rng(0)
     flat = table.ravel()
@@ -216,7 +202,7 @@ def test_estimated_block_curves_agree_with_exact_ones(kind):
 
 
 def test_estimator_bad_input_is_one_clear_error():
-    fn = table_logits_fn(random_table(1, 4, 2))
+    fn = table_logits_fn(gamma_table(1, 4, 2))
     with pytest.raises(ValueError, match="does not divide"):
         estimate_block_profiles(fn, np.zeros((4, 4), int), 3, key=jax.random.key(0))
     with pytest.raises(ValueError, match="kind must be"):
@@ -231,7 +217,7 @@ def test_estimator_bad_input_is_one_clear_error():
 
 # --------------------------------------------------------------------------- files and errors
 def test_block_profiles_file_round_trip(tmp_path):
-    blocks = block_profiles_from_table(random_table(5, 4, 2), 2)
+    blocks = block_profiles_from_table(gamma_table(5, 4, 2), 2)
     blocks.save(tmp_path / "b.json")
     back = load_block_profiles(tmp_path / "b.json", 2)
     np.testing.assert_array_equal(np.asarray(back.entropy), np.asarray(blocks.entropy))
@@ -256,7 +242,7 @@ def test_block_profiles_file_round_trip(tmp_path):
     ],
 )
 def test_bad_input_is_one_clear_error(call, message):
-    blocks = block_profiles_from_table(random_table(6, 8, 2), 4)
+    blocks = block_profiles_from_table(gamma_table(6, 8, 2), 4)
     with pytest.raises(ValueError, match=message):
         call(blocks)
 
@@ -268,7 +254,7 @@ def test_entropies_are_in_nats():
 
 # --------------------------------------------------------------------------- command line
 def test_cli_optimize_with_blocks(tmp_path, capsys):
-    table = random_table(3, 8, 2)
+    table = gamma_table(3, 8, 2)
     block_profiles_from_table(table, 4).save(tmp_path / "B.json")
     out = tmp_path / "S.json"
     argv = ["optimize", "--profile", str(tmp_path / "B.json"), "--steps", "5"]

@@ -13,26 +13,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import gamma_table, subset_entropy
 
 import schedopt
 from schedopt.conditioning import block_orders, check_prompts, prompt_groups
 from schedopt.distributions import Table
 from schedopt.estimate import estimate_curves
-
-
-def random_table(seed: int, n: int, v: int) -> np.ndarray:
-    p = np.random.default_rng(seed).gamma(0.4, size=(v,) * n)
-    return p / p.sum()
-
-
-def subset_entropy(table: np.ndarray, subset) -> float:
-    subset = tuple(sorted(subset))
-    if not subset:
-        return 0.0
-    others = tuple(i for i in range(table.ndim) if i not in subset)
-    m = table.sum(axis=others) if others else table
-    m = m[m > 0]
-    return float(-np.sum(m * np.log(m)))
 
 
 def prompted_curve(table: np.ndarray, prompt_length: int) -> np.ndarray:
@@ -62,7 +48,7 @@ def by_length(*tables: np.ndarray):
 # --------------------------------------------------------------------------- curves
 @pytest.mark.parametrize("kind", ["data", "model"])
 def test_prompted_curve_matches_the_exact_conditional_curve(kind):
-    table = random_table(3, 5, 3)  # 2 prompt tokens, 3 answer tokens
+    table = gamma_table(3, 5, 3)  # 2 prompt tokens, 3 answer tokens
     x = draw(table, 4000, 0)
     est = estimate_curves(Table(table).log_conditionals, x[:, 2:], prompts=x[:, :2],
                           key=jax.random.key(1), batch_size=4000)
@@ -75,7 +61,7 @@ def test_prompted_curve_matches_the_exact_conditional_curve(kind):
 
 
 def test_prompt_changes_the_curve_and_the_profile_reports_the_answer_entropy():
-    table = random_table(8, 4, 3)  # 1 prompt token, 3 answer tokens
+    table = gamma_table(8, 4, 3)  # 1 prompt token, 3 answer tokens
     x = draw(table, 3000, 2)
     with_prompt = schedopt.estimate_profile(Table(table).log_conditionals, x[:, 1:],
                                             prompts=x[:, :1], key=jax.random.key(0),
@@ -89,8 +75,8 @@ def test_prompt_changes_the_curve_and_the_profile_reports_the_answer_entropy():
 
 
 def test_prompts_of_different_lengths_average_their_curves():
-    long_table = random_table(4, 5, 2)  # prompt of 2, answer of 3
-    short_table = random_table(5, 4, 2)  # prompt of 1, answer of 3
+    long_table = gamma_table(4, 5, 2)  # prompt of 2, answer of 3
+    short_table = gamma_table(5, 4, 2)  # prompt of 1, answer of 3
     a, b = draw(long_table, 3000, 1), draw(short_table, 1000, 2)
     answers = np.concatenate([a[:, 2:], b[:, 1:]])
     prompts = [list(r) for r in a[:, :2]] + [list(r) for r in b[:, :1]]
@@ -106,7 +92,7 @@ def test_prompts_of_different_lengths_average_their_curves():
 
 # --------------------------------------------------------------------------- NLL and sampler
 def test_prompted_nll_excess_is_the_prompted_expected_kl():
-    table = random_table(6, 5, 3)
+    table = gamma_table(6, 5, 3)
     x = draw(table, 3000, 4)
     r = schedopt.schedule_nll(Table(table).log_conditionals, x[:, 2:], [2, 1],
                               jax.random.key(5), prompts=x[:, :2], batch_size=3000)
@@ -118,7 +104,7 @@ def test_prompted_nll_excess_is_the_prompted_expected_kl():
 
 
 def test_semi_autoregressive_nll_excess_is_the_block_kl():
-    table = random_table(14, 5, 2)  # 1 prompt token, 4 answer tokens in blocks of 2
+    table = gamma_table(14, 5, 2)  # 1 prompt token, 4 answer tokens in blocks of 2
     x = draw(table, 4000, 6)
     r = schedopt.schedule_nll(Table(table).log_conditionals, x[:, 1:], [2, 1, 1],
                               jax.random.key(7), prompts=x[:, :1], block_length=2,
@@ -137,7 +123,7 @@ def test_semi_autoregressive_nll_excess_is_the_block_kl():
 
 @pytest.mark.parametrize("steps", [[2], [1, 1]])
 def test_sampling_given_a_prompt_has_the_sampler_law(steps):
-    table = random_table(2, 3, 2)  # 1 prompt token, 2 answer tokens
+    table = gamma_table(2, 3, 2)  # 1 prompt token, 2 answer tokens
     law = Table(table)
     num = 6000
     prompts = draw(table, num, 8)[:, :1]
@@ -155,7 +141,7 @@ def test_sampling_given_a_prompt_has_the_sampler_law(steps):
 
 
 def test_prompted_block_curves_match_the_exact_ones():
-    table = random_table(12, 5, 2)  # 1 prompt token, blocks of 2
+    table = gamma_table(12, 5, 2)  # 1 prompt token, blocks of 2
     x = draw(table, 3000, 10)
     blocks = schedopt.estimate_block_profiles(Table(table).log_conditionals, x[:, 1:], 2,
                                               prompts=x[:, :1], key=jax.random.key(11),
@@ -196,14 +182,14 @@ def test_prompt_groups_split_by_length():
     ([[1], [0.5], [3]], "whole-number"),
 ])
 def test_bad_prompts_are_one_clear_error(prompts, match):
-    fn = Table(random_table(0, 3, 2)).log_conditionals
+    fn = Table(gamma_table(0, 3, 2)).log_conditionals
     with pytest.raises(ValueError, match=match):
         estimate_curves(fn, np.zeros((3, 2), int), prompts=prompts, key=jax.random.key(0))
 
 
 def test_a_scorer_gives_the_logits_path_result():
     """A TokenScorer (statistics reduced by the model) and a logits_fn agree on one key."""
-    table = random_table(7, 4, 3)
+    table = gamma_table(7, 4, 3)
     law = Table(table)
 
     class Scorer:
