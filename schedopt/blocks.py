@@ -359,16 +359,12 @@ def _prompted_block_statistics(logits_fn, x, revealed, scored, prompts, batch_si
     A TokenScorer gets ragged prompts directly; a JAX logits_fn gets prompt + answer, with
     the prompt revealed and unscored, one prompt length at a time.
     """
-    from .conditioning import is_scorer, masked_row_means, prompt_groups
+    from .conditioning import check_vocabulary, is_scorer, masked_row_means, prompt_groups
 
     m, n = x.shape
     reps = revealed.shape[0] // m
     if is_scorer(logits_fn):
-        if x.max() >= logits_fn.vocab_size:
-            raise ValueError(
-                f"data holds token {int(x.max())} but the model predicts only "
-                f"V = {logits_fn.vocab_size} values; encode the data with the model's vocabulary"
-            )
+        check_vocabulary(x, logits_fn.vocab_size)
         seq = np.repeat(np.arange(m), reps)
         rows = [np.zeros(0, np.int32)] * m if prompts is None else prompts
         ce, ent = np.zeros(seq.size), np.zeros(seq.size)

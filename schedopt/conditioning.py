@@ -50,6 +50,16 @@ def is_scorer(fn: Any) -> bool:
     return isinstance(fn, TokenScorer)
 
 
+def check_vocabulary(tokens: np.ndarray, vocab_size: int, *, what: str = "data",
+                     model: str = "the model") -> None:
+    """Refuse token ids the model cannot predict, in one sentence naming both sizes."""
+    if tokens.size and int(tokens.max()) >= vocab_size:
+        raise ValueError(
+            f"{what} holds token {int(tokens.max())} but {model} predicts only "
+            f"V = {vocab_size} values; tokens must lie in 0..{vocab_size - 1}"
+        )
+
+
 def check_prompts(prompts: Any, m: int) -> list[np.ndarray] | None:
     """Prompts as a list of M int32 arrays (None stays None).
 

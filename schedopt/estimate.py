@@ -328,7 +328,7 @@ def estimate_curves(
 
 def _logits_rows(logits_fn, tokens, order, prompt, grid, batch_size, jit, quiet, store):
     """(ce, entropy, bad) per row (sequence, grid point) of one prompt-length group."""
-    from .conditioning import with_prompt
+    from .conditioning import check_vocabulary, with_prompt
 
     m, n = tokens.shape
     tokens, order = with_prompt(prompt, tokens, order)
@@ -336,11 +336,7 @@ def _logits_rows(logits_fn, tokens, order, prompt, grid, batch_size, jit, quiet,
     rows = m * grid.size
     sharding, batch = batch_sharding(batch_size, rows)
     vocab = _check_logits_shape(logits_fn, batch, length, jit)
-    if tokens.max() >= vocab:
-        raise ValueError(
-            f"data holds token {int(tokens.max())} but logits_fn predicts only V = {vocab} "
-            f"values; tokens must lie in 0..{vocab - 1}"
-        )
+    check_vocabulary(tokens, vocab, model="logits_fn")
 
     def compute(start):
         idx = np.arange(start, start + batch)
@@ -358,14 +354,10 @@ def _logits_rows(logits_fn, tokens, order, prompt, grid, batch_size, jit, quiet,
 
 def _scorer_rows(scorer, tokens, order, grid, prompts, batch_size, quiet, store):
     """(ce, entropy, bad) per row from a TokenScorer: only [B, n] statistics reach the host."""
-    from .conditioning import masked_row_means
+    from .conditioning import check_vocabulary, masked_row_means
 
     m, n = tokens.shape
-    if tokens.max() >= scorer.vocab_size:
-        raise ValueError(
-            f"data holds token {int(tokens.max())} but the model predicts only "
-            f"V = {scorer.vocab_size} values; tokens must lie in 0..{scorer.vocab_size - 1}"
-        )
+    check_vocabulary(tokens, scorer.vocab_size)
     prompts = prompts if prompts is not None else [np.zeros(0, np.int32)] * m
     rows = m * grid.size
     batch = max(1, min(int(batch_size), rows))

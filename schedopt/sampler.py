@@ -480,12 +480,10 @@ def _run_group(fn, draw, logits, tokens, order, steps, k_draw, batch_size, quiet
 
 def _scorer_log_likelihood(scorer, tokens, order, bounds, prompts, batch_size, quiet):
     """float64[M] sampler log-likelihood from a TokenScorer: one call per batch and step."""
+    from .conditioning import check_vocabulary
+
     m, n = tokens.shape
-    if tokens.max() >= scorer.vocab_size:
-        raise ValueError(
-            f"tokens holds token {int(tokens.max())} but the model predicts only "
-            f"V = {scorer.vocab_size} values; tokens must lie in 0..{scorer.vocab_size - 1}"
-        )
+    check_vocabulary(tokens, scorer.vocab_size, what="tokens")
     prompts = prompts if prompts is not None else [np.zeros(0, np.int32)] * m
     batch = max(1, min(int(batch_size or 64), m))
     loglik = np.zeros(m)
