@@ -84,16 +84,3 @@ def check_tokens_per_step(tokens_per_step: Any, n: int, what: str = "tokens_per_
         )
     return s
 
-
-def check_key(key: Any, name: str = "key"):
-    """A JAX PRNG key (typed, from jax.random.key, or raw uint32[2] from PRNGKey)."""
-    import jax
-
-    if isinstance(key, jax.Array) and (
-        jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
-        or (key.dtype == np.uint32 and key.shape == (2,))
-    ):
-        return key
-    raise ValueError(
-        f"{name} must be a JAX random key (jax.random.key(seed)), got {type(key).__name__}"
-    )
