@@ -249,3 +249,20 @@ def test_conditionals_shape_errors():
 def test_table_refuses_large_enumeration_from_structured_laws():
     with pytest.raises(ValueError, match="MarkovChain"):
         MarkovChain(np.full((4, 4), 0.25), 9).table()
+
+
+@pytest.mark.parametrize("name", sorted(LAWS))
+def test_a_law_traced_in_float32_after_an_estimate_in_float64(name):
+    # The laws run in float64 inside schedopt's estimators and in the caller's precision
+    # inside the caller's jit. JAX caches the conversion of a numpy parameter per object, so
+    # after an estimate the law must still trace cleanly (and agree) in float32.
+    from schedopt.estimate import estimate_curves
+
+    law = LAWS[name]
+    x = _samples(name)[:8]
+    estimate_curves(law.log_conditionals, x, key=jax.random.key(0), grid=law.n)
+    revealed = np.random.default_rng(2).random(x.shape) < 0.5
+    traced = jax.jit(law.log_conditionals)(x, revealed)  # the caller's float32 trace
+    assert traced.dtype == np.float32
+    np.testing.assert_allclose(np.exp(traced), np.exp(law.log_conditionals(x, revealed)),
+                               atol=1e-5)

@@ -188,9 +188,12 @@ def as_jax(*arrays: Any) -> tuple[jnp.ndarray, ...]:
 
     Jitted kernels get JAX arrays, never numpy ones: a numpy argument lets a program compiled
     under one precision be reused under the other (the laws run in float64 inside, and in the
-    caller's precision when traced by the caller), which XLA then refuses.
+    caller's precision when traced by the caller), which XLA then refuses. The dtype is
+    explicit because JAX (0.10) caches the conversion of a numpy array per object, so a
+    parameter converted once under float64 would come back float64 inside a float32 trace.
     """
-    return tuple(jnp.asarray(a) for a in arrays)
+    return tuple(jnp.asarray(a, dtype=jax.dtypes.canonicalize_dtype(np.asarray(a).dtype))
+                 for a in arrays)
 
 
 def point_mass(x: jnp.ndarray, revealed: jnp.ndarray, probs: jnp.ndarray) -> jnp.ndarray:
