@@ -211,6 +211,7 @@ def test_cli_round_trip(tmp_path, capsys):
         ("mask_ratio,cross_entropy\n", [], "no rows"),
         ("mask_ratio,cross_entropy\n0.5,1\n", ["--model", "digits"], "one source"),
         ("mask_ratio,cross_entropy\n0.5,1\n", None, "needs --length"),
+        ("mask_ratio,cross_entropy\n0.5,1\n", ["--shape", "smooth"], "applies to --max"),
     ],
 )
 def test_bad_input_is_one_line_and_no_file(tmp_path, capsys, text, extra, message):

@@ -28,10 +28,11 @@ def register(sub) -> None:
         "nats); needs --length N. Mask ratio r is revealed count n (1 - r)",
     )
     group.add_argument(
-        "--shape", choices=("convex", "monotone"), default="convex",
-        help="--from-loss-curve fit: 'convex' (non-increasing and convex, default: smooth, "
-        "no flat stretches for the optimizer to exploit) or 'monotone' (non-increasing only; "
-        "for step-shaped curves such as codes)",
+        "--shape", choices=("smooth", "convex", "monotone"), default=None,
+        help="the curve's fit. --from-loss-curve: 'convex' (non-increasing and convex, "
+        "default: no flat stretches for the optimizer to exploit) or 'monotone' "
+        "(non-increasing only; for step-shaped curves such as codes). --max-forward-passes: "
+        "'smooth' (default: a mixture of decaying exponentials), 'convex' or 'monotone'",
     )
     group = p.add_argument_group("forward-pass budget (--model)")
     group.add_argument(
@@ -93,8 +94,11 @@ def _run(args: argparse.Namespace) -> int:
         if args.length is None:
             raise ValueError("--from-loss-curve needs --length N, the sequence length to "
                              "schedule for")
+        if args.shape == "smooth":
+            raise ValueError("--shape smooth applies to --max-forward-passes; the loss-curve "
+                             "fit is --shape convex (default) or monotone")
         profile = profile_from_loss_curve_file(args.from_loss_curve, length=args.length,
-                                               shape=args.shape)
+                                               shape=args.shape or "convex")
         for stretch in profile.meta["nonmonotone"]:
             lo, hi = stretch["mask_ratio"]
             print(f"schedopt profile: warning: the loss rises with revealed tokens between mask "
@@ -131,7 +135,7 @@ def _profile_within_budget(args: argparse.Namespace):
     result = estimate_within_budget(
         logits_fn(model), data, key=jax.random.key(args.seed),
         max_forward_passes=args.max_forward_passes, steps=args.target_steps, kind=args.kind,
-        gap_degree=args.gap_degree, batch_size=args.batch_size)
+        gap_degree=args.gap_degree, shape=args.shape or "smooth", batch_size=args.batch_size)
     for t, report in result.stability.items():
         print(f"schedopt profile: T = {t}: schedule {result.schedules[t].tolist()} agrees with "
               f"{100 * report['agreement']:.0f}% of bootstrap re-estimates; 90% of them put its "
