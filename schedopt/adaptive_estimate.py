@@ -296,16 +296,21 @@ def smooth_decreasing_fit(
         return np.concatenate([np.exp(-DECAY_RATES * x), 1.0 - x], axis=1)
 
     _, label = np.unique(sequences, return_inverse=True)
-    size = np.bincount(label).astype(np.float64)
+    # A row averages n - j masked positions, so its variance falls about as 1 / (n - j):
+    # weighted least squares (rows near j = n - 1 would otherwise dominate).
+    w = n - np.asarray(counts, np.float64)
+    total = np.bincount(label, weights=w)
 
-    def centred(a):  # minus the mean of the row's sequence
-        sums = np.zeros((size.size,) + a.shape[1:])
-        np.add.at(sums, label, a)
-        return a - (sums / size.reshape((-1,) + (1,) * (a.ndim - 1)))[label]
+    def centred(a):  # minus the weighted mean of the row's sequence
+        sums = np.zeros((total.size,) + a.shape[1:])
+        np.add.at(sums, label, w.reshape((-1,) + (1,) * (a.ndim - 1)) * a)
+        return a - (sums / total.reshape((-1,) + (1,) * (a.ndim - 1)))[label]
 
     x = basis(counts)
-    weights, _ = nnls(centred(x), centred(np.asarray(values, np.float64)))
-    level = float(np.mean(values - x @ weights))
+    root = np.sqrt(w)
+    weights, _ = nnls(root[:, None] * centred(x),
+                      root * centred(np.asarray(values, np.float64)))
+    level = float(np.average(values - x @ weights, weights=w))
     return np.maximum(basis(np.arange(n)) @ weights + level, 0.0)
 
 
@@ -378,7 +383,9 @@ class _RowSampler:
             return np.zeros(grid.size)
         counts = np.concatenate([c for c, _ in self.gaps])
         gaps = np.concatenate([g for _, g in self.gaps])
-        coef = np.polyfit(counts.astype(np.float64), gaps, self.gap_degree)
+        n = self.tokens.shape[1]  # rows weighted by their masked positions, as in the fit
+        coef = np.polyfit(counts.astype(np.float64), gaps, self.gap_degree,
+                          w=np.sqrt(n - counts.astype(np.float64)))
         return np.polyval(coef, grid.astype(np.float64))
 
     def profile(self, n: int, pick: np.ndarray | None = None) -> EntropyProfile:
