@@ -15,9 +15,12 @@ optimal schedules, the remaining passes go where they decide something:
    point on either side (the local slope decides whether a cut moves) join the grid, the
    heaviest first (step size s_k times the curve's spread there); the coarse sequences are
    evaluated at them and the rest of the budget goes to fresh sequences on the whole grid.
-4. Fit: a non-increasing convex curve (slopes fitted first, from per-sequence differences),
-   averaged over bootstrap refits (bagging): one fit has flat stretches, a flat tail in
-   particular, where the optimizer places long steps it wrongly predicts to be free.
+4. Fit: by default a smooth curve, a non-negative mixture of decaying exponentials fitted
+   to the differences within each sequence (`smooth_decreasing_fit`, theory §8: a KL does
+   not depend on the curve's level, and one sequence's rows share their level). A piecewise
+   fit (`shape="convex"` or `"monotone"`) is averaged over bootstrap refits (bagging): one
+   such fit has flat stretches where the optimizer places long steps it wrongly predicts
+   to be free.
 5. Report stability: sequences are resampled; for every T the chosen schedule is compared
    with each replicate's optimum: how often they agree, and the excess KL the replicates
    assign to the chosen one.
