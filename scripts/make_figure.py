@@ -25,7 +25,7 @@ STEPS = 8
 
 
 def rows():
-    mixture = clustered_sequences(n=128)
+    mixture = clustered_sequences(prototypes=32, fidelities=(0.9,), n=128)
     yield (
         "clustered sequences: 32 prototypes, n = 128, V = 8, 90% fidelity (Monte Carlo profile)",
         mixture.profile(key=jax.random.key(0), samples=4096),

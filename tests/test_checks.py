@@ -180,7 +180,7 @@ def test_default_prediction_matches_a_full_grid_reference_across_seeds(monkeypat
     n, seeds, per_seed = 96, 16, 256
     monkeypatch.setattr(estimate, "FULL_GRID_MAX", 64)
     monkeypatch.setattr(schedopt.sampler, "FULL_GRID_MAX", 64)
-    law = clustered_sequences(clusters=8, n=n, vocab=4, fidelity=0.85)
+    law = clustered_sequences(prototypes=8, fidelities=(0.85,), n=n, vocab=4)
     steps = [1, 1, 2, 3, 5, 84]  # cuts 0, 1, 2, 4, 7, 12: several off the 33-point grid
     assert not set(np.cumsum(steps)[:-1].tolist()) <= set(revealed_grid(n).tolist())
     key = jax.random.key(5)
