@@ -1,7 +1,7 @@
 """Measure how far `verify` can be trusted: coverage on small laws, and the demo's clustered law.
 
     python scripts/measure_checks.py coverage [--checks 400] [--sequences 200]
-    python scripts/measure_checks.py demo [--seeds 14] [--sequences 4096]
+    python scripts/measure_checks.py demo [--seeds 14] [--sequences 4096] [--sharp]
     python scripts/measure_checks.py grid [--n 384] [--sequences 2048]
 
 coverage: the fraction of 95% intervals that hold the truth, for laws whose exact KL is known
@@ -12,7 +12,8 @@ independent checks of `--sequences` sequences each.
 demo: the demo's 8-step check on its clustered law over seeds, as `schedopt demo` runs it
 (profile from 4096 sequences, optimized schedule, paired check): verdicts, the mean
 difference and the spread of the differences over seeds next to the reported standard error,
-and how heavy the tails are.
+and how heavy the tails are. `--sharp`: the same for the README figure's clustered law (32
+prototypes at 90% fidelity), whose tails are heavy.
 
 grid: the bias of a predicted KL from a sparse curve against the curve at every count, on the
 same sequences (n above the full-grid limit): the default (33 points plus each cut and its
@@ -74,8 +75,12 @@ def coverage(checks: int, sequences: int) -> None:
             print(f"| {name} | {steps} | {covered:.1%} | {kurtosis:.3g} |")
 
 
-def demo(seeds: int, sequences: int) -> None:
-    _, description, law = demo_examples(128)[0]
+def demo(seeds: int, sequences: int, sharp: bool) -> None:
+    if sharp:  # the README figure's law: 32 prototypes at 90% fidelity (heavy tails)
+        description = "clustered sequences: 32 prototypes at 90% fidelity, n = 128, V = 8"
+        law = clustered_sequences(prototypes=32, fidelities=(0.9,), n=128)
+    else:
+        _, description, law = demo_examples(128)[0]
     print(description)
     rows = []
     for seed in range(seeds):
@@ -131,10 +136,12 @@ if __name__ == "__main__":
     parser.add_argument("--sequences", type=int, default=None)
     parser.add_argument("--seeds", type=int, default=14)
     parser.add_argument("--n", type=int, default=384)
+    parser.add_argument("--sharp", action="store_true",
+                        help="demo: the README figure's law (32 prototypes at 90%% fidelity)")
     args = parser.parse_args()
     if args.what == "coverage":
         coverage(args.checks, args.sequences or 200)
     elif args.what == "demo":
-        demo(args.seeds, args.sequences or 4096)
+        demo(args.seeds, args.sequences or 4096, args.sharp)
     else:
         grid(args.n, args.sequences or 2048)
