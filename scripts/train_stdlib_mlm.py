@@ -165,7 +165,7 @@ def loss_curve_only(args) -> int:
     out = Path(args.out)
     model, tokenizer = load_model(out)
     files = split_files()
-    train = windows(encode(tokenizer, files["train"]), PROMPT + ANSWER, 64)
+    train = windows(encode(tokenizer, files["train"][: args.train_files]), PROMPT + ANSWER, 64)
     rng = np.random.default_rng(args.seed)
     model.train()  # as training measured it (no dropout here: the same as eval mode)
     counts, ces = [], []
@@ -195,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
                              "and write --loss-curve")
     parser.add_argument("--loss-batches", type=int, default=200,
                         help="with --loss-curve-only: batches of --batch training windows")
+    parser.add_argument("--train-files", type=int, default=None,
+                        help="with --loss-curve-only: windows from the first K train files "
+                             "only (a quick check; default all)")
     parser.add_argument("--minutes", type=float, default=5.0, help="training time budget")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--vocab", type=int, default=512)
