@@ -37,7 +37,7 @@ import numpy as np
 
 import schedopt
 from schedopt.exact import optimal_schedule
-from schedopt.losscurve import profile_from_loss_curve_file
+from schedopt.losscurve import profile_from_loss_curve_file, read_loss_curve
 from schedopt.nll import schedules_nll
 from schedopt.schedules import cosine_tokens, uniform_tokens
 
@@ -109,6 +109,32 @@ def score(setup: dict, per_t: dict[int, list], orders: int, *, joint: bool) -> d
     return out
 
 
+def curve_gap(log: str, n: int, heldout) -> list[dict]:
+    """Training log minus the held-out estimate's raw curve, averaged over bands of revealed
+    counts (j = 0, then quarters of 1..n-1), with a 95% half-width from both standard errors;
+    [] when the log's ratios are not whole counts of n or the estimate is not on every count."""
+    ratio, ce, se = read_loss_curve(log)
+    j = n * (1 - ratio)
+    raw = np.asarray(heldout.meta.get("raw_conditional_entropy", []), np.float64)
+    if (not np.allclose(j, np.round(j)) or raw.size != n or heldout.stderr is None
+            or se is None):
+        return []
+    j = np.round(j).astype(int)
+    raw_se = np.asarray(heldout.stderr, np.float64)
+    edges = [0, 1] + [1 + (n - 1) * q // 4 for q in (1, 2, 3, 4)]
+    bands = []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        k = (j >= lo) & (j < hi)
+        if not k.any():
+            continue
+        d = ce[k] - raw[j[k]]
+        half = 1.96 * float(np.sqrt(np.sum(se[k] ** 2 + raw_se[j[k]] ** 2))) / k.sum()
+        bands.append({"revealed": [lo, hi - 1], "log": float(ce[k].mean()),
+                      "heldout": float(raw[j[k]].mean()), "minus": float(d.mean()),
+                      "half_width_95": half})
+    return bands
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=sorted(LOGS), default="digits")
@@ -140,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
           f"(95% {from_log.meta['joint_entropy_interval'][0]:.2f}.."
           f"{from_log.meta['joint_entropy_interval'][1]:.2f}), held-out "
           f"{heldout.joint_entropy:.2f} +- {1.96 * heldout.meta['joint_entropy_stderr']:.2f}")
+    out["log_minus_heldout"] = curve_gap(log, n, heldout)
+    for b in out["log_minus_heldout"]:
+        print(f"revealed {b['revealed'][0]}..{b['revealed'][1]}: training log "
+              f"{b['log']:.3f}, held-out {b['heldout']:.3f} nats/token, log minus held-out "
+              f"{b['minus']:+.3f} +- {b['half_width_95']:.3f}")
     print()
     print("| T | schedule | tokens per step | held-out NLL [95%] | minus held-out-estimate "
           "schedule [95%, paired] |")
