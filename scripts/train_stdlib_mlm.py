@@ -38,6 +38,7 @@ standard library it reads and on torch's CPU kernels; the shipped copy records b
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import platform
@@ -134,9 +135,10 @@ def masked_loss(model, x, ids, masked, rows=False):
     return loss, ANSWER - k[k > 0], row[k > 0]
 
 
-def sample_batches(train, rng, mask_id, batches: int, batch: int):
-    """`batches` training batches (x, masked ids, mask), drawn and masked as training does."""
-    for _ in range(batches):
+def sample_batches(train, rng, mask_id, batches: int | None, batch: int):
+    """Training batches (x, masked ids, mask) as training draws them: `batches` of them, or
+    without end for None."""
+    for _ in itertools.count() if batches is None else range(batches):
         x = train[rng.integers(0, len(train), batch)]
         yield (x, *masked_batch(x, rng, mask_id))
 
@@ -254,12 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     history = []
     interval: tuple[list, list] = ([], [])  # revealed counts and row CEs since the last check
     best_curve = None
+    draw = sample_batches(train, rng, mask_id, None, args.batch)
     while time.monotonic() - start < budget:
         frac = (time.monotonic() - start) / budget
         for group in optimizer.param_groups:  # warm-up, then cosine decay over the budget
             group["lr"] = args.lr * min(1.0, step / 30) * 0.5 * (1 + math.cos(math.pi * frac))
-        x = train[rng.integers(0, len(train), args.batch)]
-        ids, masked = masked_batch(x, rng, mask_id)
+        x, ids, masked = next(draw)
         loss, k, row = masked_loss(model, x, ids, masked, rows=True)
         interval[0].append(k)
         interval[1].append(row)
