@@ -116,6 +116,53 @@ def write_loss_curve(
     return _io.atomic_write(path, "\n".join(lines) + "\n")
 
 
+def loss_by_revealed_count(counts: Any, row_ce: Any, length: int) -> np.ndarray:
+    """Bin per-row training losses by revealed count: float64[length, 3].
+
+    The one binning every training script uses (`write_binned_loss_curve` writes its result).
+
+    Args:
+        counts: int[...] revealed count of each training row (answer tokens visible; a prompt
+            that is always visible does not count).
+        row_ce: float[...] its mean masked cross-entropy (nats per token).
+        length: n; counts lie in 0..n-1 (a row with nothing masked has no loss: leave it out).
+
+    Returns:
+        Per count j: rows seen, mean CE and its standard error (std / sqrt(rows); NaN for
+        fewer than 2 rows, and the mean is NaN for none).
+    """
+    c = np.asarray(counts, np.int64).ravel()
+    v = np.asarray(row_ce, np.float64).ravel()
+    if c.shape != v.shape:
+        raise ValueError(f"counts and row_ce must have one value per row, got sizes {c.size} "
+                         f"and {v.size}")
+    if c.size and (c.min() < 0 or c.max() >= length):
+        raise ValueError(f"revealed counts must lie in 0..{length - 1} (a row with nothing "
+                         f"masked has no loss), got {int(c.min())}..{int(c.max())}")
+    rows = np.bincount(c, minlength=length).astype(np.float64)
+    total = np.bincount(c, v, minlength=length)
+    square = np.bincount(c, v * v, minlength=length)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / rows
+        var = np.maximum(square - rows * mean**2, 0.0) / (rows - 1)
+        se = np.where(rows >= 2, np.sqrt(var / rows), np.nan)
+    return np.stack([rows, mean, se], axis=1)
+
+
+def write_binned_loss_curve(path: str | os.PathLike, binned: Any) -> Path:
+    """Write `loss_by_revealed_count`'s float[n, 3] as a loss-curve CSV.
+
+    Count j of n is mask ratio (n - j) / n; counts with fewer than 2 rows (no stderr) are
+    left out.
+    """
+    binned = np.asarray(binned, np.float64)
+    if binned.ndim != 2 or binned.shape[1] != 3:
+        raise ValueError(f"binned must be float[n, 3] (rows, mean, stderr), got shape "
+                         f"{binned.shape}")
+    n = binned.shape[0]
+    return write_loss_curve(path, (n - np.arange(n)) / n, binned[:, 1], binned[:, 2])
+
+
 def check_loss_curve(ratio: np.ndarray, ce: np.ndarray, se: np.ndarray | None, *,
                      where: str) -> None:
     """Raise one clear ValueError for the first bad value of a loss curve."""

@@ -20,8 +20,6 @@ import argparse
 import json
 import sys
 
-import numpy as np
-
 # Per dataset: the model shape and training settings the shipped/benchmarked models use.
 PRESETS = {
     "digits": dict(width=64, depth=2, heads=4, dropout=0.1, batch_size=64, learning_rate=1e-3,
@@ -50,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     import schedopt  # noqa: F401  (float64 on, as everywhere in schedopt)
     from schedopt._io import check_output_path
     from schedopt.data import load_dataset
-    from schedopt.losscurve import write_loss_curve
+    from schedopt.losscurve import write_binned_loss_curve
     from schedopt.models import MDMConfig, heldout_masked_ce, save_checkpoint, train
 
     check_output_path(args.out)
@@ -76,9 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         "history": result.history,
     }
     save_checkpoint(args.out, result.model, record)
-    n = config.length
-    curve = result.loss_curve  # per revealed count j: rows, mean CE, stderr
-    write_loss_curve(loss_path, (n - np.arange(n)) / n, curve[:, 1], curve[:, 2])
+    # per revealed count j: rows, mean CE, stderr
+    write_binned_loss_curve(loss_path, result.loss_curve)
     summary = {k: record[k] for k in ("data", "test_ce", "valid_ce", "best_step", "steps",
                                       "seconds")}
     print(json.dumps({"out": args.out, "loss_curve": loss_path, **summary}))

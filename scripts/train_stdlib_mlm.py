@@ -17,6 +17,20 @@ pairs to estimate curves and choose schedules on, and "test" pairs to measure he
 
     python scripts/train_stdlib_mlm.py --minutes 5 --out schedopt/data/stdlib_mlm
 
+Training also logs the training loss by mask ratio to OUT/loss.csv (`--loss-curve`; header
+`mask_ratio,cross_entropy,stderr`, for `schedopt profile --from-loss-curve`): the per-row
+masked CE of the training batches of the validation interval that produced the kept weights,
+binned by the answer's revealed count (`schedopt.losscurve.loss_by_revealed_count`).
+
+    python scripts/train_stdlib_mlm.py --loss-curve-only --out schedopt/data/stdlib_mlm
+
+writes the same file without training: the checkpoint in OUT measured on training windows,
+masked as in training, `--loss-batches` batches of `--batch` (default 200 x 32: as many rows
+as one validation interval of training). The model has no dropout, so train and eval mode
+give the same loss; the model is put in train mode anyway, as training measured it. This is
+how the shipped schedopt/data/stdlib_mlm/loss.csv was made (retraining would change the
+shipped model).
+
 Runs on CPU in minutes (2 threads by default). The model depends on the Python version whose
 standard library it reads and on torch's CPU kernels; the shipped copy records both.
 """
@@ -24,6 +38,7 @@ standard library it reads and on torch's CPU kernels; the shipped copy records b
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import platform
@@ -103,19 +118,88 @@ def masked_batch(x, rng, mask_id):
     return np.where(masked, mask_id, x), masked
 
 
-def masked_loss(model, x, ids, masked):
+def masked_loss(model, x, ids, masked, rows=False):
+    """Mean CE over the batch's masked tokens; with rows=True also, per row, its revealed
+    answer count and mean masked CE (rows with nothing masked left out), for the loss log."""
     import torch
 
     logits = model(input_ids=torch.from_numpy(ids)).logits
     ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), torch.from_numpy(x),
                                            reduction="none")
     m = torch.from_numpy(masked)
-    return (ce * m).sum() / m.sum().clamp(min=1)
+    loss = (ce * m).sum() / m.sum().clamp(min=1)
+    if not rows:
+        return loss
+    k = masked.sum(axis=1)
+    row = ((ce * m).sum(dim=1) / m.sum(dim=1).clamp(min=1)).detach().numpy()
+    return loss, ANSWER - k[k > 0], row[k > 0]
 
 
-def main() -> int:
+def sample_batches(train, rng, mask_id, batches: int | None, batch: int):
+    """Training batches (x, masked ids, mask) as training draws them: `batches` of them, or
+    without end for None."""
+    for _ in itertools.count() if batches is None else range(batches):
+        x = train[rng.integers(0, len(train), batch)]
+        yield (x, *masked_batch(x, rng, mask_id))
+
+
+def load_model(folder: Path):
+    """The checkpoint and tokenizer in `folder`, with the modeling file shipped beside them."""
+    import importlib.util
+
+    from transformers import PreTrainedTokenizerFast
+
+    spec = importlib.util.spec_from_file_location("modeling_stdlib_conv",
+                                                  folder / "modeling_stdlib_conv.py")
+    code = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(code)
+    return (code.StdlibConvForMaskedLM.from_pretrained(folder),
+            PreTrainedTokenizerFast.from_pretrained(folder))
+
+
+def loss_curve_only(args) -> int:
+    """Measure a trained checkpoint's masked CE by revealed count on training windows."""
+    import torch
+
+    from schedopt.losscurve import loss_by_revealed_count, write_binned_loss_curve
+
+    started = time.monotonic()
+    out = Path(args.out)
+    model, tokenizer = load_model(out)
+    files = split_files()
+    train = windows(encode(tokenizer, files["train"][: args.train_files]), PROMPT + ANSWER, 64)
+    rng = np.random.default_rng(args.seed)
+    model.train()  # as training measured it (no dropout here: the same as eval mode)
+    counts, ces = [], []
+    with torch.no_grad():
+        for x, ids, masked in sample_batches(train, rng, tokenizer.mask_token_id,
+                                             args.loss_batches, args.batch):
+            _, k, row = masked_loss(model, x, ids, masked, rows=True)
+            counts.append(k)
+            ces.append(row)
+    binned = loss_by_revealed_count(np.concatenate(counts), np.concatenate(ces), ANSWER)
+    path = write_binned_loss_curve(args.loss_curve or out / "loss.csv", binned)
+    print(json.dumps({"loss_curve": str(path), "rows": int(binned[:, 0].sum()),
+                      "train_windows": len(train), "batches": args.loss_batches,
+                      "batch": args.batch, "seed": args.seed,
+                      "mean_ce": float(np.concatenate(ces).mean()),
+                      "seconds": round(time.monotonic() - started, 1)}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="schedopt/data/stdlib_mlm")
+    parser.add_argument("--loss-curve", default=None, metavar="LOSS.csv",
+                        help="training loss by mask ratio (default: OUT/loss.csv)")
+    parser.add_argument("--loss-curve-only", action="store_true",
+                        help="do not train: measure the checkpoint in OUT on training windows "
+                             "and write --loss-curve")
+    parser.add_argument("--loss-batches", type=int, default=200,
+                        help="with --loss-curve-only: batches of --batch training windows")
+    parser.add_argument("--train-files", type=int, default=None,
+                        help="with --loss-curve-only: windows from the first K train files "
+                             "only (a quick check; default all)")
     parser.add_argument("--minutes", type=float, default=5.0, help="training time budget")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--vocab", type=int, default=512)
@@ -124,12 +208,16 @@ def main() -> int:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--pairs", type=int, default=96, help="tune and test pairs (each)")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    if args.loss_curve_only:
+        return loss_curve_only(args)
+    from schedopt.losscurve import loss_by_revealed_count, write_binned_loss_curve
+
     rng = np.random.default_rng(args.seed)
     files = split_files()
     tokenizer = train_tokenizer(files["train"], args.vocab)
@@ -166,13 +254,17 @@ def main() -> int:
     budget = args.minutes * 60
     start, step, best, best_state = time.monotonic(), 0, math.inf, None
     history = []
+    interval: tuple[list, list] = ([], [])  # revealed counts and row CEs since the last check
+    best_curve = None
+    draw = sample_batches(train, rng, mask_id, None, args.batch)
     while time.monotonic() - start < budget:
         frac = (time.monotonic() - start) / budget
         for group in optimizer.param_groups:  # warm-up, then cosine decay over the budget
             group["lr"] = args.lr * min(1.0, step / 30) * 0.5 * (1 + math.cos(math.pi * frac))
-        x = train[rng.integers(0, len(train), args.batch)]
-        ids, masked = masked_batch(x, rng, mask_id)
-        loss = masked_loss(model, x, ids, masked)
+        x, ids, masked = next(draw)
+        loss, k, row = masked_loss(model, x, ids, masked, rows=True)
+        interval[0].append(k)
+        interval[1].append(row)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -186,6 +278,9 @@ def main() -> int:
             if v < best:
                 best = v
                 best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+                best_curve = loss_by_revealed_count(np.concatenate(interval[0]),
+                                                    np.concatenate(interval[1]), ANSWER)
+            interval = ([], [])
     if best_state is not None:
         model.load_state_dict(best_state)
 
@@ -210,6 +305,8 @@ def main() -> int:
         "command": " ".join(sys.argv),
     }
     (out / "training.json").write_text(json.dumps(record, indent=1) + "\n")
+    if best_curve is not None:
+        write_binned_loss_curve(args.loss_curve or out / "loss.csv", best_curve)
     print(f"best validation masked CE {best:.3f} nats/token after {step} steps -> {out}")
     return 0
 

@@ -12,12 +12,13 @@ from schedopt.cli import main
 from schedopt.exact import optimal_schedule
 from schedopt.losscurve import (
     convex_nonincreasing,
+    loss_by_revealed_count,
     profile_from_loss_curve,
     read_loss_curve,
+    write_binned_loss_curve,
     write_loss_curve,
 )
 from schedopt.models import MDMConfig, train
-from schedopt.models._training import loss_by_revealed_count
 from schedopt.profile import EntropyProfile
 
 # theory §10: the sticky 4-state chain, n = 128, whose optimal schedules are known.
@@ -167,6 +168,24 @@ def test_training_loss_binning_matches_a_loop():
         if v.size >= 2:
             assert out[j, 2] == pytest.approx(v.std(ddof=1) / math.sqrt(v.size))
     assert np.isnan(out[6, 1])  # no row had count 6
+
+
+def test_binned_writer_on_a_hand_computed_case(tmp_path):
+    # n = 4. Count 0: rows 1.0, 3.0 -> mean 2, sd sqrt(2), se 1. Count 2: rows 0.5, 0.5, 2.0
+    # -> mean 1, sd sqrt(0.75), se 0.5. Count 1: one row (no stderr) and count 3: none, so
+    # both are left out. Ratio of count j is (4 - j) / 4.
+    counts = [0, 2, 1, 2, 0, 2]
+    ce = [1.0, 0.5, 7.0, 0.5, 3.0, 2.0]
+    binned = loss_by_revealed_count(counts, ce, 4)
+    np.testing.assert_allclose(binned[:, 0], [2, 1, 3, 0])
+    path = write_binned_loss_curve(tmp_path / "loss.csv", binned)
+    assert path.read_text().splitlines()[0] == "mask_ratio,cross_entropy,stderr"
+    ratio, mean, se = read_loss_curve(path)
+    np.testing.assert_allclose(ratio, [1.0, 0.5])
+    np.testing.assert_allclose(mean, [2.0, 1.0])
+    np.testing.assert_allclose(se, [1.0, 0.5])
+    with pytest.raises(ValueError, match="0..3"):
+        loss_by_revealed_count([4], [1.0], 4)  # nothing masked: not a row of the curve
 
 
 def test_training_logs_the_curve_of_a_known_law():

@@ -24,6 +24,7 @@ from flax import nnx
 
 from .. import _progress
 from ..data import check_sequences
+from ..losscurve import loss_by_revealed_count
 from ._transformer import MaskedDiffusionTransformer, MDMConfig, init_model, masked_inputs
 
 
@@ -203,30 +204,6 @@ def train(
         model=nnx.merge(graphdef, best[2]), best_step=best[1], steps=step,
         valid_ce=float(best[0]), history=history, seconds=time.perf_counter() - start,
         settings=settings, loss_curve=best_curve)
-
-
-def loss_by_revealed_count(counts: Any, row_ce: Any, length: int) -> np.ndarray:
-    """Bin per-row training losses by revealed count: float64[length, 3].
-
-    Args:
-        counts: int[...] revealed count of each training row.
-        row_ce: float[...] its mean masked cross-entropy (nats per token).
-        length: n; counts lie in 0..n-1.
-
-    Returns:
-        Per count j: rows seen, mean CE and its standard error (std / sqrt(rows); NaN for
-        fewer than 2 rows, and the mean is NaN for none).
-    """
-    c = np.asarray(counts, np.int64).ravel()
-    v = np.asarray(row_ce, np.float64).ravel()
-    rows = np.bincount(c, minlength=length).astype(np.float64)
-    total = np.bincount(c, v, minlength=length)
-    square = np.bincount(c, v * v, minlength=length)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = total / rows
-        var = np.maximum(square - rows * mean**2, 0.0) / (rows - 1)
-        se = np.where(rows >= 2, np.sqrt(var / rows), np.nan)
-    return np.stack([rows, mean, se], axis=1)
 
 
 class _Hyper(NamedTuple):
