@@ -28,8 +28,9 @@ optimal schedules, the remaining passes go where they decide something:
 Every forward pass is one (sequence, revealed count) row, as in `schedopt.estimate` (the same
 kernel, `curve_rows`, for a JAX logits function or a `TokenScorer`, with optional always-visible
 prompts): the mean cross-entropy (kind "data") or predictive entropy (kind "model") over the
-masked positions of one held-out sequence with a uniformly random revealed set. Both come from the same pass, which
-`gap_degree` uses: the data curve as the low-noise model curve plus a fitted calibration gap.
+masked positions of one held-out sequence with a uniformly random revealed set. Both come from
+the same pass, which `gap_degree` uses: the data curve as the low-noise model curve plus a
+fitted calibration gap.
 """
 
 from __future__ import annotations
