@@ -47,6 +47,7 @@ from schedopt.estimate import estimate_curves, revealed_grid
 from schedopt.exact import optimal_schedule
 
 STDLIB = Path(schedopt.__file__).parent / "data"
+ORDER_CHUNK = 64  # stdlib reference orders per key
 
 REFERENCE_CHUNKS = 16  # x 16384 sequences for the HMM reference
 CHUNK = 16384
@@ -96,24 +97,28 @@ def stdlib_setup(orders: int, cache: str | None):
     pairs = read_pairs(STDLIB / "stdlib_tune.jsonl", vocab_size=scorer.vocab_size)
     answers, prompts = pairs.answers, list(pairs.prompts)
     m, n = answers.shape
+    # Chunks of ORDER_CHUNK orders, chunk c with key 7 + c: a cache of fewer orders is
+    # extended to the same reference as a fresh run. Row k * m + i is pair i with its k-th
+    # order, so each half of the rows holds every pair with half of the orders.
+    parts = {"cross_entropy": np.zeros((0, n)), "predictive_entropy": np.zeros((0, n))}
     if cache and Path(cache).exists():
         with np.load(cache) as f:
-            est = CurveEstimate(revealed=f["revealed"], cross_entropy=f["cross_entropy"],
-                                predictive_entropy=f["predictive_entropy"], n=n,
-                                forward_passes=int(f["forward_passes"]))
-    else:
-        # Row k * m + i is pair i with its k-th order: the first half of the rows holds every
-        # pair with half of the orders.
-        start = time.perf_counter()
-        est = estimate_curves(scorer, np.tile(answers, (orders, 1)), prompts=prompts * orders,
-                              key=jax.random.key(7), grid=n, batch_size=1024)
+            parts = {k: f[k] for k in parts}
+    start = time.perf_counter()
+    while parts["cross_entropy"].shape[0] < orders * m:
+        done = parts["cross_entropy"].shape[0] // m
+        chunk = min(ORDER_CHUNK - done % ORDER_CHUNK, orders - done)
+        est = estimate_curves(scorer, np.tile(answers, (chunk, 1)), prompts=prompts * chunk,
+                              key=jax.random.key(7 + done // ORDER_CHUNK), grid=n,
+                              batch_size=1024)
+        parts = {k: np.concatenate([v, getattr(est, k)]) for k, v in parts.items()}
         seconds = time.perf_counter() - start
-        print(f"[stdlib] reference: {est.forward_passes} passes in {seconds:.0f} s "
-              f"({1e3 * seconds / est.forward_passes:.2f} ms per pass)", file=sys.stderr)
+        print(f"[stdlib] reference: {parts['cross_entropy'].shape[0] * n} passes, "
+              f"{seconds:.0f} s so far in this run", file=sys.stderr)
         if cache:
-            np.savez(cache, revealed=est.revealed, cross_entropy=est.cross_entropy,
-                     predictive_entropy=est.predictive_entropy,
-                     forward_passes=est.forward_passes)
+            np.savez(cache, **parts)
+    parts = {k: v[: orders * m] for k, v in parts.items()}
+    est = CurveEstimate(revealed=np.arange(n), n=n, forward_passes=orders * m * n, **parts)
     return (scorer, answers, {"prompts": prompts, "jit": False}, *reference(est, "data"))
 
 
