@@ -25,33 +25,28 @@ optimal schedules, the remaining passes go where they decide something:
    with each replicate's optimum: how often they agree, and the excess KL the replicates
    assign to the chosen one.
 
-Every forward pass is one (sequence, revealed count) row, as in `schedopt.estimate`: the mean
-cross-entropy (kind "data") or predictive entropy (kind "model") over the masked positions of
-one held-out sequence with a uniformly random revealed set. Both come from the same pass, which
-`gap_degree` uses: the data curve as the low-noise model curve plus a fitted calibration gap.
+Every forward pass is one (sequence, revealed count) row, as in `schedopt.estimate` (the same
+kernel, `curve_rows`, for a JAX logits function or a `TokenScorer`, with optional always-visible
+prompts): the mean cross-entropy (kind "data") or predictive entropy (kind "model") over the
+masked positions of one held-out sequence with a uniformly random revealed set. Both come from
+the same pass, which `gap_degree` uses: the data curve as the low-noise model curve plus a
+fitted calibration gap.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Sequence
 from typing import Any
 
 import jax
 import numpy as np
 
+from .conditioning import TokenScorer, check_prompts
 from .divergence import expected_kl
-from .estimate import (
-    LogitsFn,
-    batch_sharding,
-    check_data,
-    check_kind,
-    masked_means,
-    random_orders,
-    revealed_grid,
-)
+from .estimate import LogitsFn, check_data, check_kind, curve_rows, random_orders, revealed_grid
 from .exact import optimal_schedule
+from .precision import float64
 from .profile import EntropyProfile, isotonic_nonincreasing
 
 DEFAULT_STEPS = (4, 8, 16, 32)
@@ -83,12 +78,14 @@ class BudgetEstimate:
     forward_passes: int
 
 
+@float64
 def estimate_within_budget(
-    logits_fn: LogitsFn,
+    logits_fn: LogitsFn | TokenScorer,
     data: Any,
     *,
     key: jax.Array,
     max_forward_passes: int,
+    prompts: Any = None,
     steps: Sequence[int] = DEFAULT_STEPS,
     kind: str = "data",
     coarse_fraction: float = 0.5,
@@ -102,11 +99,18 @@ def estimate_within_budget(
     """Estimate a profile with at most `max_forward_passes` model calls, aimed at `steps`.
 
     Args:
-        logits_fn: (tokens int32[B, n], revealed bool[B, n]) -> logits float[B, n, V].
-        data: int[M, n] held-out sequences (or samples of a known law).
+        logits_fn: (tokens int32[B, n], revealed bool[B, n]) -> logits float[B, n, V], or a
+            `schedopt.conditioning.TokenScorer` (e.g. `schedopt.hf.HFScorer`), as in
+            `schedopt.estimate.estimate_curves` (the rows go through the same kernel,
+            `curve_rows`). The same key draws the same sequences and orders for both.
+        data: int[M, n] held-out sequences (or samples of a known law); with prompts, the
+            answers.
         key: JAX PRNG key (orders, sequence choice, bootstrap).
         max_forward_passes: the budget B; at least 2 rows per coarse grid point are needed,
             so B >= 16.
+        prompts: None, or one always-visible prompt per sequence (int[M, P] or M token-id
+            lists of any lengths; see `estimate_curves`): never masked or scored, the curve is
+            over the n answer positions, averaged over prompts (theory §12).
         steps: the budgets T the schedule is wanted for (those above n are dropped).
         kind: "data" (held-out cross-entropy curve) or "model" (predictive entropy).
         coarse_fraction: share of B spent on the coarse curve, in (0, 1).
@@ -155,7 +159,9 @@ def estimate_within_budget(
         raise ValueError(
             f"gap_degree applies to kind 'data' and must be 0..4, got {gap_degree!r}"
         )
-    rows = _RowSampler(logits_fn, tokens, kind, batch_size, jit, k_coarse, shape, gap_degree)
+    prompt_list = check_prompts(prompts, m)
+    rows = _RowSampler(logits_fn, tokens, prompt_list, kind, batch_size, jit, k_coarse, shape,
+                       gap_degree)
 
     # 1. Coarse curve: g1 points ~ sqrt(B1) (within [4, 33]) on B1 / g1 sequences, each
     #    sequence with one random order for all its points (common random numbers).
@@ -325,8 +331,10 @@ class _RowSampler:
     than sequences are asked for, with a fresh order each time round).
     """
 
-    def __init__(self, logits_fn, tokens, kind, batch_size, jit, key, shape, gap_degree):
-        self.fn, self.tokens, self.kind, self.jit = logits_fn, tokens, kind, jit
+    def __init__(self, logits_fn, tokens, prompts, kind, batch_size, jit, key, shape,
+                 gap_degree):
+        self.fn, self.tokens, self.prompts, self.kind, self.jit = (logits_fn, tokens, prompts,
+                                                                   kind, jit)
         self.batch_size = batch_size
         self.key = key
         self.values: dict[int, dict[int, float]] = {}  # slot -> {count: value}
@@ -345,29 +353,14 @@ class _RowSampler:
         """Evaluate every count of `grid` on every sequence slot of `slots`."""
         m = self.tokens.shape[0]
         seq = self._cycle[slots % m]
-        order = self._orders(slots)
+        prompts = None if self.prompts is None else [self.prompts[i] for i in seq]
+        ce, ent = (v.reshape(slots.size, grid.size) for v in curve_rows(
+            self.fn, self.tokens[seq], self._orders(slots), grid, prompts,
+            batch_size=self.batch_size, jit=self.jit))
         total = slots.size * grid.size
-        sharding, batch = batch_sharding(self.batch_size, total)
-        out = []
-        for start in range(0, total, batch):
-            idx = np.minimum(np.arange(start, start + batch), total - 1)
-            row, point = idx // grid.size, idx % grid.size
-            args = [jax.device_put(a, sharding) for a in
-                    (self.tokens[seq[row]], order[row], grid[point].astype(np.int32))]
-            ce, ent, bad = (_row_statistics if self.jit else _eager_rows)(self.fn, *args)
-            if bool(np.any(np.asarray(bad))):
-                raise ValueError("logits_fn returned NaN logits; check the model")
-            out.append(np.stack([np.asarray(ce, np.float64), np.asarray(ent, np.float64)]))
-        ce, ent = (np.concatenate([o[i] for o in out])[:total].reshape(slots.size, grid.size)
-                   for i in range(2))
         values = ent if self.kind == "model" or self.gap_degree is not None else ce
         if self.gap_degree is not None:
             self.gaps.append((np.tile(grid, slots.size), (ce - ent).ravel()))
-        if not np.all(np.isfinite(values)):
-            raise ValueError(
-                "the model gives probability 0 to a token in the data (infinite "
-                "cross-entropy); check that the data matches the model's vocabulary"
-            )
         for r, slot in enumerate(slots.tolist()):
             self.values.setdefault(slot, {}).update(zip(grid.tolist(), values[r].tolist(),
                                                         strict=True))
@@ -460,15 +453,3 @@ class _RowSampler:
                       "excess_p90": float(np.quantile(e, 0.9)),
                       "relative_p90": float(np.quantile(e, 0.9) / base) if base > 0 else 0.0}
         return out
-
-
-@functools.partial(jax.jit, static_argnums=(0,))
-def _row_statistics(logits_fn, tokens, order, counts):
-    revealed = order < counts[:, None]
-    return masked_means(logits_fn(tokens, revealed), tokens, revealed)
-
-
-def _eager_rows(logits_fn, tokens, order, counts):
-    revealed = order < counts[:, None]
-    return jax.jit(masked_means)(jax.numpy.asarray(logits_fn(tokens, revealed)), tokens,
-                                 revealed)

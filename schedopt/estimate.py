@@ -284,7 +284,7 @@ def estimate_curves(
     Returns:
         A `CurveEstimate`; call `.profile(kind)` for the regularised profile.
     """
-    from .conditioning import check_prompts, is_scorer, prompt_groups
+    from .conditioning import check_prompts
     from .resume import Checkpoint
 
     tokens = check_data(data)
@@ -295,12 +295,63 @@ def estimate_curves(
     rows = m * grid.size
     store = Checkpoint.open(checkpoint, "curves", tokens=tokens, order=order, grid=grid,
                             prompts=prompt_list, batch_size=batch_size)
+    ce, ent = curve_rows(logits_fn, tokens, order, grid, prompt_list, batch_size=batch_size,
+                         jit=jit, quiet=quiet, store=store)
+    store.finish()
+    return CurveEstimate(
+        revealed=grid,
+        cross_entropy=ce.reshape(m, grid.size),
+        predictive_entropy=ent.reshape(m, grid.size),
+        n=n,
+        forward_passes=rows,
+    )
+
+
+def curve_rows(
+    logits_fn: Any,
+    tokens: np.ndarray,
+    order: np.ndarray,
+    grid: np.ndarray,
+    prompts: list[np.ndarray] | None = None,
+    *,
+    batch_size: int = 128,
+    jit: bool = True,
+    quiet: bool = True,
+    store: Any = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Both curves on every (sequence, grid point) row: one forward pass per row.
+
+    The kernel behind `estimate_curves` and `schedopt.adaptive_estimate`: row r = i * G + g
+    reveals the answer positions of rank < grid[g] in order[i] (prompt positions always) and
+    averages, over the masked positions, the cross-entropy and the predictive entropy.
+
+    Args:
+        logits_fn: a JAX logits function or a `schedopt.conditioning.TokenScorer`.
+        tokens: int32[M, n] answers (checked by `check_data`).
+        order: int32[M, n] each position's rank (`random_orders`).
+        grid: int64[G] revealed counts.
+        prompts: None or M int32 prompts (`schedopt.conditioning.check_prompts`).
+        batch_size, jit, quiet: as in `estimate_curves`.
+        store: a `schedopt.resume.Checkpoint` (None: nothing saved).
+
+    Returns:
+        (cross-entropy float64[M * G], predictive entropy float64[M * G]).
+
+    Raises:
+        ValueError: NaN logits, or a data token with probability 0.
+    """
+    from .conditioning import is_scorer, prompt_groups
+    from .resume import Checkpoint
+
+    store = Checkpoint(None, "", {}) if store is None else store
+    m = tokens.shape[0]
+    rows = m * grid.size
     if is_scorer(logits_fn):
-        ce, ent, bad = _scorer_rows(logits_fn, tokens, order, grid, prompt_list, batch_size,
+        ce, ent, bad = _scorer_rows(logits_fn, tokens, order, grid, prompts, batch_size,
                                     quiet, store)
     else:
         ce, ent, bad = (np.zeros(rows), np.zeros(rows), np.zeros(rows, bool))
-        for idx, prompt in prompt_groups(prompt_list, m):
+        for idx, prompt in prompt_groups(prompts, m):
             # Row r = seq * G + point, so a group's rows are its sequences' blocks of G.
             where = (idx[:, None] * grid.size + np.arange(grid.size)).ravel()
             out = _logits_rows(logits_fn, tokens[idx], order[idx], prompt, grid, batch_size,
@@ -316,14 +367,7 @@ def estimate_curves(
             "the model gives probability 0 to a token in the data (infinite cross-entropy); "
             "check that the data matches the model's vocabulary"
         )
-    store.finish()
-    return CurveEstimate(
-        revealed=grid,
-        cross_entropy=ce.reshape(m, grid.size),
-        predictive_entropy=ent.reshape(m, grid.size),
-        n=n,
-        forward_passes=rows,
-    )
+    return np.asarray(ce, np.float64), np.asarray(ent, np.float64)
 
 
 def _logits_rows(logits_fn, tokens, order, prompt, grid, batch_size, jit, quiet, store):

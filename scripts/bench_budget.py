@@ -16,9 +16,18 @@ KLs measured on a converged reference curve, median and 90th percentile over rep
 
 Laws: `hmm`, the sticky HMM of `schedopt.data` (n = 64, exact conditionals, so the model and
 data curves agree; reference: the model curve of 262,144 other samples at every revealed
-count, 16.8M passes), and `digits`, the shipped model on its test split (reference: the full
-held-out data curve with 8 orders per sequence, 297 x 8 x 64 passes). "reference noise" is
-the excess of one half of the reference's optimum judged on the other half.
+count, 16.8M passes), `digits`, the shipped model on its test split (reference: the full
+held-out data curve with 8 orders per sequence, 297 x 8 x 64 passes), and `stdlib`, the
+shipped text model (`schedopt/data/stdlib_mlm`, Hugging Face format, through `HFScorer`) on
+its 96 tune pairs (16-token prompts, always visible; 64-token answers): the estimators draw
+from those pairs, and the reference is their data curve at every revealed count with
+`--reference-orders` orders per pair (96 x K x 64 passes), so it converges to the curve of
+the population the estimators sample. "reference noise" is the excess of one half of the
+reference's optimum judged on the other half (for stdlib: halves by order, every pair in
+each).
+
+    python scripts/bench_budget.py --laws stdlib --budgets 64 128 256 512 1024 2048 \
+        --replicates 6 --reference-orders 32 --json stdlib.json
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -36,11 +46,15 @@ from schedopt.data import default_hmm, load_dataset
 from schedopt.estimate import estimate_curves, revealed_grid
 from schedopt.exact import optimal_schedule
 
+STDLIB = Path(schedopt.__file__).parent / "data"
+ORDER_CHUNK = 64  # stdlib reference orders per key
+
 REFERENCE_CHUNKS = 16  # x 16384 sequences for the HMM reference
 CHUNK = 16384
 
 
-def setups(which: list[str]) -> dict:
+def setups(which: list[str], reference_orders: int = 32, cache: str | None = None) -> dict:
+    """{law: (row evaluator, data, extra keyword arguments, reference, its two halves)}."""
     out = {}
     if "hmm" in which:
         law = default_hmm(64)
@@ -57,7 +71,7 @@ def setups(which: list[str]) -> dict:
         curves = [np.mean(chunks, axis=0), np.mean(chunks[:half], axis=0),
                   np.mean(chunks[half:], axis=0)]
         ref, *halves = (schedopt.EntropyProfile.from_conditional_entropy(c) for c in curves)
-        out["hmm"] = (law.log_conditionals, data, ref, halves)
+        out["hmm"] = (law.log_conditionals, data, {}, ref, halves)
     if "digits" in which:
         from schedopt.models import load_checkpoint, logits_fn
 
@@ -66,8 +80,46 @@ def setups(which: list[str]) -> dict:
         test = load_dataset("digits").test
         est = estimate_curves(fn, np.tile(test, (8, 1)), key=jax.random.key(7), grid=64,
                               batch_size=512)
-        out["digits"] = (fn, test, *reference(est, "data"))
+        out["digits"] = (fn, test, {}, *reference(est, "data"))
+    if "stdlib" in which:
+        out["stdlib"] = stdlib_setup(reference_orders, cache)
     return out
+
+
+def stdlib_setup(orders: int, cache: str | None):
+    """The shipped text model on its tune pairs; reference: every count, `orders` orders."""
+    from schedopt.estimate import CurveEstimate
+    from schedopt.hf import hf_scorer
+    from schedopt.pairs import read_pairs
+
+    scorer, _ = hf_scorer(str(STDLIB / "stdlib_mlm"), mask_id=2, trust_remote_code=True,
+                          batch_size=256)
+    pairs = read_pairs(STDLIB / "stdlib_tune.jsonl", vocab_size=scorer.vocab_size)
+    answers, prompts = pairs.answers, list(pairs.prompts)
+    m, n = answers.shape
+    # Chunks of ORDER_CHUNK orders, chunk c with key 7 + c: a cache of fewer orders is
+    # extended to the same reference as a fresh run. Row k * m + i is pair i with its k-th
+    # order, so each half of the rows holds every pair with half of the orders.
+    parts = {"cross_entropy": np.zeros((0, n)), "predictive_entropy": np.zeros((0, n))}
+    if cache and Path(cache).exists():
+        with np.load(cache) as f:
+            parts = {k: f[k] for k in parts}
+    start = time.perf_counter()
+    while parts["cross_entropy"].shape[0] < orders * m:
+        done = parts["cross_entropy"].shape[0] // m
+        chunk = min(ORDER_CHUNK - done % ORDER_CHUNK, orders - done)
+        est = estimate_curves(scorer, np.tile(answers, (chunk, 1)), prompts=prompts * chunk,
+                              key=jax.random.key(7 + done // ORDER_CHUNK), grid=n,
+                              batch_size=1024)
+        parts = {k: np.concatenate([v, getattr(est, k)]) for k, v in parts.items()}
+        seconds = time.perf_counter() - start
+        print(f"[stdlib] reference: {parts['cross_entropy'].shape[0] * n} passes, "
+              f"{seconds:.0f} s so far in this run", file=sys.stderr)
+        if cache:
+            np.savez(cache, **parts)
+    parts = {k: v[: orders * m] for k, v in parts.items()}
+    est = CurveEstimate(revealed=np.arange(n), n=n, forward_passes=orders * m * n, **parts)
+    return (scorer, answers, {"prompts": prompts, "jit": False}, *reference(est, "data"))
 
 
 def reference(est, kind: str):
@@ -90,12 +142,15 @@ ESTIMATORS = {
 METHODS = tuple(ESTIMATORS)
 
 
-def plain(fn, data, budget: int, key) -> schedopt.EntropyProfile:
+def plain(fn, data, budget: int, key, prompts=None, jit=True) -> schedopt.EntropyProfile:
     n = data.shape[1]
     grid = revealed_grid(n, int(np.clip(round(np.sqrt(budget)), 4, 33)))
     m = max(2, budget // grid.size)
-    rows = np.asarray(jax.random.permutation(key, data.shape[0]))[:m]
-    est = estimate_curves(fn, data[rows], key=jax.random.fold_in(key, 1), grid=grid)
+    # More sequences than there are (stdlib: 96 pairs) repeat them, each with its own order.
+    rows = np.resize(np.asarray(jax.random.permutation(key, data.shape[0])), m)
+    est = estimate_curves(fn, data[rows], key=jax.random.fold_in(key, 1), grid=grid,
+                          prompts=None if prompts is None else [prompts[i] for i in rows],
+                          jit=jit)
     return est.profile("data")
 
 
@@ -107,11 +162,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, nargs="+", default=[4, 8, 16, 32])
     parser.add_argument("--replicates", type=int, default=8)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--reference-orders", type=int, default=32,
+                        help="stdlib: orders per tune pair in the reference (default 32)")
+    parser.add_argument("--reference-cache", default=None, metavar="REF.npz",
+                        help="stdlib: load the reference rows from this file, or save them there")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     results = {}
     floors = {}
-    for name, (fn, data, ref, halves) in setups(args.laws).items():
+    laws = setups(args.laws, args.reference_orders, args.reference_cache)
+    for name, (fn, data, extra, ref, halves) in laws.items():
         best = {t: float(optimal_schedule(ref, t).expected_kl) for t in args.steps}
         # The reference's own noise: each half's optimum judged on the other half.
         floors[name] = {}
@@ -132,13 +192,13 @@ def main(argv: list[str] | None = None) -> int:
                 chosen = {}
                 for m, kwargs in ESTIMATORS.items():
                     if kwargs is None:
-                        p = plain(fn, data, budget, jax.random.fold_in(key, 2))
+                        p = plain(fn, data, budget, jax.random.fold_in(key, 2), **extra)
                         chosen[m] = {t: optimal_schedule(p, t).tokens_per_step
                                      for t in args.steps}
                         continue
                     est = estimate_within_budget(
                         fn, data, key=key, max_forward_passes=budget, steps=args.steps,
-                        bootstrap=50 if m == METHODS[0] else 0, **kwargs)
+                        bootstrap=50 if m == METHODS[0] else 0, **kwargs, **extra)
                     chosen[m] = est.schedules
                     if m == METHODS[0]:
                         for t in args.steps:

@@ -306,3 +306,85 @@ def test_cli_resume_refuses_a_partial_file_of_other_options(markov_dir, chain_pa
     assert out.exists() and not (tmp_path / "p.json.partial.npz").exists()
     assert not (tmp_path / "p.json.partial.json").exists()
     capsys.readouterr()
+
+
+# --------------------------------------------------------------------------- forward-pass budget
+def test_budget_estimate_through_the_scorer_gives_the_exact_prompted_curve(markov_dir,
+                                                                           chain_pairs):
+    # Through HFScorer with ragged prompts: every revealed count 0..3 is on the coarse grid,
+    # and the raw curve (mean over sequences of each row's value) must match the closed form.
+    from schedopt.adaptive_estimate import estimate_within_budget
+
+    prompts, answers, _ = chain_pairs
+    scorer, _ = hf_scorer(str(markov_dir), mask_id=3, trust_remote_code=True, batch_size=256)
+    est = estimate_within_budget(scorer, answers, prompts=prompts, key=jax.random.key(0),
+                                 max_forward_passes=400, steps=(2, 3), kind="model",
+                                 bootstrap=20)
+    assert est.forward_passes <= 400 and scorer.forward_passes >= est.forward_passes
+    meta = est.profile.meta
+    assert meta["grid"] == list(range(N))
+    exact = np.diff(prompted_chain_curve(TRANSITION, N))
+    raw = np.asarray(meta["raw_conditional_entropy"])
+    se = np.asarray(est.profile.stderr)
+    assert np.all(np.abs(raw - exact) < 4.5 * se), (raw, exact, se)
+    # Without the prompt the first answer token would have the stationary entropy.
+    assert entropy(tiny_hf.stationary(TRANSITION)) - raw[0] > 5 * se[0]
+    assert set(est.stability) == {2, 3}
+
+
+def test_budget_estimate_spends_the_same_passes_through_the_scorer_and_jax(markov_dir):
+    # The same model behind both routes (HFScorer: padded ragged batches reduced in torch;
+    # torch_logits_fn: the JAX kernels, one shape per prompt length) and the same key: the
+    # same sequences, orders and rows, so the same grid, refinement and schedules.
+    from schedopt.adaptive_estimate import estimate_within_budget
+
+    n = 12
+    rng = np.random.default_rng(5)
+    lengths = rng.integers(1, 4, size=40)
+    chains = tiny_hf.sample_chain(TRANSITION, lengths + n, seed=6)
+    prompts = [c[:k] for c, k in zip(chains, lengths, strict=True)]
+    answers = np.stack([c[k:] for c, k in zip(chains, lengths, strict=True)])
+    scorer, _ = hf_scorer(str(markov_dir), mask_id=3, trust_remote_code=True, batch_size=64)
+    fn = torch_logits_fn(scorer.model, mask_id=3)
+    common = dict(prompts=prompts, key=jax.random.key(3), max_forward_passes=160,
+                  steps=(3, 6), bootstrap=0)
+    a = estimate_within_budget(scorer, answers, **common)
+    b = estimate_within_budget(fn, answers, jit=False, **common)
+    assert a.forward_passes == b.forward_passes == scorer.forward_passes <= 160
+    assert a.profile.meta["refined_points"]  # the refinement ran
+    for name in ("grid", "coarse_grid", "refined_points", "sequences", "schedules"):
+        assert a.profile.meta[name] == b.profile.meta[name], name
+    np.testing.assert_allclose(a.profile.meta["raw_conditional_entropy"],
+                               b.profile.meta["raw_conditional_entropy"], rtol=1e-5, atol=1e-6)
+
+
+def test_cli_profile_within_a_budget_of_an_hf_model(markov_dir, chain_pairs, tmp_path, capsys):
+    _, _, data = chain_pairs
+    out = tmp_path / "p.json"
+    assert main(["--quiet", "profile", "--hf-model", str(markov_dir), "--trust-remote-code",
+                 "--mask-id", "3", "--data", str(data), "--max-forward-passes", "64",
+                 "--target-steps", "2", "3", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
+    assert printed["forward_passes"] <= 64 and set(printed["stability"]) == {"2", "3"}
+    assert captured.err.count("schedopt profile: T = ") == 2  # the stability report
+    meta = json.loads(out.read_text())["meta"]
+    assert meta["forward_passes"] <= 64 and meta["max_forward_passes"] == 64
+    assert set(meta["stability"]) == {"2", "3"} and meta["prompt_tokens_max"] == 3
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--block-length", "2"], "does not combine with --block-length"),
+    (["--resume"], "does not combine with --resume"),
+    (["--distributed"], "runs in one process"),
+])
+def test_cli_budget_refuses_what_does_not_combine(markov_dir, chain_pairs, tmp_path, capsys,
+                                                  extra, message):
+    _, _, data = chain_pairs
+    out = tmp_path / "p.json"
+    code = main(["profile", "--hf-model", str(markov_dir), "--trust-remote-code", "--mask-id",
+                 "3", "--data", str(data), "--max-forward-passes", "64", *extra,
+                 "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()

@@ -5,6 +5,8 @@
     schedopt optimize --profile blocks.json --block-length 32 --steps 64 --out opt.json
     schedopt nll --hf-model DIR --mask-id 126336 --data heldout.jsonl --answer-length 256 \\
         --schedule opt.json
+    schedopt profile --hf-model DIR --mask-id 126336 --data pairs.jsonl --answer-length 256 \\
+        --max-forward-passes 512 --target-steps 16 32 --out p.json
 
 `nll` scores every schedule together with LLaDA's stock schedule at the same number of steps
 (same orders), prints the paired difference with its 95% interval, and warns on stderr when a
@@ -119,6 +121,8 @@ def run_profile(args: argparse.Namespace) -> int:
     from ..estimate import estimate_curves
 
     check_output_path(args.out)
+    if getattr(args, "max_forward_passes", None) is not None:
+        return _profile_within_budget(args)
     scorer, pairs, info = load(args)
     n = pairs.answers.shape[1]
     key = jax.random.key(args.seed)
@@ -152,6 +156,45 @@ def run_profile(args: argparse.Namespace) -> int:
               f"regularised (raw values in meta). For the curve that predicts held-out NLL "
               f"exactly, pass --block-length {n} (one block, kept raw) and optimize that file",
               file=sys.stderr)
+    return 0
+
+
+def budget_conflict(args: argparse.Namespace) -> str | None:
+    """Why --max-forward-passes cannot run with these --hf-model options (None: it can)."""
+    if args.block_length is not None:
+        return ("--max-forward-passes does not combine with --block-length: the budget "
+                "estimate is of one curve over the whole answer; drop one of them")
+    if args.resume:
+        return ("--max-forward-passes does not combine with --resume: a budget estimate is "
+                "not checkpointed (it is short by design); drop --resume")
+    if args.distributed or any(getattr(args, name, None) is not None
+                               for name in ("coordinator", "num_processes", "process_id")):
+        return ("--max-forward-passes with --hf-model runs in one process; drop --distributed "
+                "and its options")
+    return None
+
+
+def _profile_within_budget(args: argparse.Namespace) -> int:
+    """`profile --hf-model --max-forward-passes B`: the adaptive two-phase estimate on pairs."""
+    import jax
+
+    from .. import _io
+    from ..adaptive_estimate import estimate_within_budget
+    from .profile import budget_summary, report_stability
+
+    problem = budget_conflict(args)
+    if problem:
+        raise ValueError(problem)
+    scorer, pairs, info = load(args)
+    result = estimate_within_budget(
+        scorer, pairs.answers, prompts=pairs.prompts, key=jax.random.key(args.seed),
+        max_forward_passes=args.max_forward_passes, steps=args.target_steps, kind=args.kind,
+        gap_degree=args.gap_degree, shape=args.shape or "smooth", batch_size=args.batch_size,
+        jit=False)
+    report_stability(result)
+    profile = result.profile.replace(meta={**result.profile.meta, **info})
+    profile.save(args.out)
+    print(_io.dumps({"out": args.out, **profile.summary(), **budget_summary(profile)}))
     return 0
 
 

@@ -34,10 +34,11 @@ def register(sub) -> None:
         "(non-increasing only; for step-shaped curves such as codes). --max-forward-passes: "
         "'smooth' (default: a mixture of decaying exponentials), 'convex' or 'monotone'",
     )
-    group = p.add_argument_group("forward-pass budget (--model)")
+    group = p.add_argument_group("forward-pass budget (--model, --hf-model)")
     group.add_argument(
         "--max-forward-passes", type=int, default=None, metavar="B",
-        help="estimate the --model curve with at most B forward passes: half on a coarse "
+        help="estimate the --model or --hf-model curve with at most B forward passes (one "
+        "per sequence and revealed count): half on a coarse "
         "curve, the rest around the cuts of its optimal schedules (for --target-steps); "
         "prints how stable those schedules are",
     )
@@ -61,6 +62,12 @@ def run(args: argparse.Namespace) -> int:
     from .. import distributed
     from .distributed import start
 
+    if getattr(args, "hf_model", None) and args.max_forward_passes is not None:
+        from .hf import budget_conflict
+
+        problem = budget_conflict(args)  # before --distributed joins a run it cannot use
+        if problem:
+            raise ValueError(problem)
     start(args)  # first: the multi-process runtime must come before any JAX computation
     with distributed.exit_on_error("schedopt profile"):
         return _run(args)
@@ -87,7 +94,8 @@ def _run(args: argparse.Namespace) -> int:
     if len(sources) > 1:
         raise ValueError(f"give one source of the curve, not {' and '.join(sources)}")
     if args.max_forward_passes is not None and not getattr(args, "model", None):
-        raise ValueError("--max-forward-passes applies to --model; drop it or give --model")
+        raise ValueError("--max-forward-passes applies to --model and --hf-model; drop it or "
+                         "give a model")
     if getattr(args, "from_loss_curve", None):
         from ..losscurve import profile_from_loss_curve_file
 
@@ -116,12 +124,25 @@ def _run(args: argparse.Namespace) -> int:
     if not is_writer():  # every process holds the whole profile; one writes it
         return 0
     profile.save(args.out)
-    extra = {}
-    if "stability" in profile.meta and "max_forward_passes" in profile.meta:
-        extra = {"forward_passes": profile.meta["forward_passes"],
-                 "schedules": profile.meta["schedules"], "stability": profile.meta["stability"]}
-    print(_io.dumps({"out": args.out, **profile.summary(), **extra}))
+    print(_io.dumps({"out": args.out, **profile.summary(), **budget_summary(profile)}))
     return 0
+
+
+def budget_summary(profile) -> dict:
+    """The passes, schedules and stability of a --max-forward-passes profile ({} otherwise)."""
+    if "stability" not in profile.meta or "max_forward_passes" not in profile.meta:
+        return {}
+    return {"forward_passes": profile.meta["forward_passes"],
+            "schedules": profile.meta["schedules"], "stability": profile.meta["stability"]}
+
+
+def report_stability(result) -> None:
+    """One stderr line per target T: how stable a `BudgetEstimate`'s schedule is."""
+    for t, report in result.stability.items():
+        print(f"schedopt profile: T = {t}: schedule {result.schedules[t].tolist()} agrees with "
+              f"{100 * report['agreement']:.0f}% of bootstrap re-estimates; 90% of them put its "
+              f"excess KL below {report['excess_p90']:.3g} nats "
+              f"({100 * report['relative_p90']:.1f}% of the optimum)", file=sys.stderr)
 
 
 def _profile_within_budget(args: argparse.Namespace):
@@ -136,9 +157,5 @@ def _profile_within_budget(args: argparse.Namespace):
         logits_fn(model), data, key=jax.random.key(args.seed),
         max_forward_passes=args.max_forward_passes, steps=args.target_steps, kind=args.kind,
         gap_degree=args.gap_degree, shape=args.shape or "smooth", batch_size=args.batch_size)
-    for t, report in result.stability.items():
-        print(f"schedopt profile: T = {t}: schedule {result.schedules[t].tolist()} agrees with "
-              f"{100 * report['agreement']:.0f}% of bootstrap re-estimates; 90% of them put its "
-              f"excess KL below {report['excess_p90']:.3g} nats "
-              f"({100 * report['relative_p90']:.1f}% of the optimum)", file=sys.stderr)
+    report_stability(result)
     return result.profile.replace(meta={**result.profile.meta, **info})
