@@ -180,7 +180,7 @@ def _profile_within_budget(args: argparse.Namespace) -> int:
 
     from .. import _io
     from ..adaptive_estimate import estimate_within_budget
-    from .profile import budget_summary, report_stability
+    from .budget import budget_summary, report_stability
 
     problem = budget_conflict(args)
     if problem:

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from .. import _io
-from . import known, learned
+from . import budget, known, learned
 from .distributed import add_distributed_arguments
 
 
@@ -124,25 +124,8 @@ def _run(args: argparse.Namespace) -> int:
     if not is_writer():  # every process holds the whole profile; one writes it
         return 0
     profile.save(args.out)
-    print(_io.dumps({"out": args.out, **profile.summary(), **budget_summary(profile)}))
+    print(_io.dumps({"out": args.out, **profile.summary(), **budget.budget_summary(profile)}))
     return 0
-
-
-def budget_summary(profile) -> dict:
-    """The passes, schedules and stability of a --max-forward-passes profile ({} otherwise)."""
-    if "stability" not in profile.meta or "max_forward_passes" not in profile.meta:
-        return {}
-    return {"forward_passes": profile.meta["forward_passes"],
-            "schedules": profile.meta["schedules"], "stability": profile.meta["stability"]}
-
-
-def report_stability(result) -> None:
-    """One stderr line per target T: how stable a `BudgetEstimate`'s schedule is."""
-    for t, report in result.stability.items():
-        print(f"schedopt profile: T = {t}: schedule {result.schedules[t].tolist()} agrees with "
-              f"{100 * report['agreement']:.0f}% of bootstrap re-estimates; 90% of them put its "
-              f"excess KL below {report['excess_p90']:.3g} nats "
-              f"({100 * report['relative_p90']:.1f}% of the optimum)", file=sys.stderr)
 
 
 def _profile_within_budget(args: argparse.Namespace):
@@ -157,5 +140,5 @@ def _profile_within_budget(args: argparse.Namespace):
         logits_fn(model), data, key=jax.random.key(args.seed),
         max_forward_passes=args.max_forward_passes, steps=args.target_steps, kind=args.kind,
         gap_degree=args.gap_degree, shape=args.shape or "smooth", batch_size=args.batch_size)
-    report_stability(result)
+    budget.report_stability(result)
     return result.profile.replace(meta={**result.profile.meta, **info})
