@@ -182,9 +182,8 @@ def _profile_within_budget(args: argparse.Namespace) -> int:
     from ..adaptive_estimate import estimate_within_budget
     from .budget import budget_summary, report_stability
 
-    problem = budget_conflict(args)
-    if problem:
-        raise ValueError(problem)
+    # `profile.run` has refused the options that do not combine (budget_conflict), before
+    # a distributed start.
     scorer, pairs, info = load(args)
     result = estimate_within_budget(
         scorer, pairs.answers, prompts=pairs.prompts, key=jax.random.key(args.seed),
