@@ -27,7 +27,7 @@ reference's optimum judged on the other half (for stdlib: halves by order, every
 each).
 
     python scripts/bench_budget.py --laws stdlib --budgets 64 128 256 512 1024 2048 \
-        --replicates 6 --reference-orders 32 --json stdlib.json
+        --replicates 8 --reference-orders 128 --reference-cache ref.npz --json stdlib.json
 """
 
 from __future__ import annotations
