@@ -7,6 +7,9 @@ import math
 import os
 import stat
 import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +41,14 @@ def check_output_path(path: str | os.PathLike) -> Path:
     return path
 
 
-# Temporary files being written right now; an interrupt handler that must exit at once
-# (os._exit skips `finally` blocks) removes them with `remove_partial_files`.
+# Writes in progress hold this lock (re-entrant: a save on interrupt writes files too), so a
+# signal watcher that takes it knows no other thread is between creating a temporary file and
+# renaming it into place.
+_WRITING = threading.RLock()
+# Temporary files being written right now, removed by `end_interrupted`.
 _PARTIAL: set[str] = set()
+# Saves to run before an interrupted command exits (a checkpoint's final save).
+_ON_INTERRUPT: list[Callable[[], None]] = []
 
 # Whole numbers read from files must be exact in float64 and fit every index type.
 _LARGEST_WHOLE = 2**53
@@ -58,29 +66,56 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
     """
     path = check_output_path(path)
     mode = "wb" if isinstance(data, bytes) else "w"
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise ValueError(f"cannot write {str(path)!r}: {_reason(e)}") from None
-    _PARTIAL.add(tmp)
-    try:
-        with os.fdopen(fd, mode) as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise ValueError(f"cannot write {str(path)!r}: {_reason(e)}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    finally:
-        _PARTIAL.discard(tmp)
+    with _WRITING:
+        try:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        except OSError as e:
+            raise ValueError(f"cannot write {str(path)!r}: {_reason(e)}") from None
+        _PARTIAL.add(tmp)
+        try:
+            with os.fdopen(fd, mode) as f:
+                f.write(data)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+            os.replace(tmp, path)
+        except OSError as e:
+            Path(tmp).unlink(missing_ok=True)
+            raise ValueError(f"cannot write {str(path)!r}: {_reason(e)}") from None
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        finally:
+            _PARTIAL.discard(tmp)
     return path
 
 
-def remove_partial_files() -> None:
-    """Delete the temporary files of writes in progress (for an immediate exit)."""
+@contextmanager
+def saved_on_interrupt(save: Callable[[], None]) -> Iterator[None]:
+    """Within this block, an interrupted command calls `save()` before it exits.
+
+    `save` runs on the CLI's signal-watcher thread while the main thread is stopped at an
+    arbitrary point, so it must only write state that is consistent at every moment.
+    """
+    with _WRITING:
+        _ON_INTERRUPT.append(save)
+    try:
+        yield
+    finally:
+        with _WRITING:
+            _ON_INTERRUPT.remove(save)
+
+
+def end_interrupted(*, wait_s: float = 10.0) -> None:
+    """Prepare an immediate exit: run the registered saves, then delete partial files.
+
+    Waits up to `wait_s` seconds for a write in progress on another thread to finish, and
+    keeps the write lock (the process is about to end), so no new write can begin.
+    """
+    _WRITING.acquire(timeout=wait_s)
+    for save in list(_ON_INTERRUPT):
+        try:
+            save()
+        except Exception:  # noqa: BLE001 - a failed save must not stop the exit
+            pass
     for tmp in list(_PARTIAL):
         try:
             os.unlink(tmp)

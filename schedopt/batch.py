@@ -39,9 +39,9 @@ from .checks import check_steps, whole_number
 from .distributed import to_host
 from .divergence import kl_of_tokens
 from .exact import CutGrid, grid_size, make_grid, run_starts, solve_on_grid, spread_cuts
-from .optimize import bucket, default_optimizer, kl_of_cuts, solve
 from .precision import float64
 from .profile import EntropyProfile
+from .relaxed import bucket, default_optimizer, kl_of_cuts, solve
 from .schedules import Schedule
 
 BATCH_ITERATIONS = 200

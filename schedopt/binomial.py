@@ -27,9 +27,9 @@ from flax import struct
 from jax.scipy.special import gammaln, xlog1py, xlogy
 
 from . import _io
-from .optimize import minimise
 from .precision import float64
 from .profile import EntropyProfile
+from .relaxed import minimise
 from .timegrid import alpha_to_timesteps, check_alpha
 
 FORMAT = "schedopt.time_grid"

@@ -26,8 +26,8 @@ import optax
 from .batch import optimize_batch
 from .checks import check_steps, whole_number
 from .divergence import evaluate_kl
-from .optimize import NUM_ITERATIONS, WINDOW, optimize
 from .profile import EntropyProfile
+from .relaxed import NUM_ITERATIONS, WINDOW, optimize
 from .schedules import Schedule
 
 CONFIDENCE = 0.95

@@ -34,7 +34,7 @@ from bench_optimize import timed  # same folder: median wall time of repeats
 import schedopt
 from schedopt.distributions import MarkovChain
 from schedopt.exact import fast_frontier, full_grid, grid_frontier
-from schedopt.optimize import within_tolerance
+from schedopt.relaxed import within_tolerance
 from schedopt.profile import isotonic_nonincreasing
 
 

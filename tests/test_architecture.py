@@ -106,5 +106,25 @@ def test_importing_schedopt_leaves_jax_config_alone():
         "assert abs(float(s.expected_kl) - exact) <= 1e-13 * exact, (float(s.expected_kl), exact)\n"
         "print('ok')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_import_schedopt_loads_no_jax_and_every_public_name_resolves():
+    """The package loads its names on first use, so the CLI starts (and takes Ctrl-C) before
+    JAX is imported; each re-exported name is the function or class, never a module."""
+    code = (
+        "import sys, types, schedopt, schedopt.cli\n"
+        "assert 'jax' not in sys.modules, 'import schedopt imported jax'\n"
+        "import schedopt.relaxed\n"  # the module that defines optimize, imported first
+        "for name in schedopt.__all__:\n"
+        "    value = getattr(schedopt, name)\n"
+        "    assert isinstance(value, types.ModuleType) == (name in ('distributions', 'models'))"
+        ", name\n"
+        "assert set(schedopt.__all__) <= set(dir(schedopt))\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -265,7 +265,7 @@ def _finished(path: Path, profile, steps: int, job: dict):
 
 def _groups(todo: list[int], profiles: list, budgets: list[int]) -> list[list[int]]:
     """Jobs by (n, budget bucket): each group is one `optimize_batch` call and one save."""
-    from ..optimize import bucket
+    from ..relaxed import bucket
 
     groups: dict[tuple[int, int], list[int]] = {}
     for i in todo:

@@ -89,7 +89,7 @@ def certificate(schedule) -> str:
 def run_optimize(args: argparse.Namespace) -> int:
     from .._io import check_output_path
     from ..exact import optimal_schedule
-    from ..optimize import optimize
+    from ..relaxed import optimize
 
     check_output_path(args.out)
     if optimize_variant(args):  # random-count grid or semi-autoregressive blocks

@@ -268,7 +268,7 @@ def run_demo(args: argparse.Namespace) -> int:
     import jax
 
     from .. import compare
-    from ..optimize import optimize
+    from ..relaxed import optimize
     from ..sampler import verify
     from ..schedules import uniform
     from . import format_table
@@ -340,7 +340,7 @@ def budget_table(profile, budgets) -> list[dict]:
     """Expected KL (nats) of each method (`schedopt.compare.METHODS`) at each budget T, one
     dict per T: one frontier pass and one batched evaluation, plus the optimizer per T."""
     from .. import compare
-    from ..optimize import optimize
+    from ..relaxed import optimize
 
     table = compare.budget_table(profile, max(budgets))
     rows = []
