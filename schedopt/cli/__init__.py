@@ -8,9 +8,11 @@ OSError), which `main` prints as one line on stderr with exit code 2, never a tr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
+from collections.abc import Iterator
 
 from . import interrupt
 
@@ -45,27 +47,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _enable_compilation_cache() -> None:
-    """Keep compiled XLA programs on disk, so repeated commands skip most compile time.
+@contextlib.contextmanager
+def _command_settings(quiet: bool) -> Iterator[None]:
+    """The settings of one command, restored when it returns (main() may be embedded).
 
-    The folder is $SCHEDOPT_CACHE_DIR, else ~/.cache/schedopt/jax; SCHEDOPT_CACHE_DIR=off, or
-    a folder that cannot be made, turns the cache off.
+    Compiled XLA programs are kept on disk, so repeated commands skip most compile time: the
+    folder is $SCHEDOPT_CACHE_DIR, else ~/.cache/schedopt/jax; SCHEDOPT_CACHE_DIR=off, or a
+    folder that cannot be made, turns the cache off. --quiet turns progress bars off.
     """
-    import os
-
     import jax
 
-    if os.environ.get("SCHEDOPT_CACHE_DIR") == "off":
-        return
+    from .. import _progress
+
+    saved = {name: getattr(jax.config, name) for name in _CACHE_SETTINGS}
+    was_quiet = _progress.QUIET
     path = os.environ.get("SCHEDOPT_CACHE_DIR") or os.path.join(
         os.path.expanduser("~"), ".cache", "schedopt", "jax"
     )
     try:
-        os.makedirs(path, exist_ok=True)
-    except OSError:
-        return
-    jax.config.update("jax_compilation_cache_dir", path)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+        if path != "off":
+            with contextlib.suppress(OSError):
+                os.makedirs(path, exist_ok=True)
+                jax.config.update("jax_compilation_cache_dir", path)
+                jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+        _progress.QUIET = was_quiet or quiet
+        yield
+    finally:
+        _progress.QUIET = was_quiet
+        for name, value in saved.items():
+            jax.config.update(name, value)
+
+
+_CACHE_SETTINGS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,27 +90,28 @@ def main(argv: list[str] | None = None) -> int:
     """
     with interrupt.exit_on_signal():
         args = build_parser().parse_args(argv)
-        _enable_compilation_cache()
-        if args.quiet:
-            from .. import _progress
+        with _command_settings(args.quiet):
+            return _run(args)
 
-            _progress.QUIET = True
-        try:
-            code = int(args.func(args) or 0)
-            sys.stdout.flush()  # a closed pipe shows here rather than at exit
-            return code
-        except BrokenPipeError:
-            _silence_stdout()  # `schedopt frontier | head -1`: the reader has what it wants
-            return 0
-        except (ValueError, OSError) as e:
-            _error(args.command, _first_line(e))
-            return 2
-        except Exception as e:  # a case no check caught: still one line, not a traceback
-            if os.environ.get("SCHEDOPT_DEBUG"):
-                raise
-            _error(args.command, f"unexpected {type(e).__name__}: {_first_line(e)} (a bug: "
-                   "please report it; SCHEDOPT_DEBUG=1 shows the traceback)")
-            return 2
+
+def _run(args: argparse.Namespace) -> int:
+    """The command's own work; its failures become one line and an exit code."""
+    try:
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here rather than at exit
+        return code
+    except BrokenPipeError:
+        _silence_stdout()  # `schedopt frontier | head -1`: the reader has what it wants
+        return 0
+    except (ValueError, OSError) as e:
+        _error(args.command, _first_line(e))
+        return 2
+    except Exception as e:  # a case no check caught: still one line, not a traceback
+        if os.environ.get("SCHEDOPT_DEBUG"):
+            raise
+        _error(args.command, f"unexpected {type(e).__name__}: {_first_line(e)} (a bug: "
+               "please report it; SCHEDOPT_DEBUG=1 shows the traceback)")
+        return 2
 
 
 def _first_line(e: BaseException) -> str:
