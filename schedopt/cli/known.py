@@ -102,7 +102,7 @@ def register(sub) -> None:
         "schedule's sampler on a random partition, and compare the Monte Carlo KL with the "
         "KL predicted from the profile (for a law without an exact profile, from its curve "
         "measured on the same sequences and orders: a paired check). Exit code 0 if the "
-        "95%% interval of the difference holds 0, 1 if not (verdict DISAGREES, or "
+        "95% interval of the difference holds 0, 1 if not (verdict DISAGREES, or "
         "inconclusive when heavy tails make the interval untrustworthy); docs/checks.md.",
     )
     add_distribution_arguments(p)
