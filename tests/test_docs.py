@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import io
 import math
 import os
 import re
 import subprocess
 import sys
+import tokenize
 from pathlib import Path
 
 import numpy as np
@@ -87,9 +89,8 @@ def blocks_of(path: Path) -> list[Block]:
 
 
 def runnable(block: Block) -> bool:
-    if block.lang == "python":
-        return True
-    if block.lang == "console":
+    """python and console blocks, and bash/sh blocks with `$ ` prompts."""
+    if block.lang in ("python", "console"):
         return True
     return block.lang in ("bash", "sh") and any(b.startswith("$ ") for b in block.body)
 
@@ -176,19 +177,12 @@ def shown_value(comment: str):
 
 
 def comments(source_lines: list[str], first: int, last: int) -> list[tuple[int, str]]:
-    found = []
-    for k in range(first, last + 1):
-        line = source_lines[k]
-        if "#" in line:
-            tokens = list(_tokenize_comments(line))
-            found += [(k, t) for t in tokens]
-    return found
+    """(offset, comment) of the lines first..last of a block."""
+    return [(k, c) for k in range(first, last + 1) for c in _tokenize_comments(source_lines[k])]
 
 
 def _tokenize_comments(line: str):
-    import io
-    import tokenize
-
+    """The comments of one source line (without their `#`)."""
     try:
         for tok in tokenize.generate_tokens(io.StringIO(line + "\n").readline):
             if tok.type == tokenize.COMMENT:
@@ -259,3 +253,15 @@ def test_page_blocks_run_as_written(page: Path, tmp_path: Path, monkeypatch):
             run_python(block, namespace)
         else:
             run_shell(block, tmp_path)
+
+
+def test_a_wrong_number_or_word_is_reported_with_page_and_line():
+    block = Block("docs/x.md", 10, "console", ["$ echo", "KL 7.17641 nats"])
+    shown = commands(block)[0][2]
+    compare_output(block, "echo", shown, "KL 7.17642 nats\n")  # within 1e-3
+    with pytest.raises(pytest.fail.Exception, match=r"docs/x.md:12 .*number 7.17641 on the page"):
+        compare_output(block, "echo", shown, "KL 7.2 nats\n")
+    with pytest.raises(pytest.fail.Exception, match=r"docs/x.md:12 .*the page shows"):
+        compare_output(block, "echo", shown, "KL 7.17641 bits\n")
+    varies = Block("docs/x.md", 10, "console", ["$ echo", "KL 7.17641 nats"], varies=("KL",))
+    compare_output(varies, "echo", shown, "KL 9 nats\n")
