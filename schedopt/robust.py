@@ -18,7 +18,8 @@ errors alone describe them. A Monte Carlo estimate (`schedopt.estimate`) uses on
 per sequence for every point, so its errors are strongly correlated along the curve and the
 differences g_{N_{k-1}} - g_j that make up the KL are far more precise than independent errors
 would say: there the simulated optimism is far larger than the real one and the profile-only
-interval sits too high (it held the chosen schedule's exact KL in 66 of 200 seeds on a sticky chain, scripts/measure_robust.py).
+interval sits too high (it held the chosen schedule's exact KL in 66 of 200 seeds on a sticky
+chain, scripts/measure_robust.py).
 
 For such an estimate pass `holdout=`, a `CurveEstimate` on sequences independent of the
 profile's: the interval is then the mean of the held-out per-sequence KLs of the chosen schedule
