@@ -7,7 +7,8 @@ estimates its profile by Monte Carlo (`MarkovChain.estimate(...).profile("model"
 standard errors, regularised), runs `optimize_robust(profile, steps, 32, seed=seed)` and
 checks whether "kl_interval" holds the KL of the returned schedule under the chain's exact
 curve (`MarkovChain.profile()`): once with the profile alone (the bootstrap interval) and once
-with `holdout=` a second estimate on `--sequences` independent sequences. Prints the coverage with its 95% binomial (Wilson) interval,
+with `holdout=` a second estimate on `--sequences` independent sequences. Prints the coverage
+with its 95% binomial (Wilson) interval,
 the mean width and how the misses fall (truth below or above the interval).
 """
 

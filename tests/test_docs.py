@@ -55,7 +55,8 @@ class Block:
     varies: tuple[str, ...] = ()
 
     def where(self, offset: int | None = None) -> str:
-        at = f"{self.page}:{self.line + 1 + offset}" if offset is not None else f"{self.page}:{self.line}"
+        line = self.line if offset is None else self.line + 1 + offset
+        at = f"{self.page}:{line}"
         return f"{at} ({self.lang} block opened at line {self.line})"
 
 
@@ -135,7 +136,9 @@ def compare_output(block: Block, command: str, shown, got: str) -> None:
         )
     for (k, want), line in zip(expected, lines, strict=True):
         if words(want) != words(line):
-            pytest.fail(f"{block.where(k)}: the page shows\n  {want}\nthe command printed\n  {line}")
+            pytest.fail(
+                f"{block.where(k)}: the page shows\n  {want}\nthe command printed\n  {line}"
+            )
         if any(want.startswith(p) for p in block.varies):
             continue
         for a, b in zip(NUMBER.findall(want), NUMBER.findall(line), strict=True):

@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("make_figure", ROOT / "scripts" / "make_figure.py")
+    path = ROOT / "scripts" / "make_figure.py"
+    spec = importlib.util.spec_from_file_location("make_figure", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules["make_figure"] = module
     spec.loader.exec_module(module)
