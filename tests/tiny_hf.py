@@ -143,6 +143,7 @@ def save_markov_model(path: Path, transition: np.ndarray) -> Path:
                      "AutoModel": "modeling_markov.MarkovChainModel"},
         "states": states,
         "mask_id": states,
+        "vocab_size": states,
     }
     (path / "config.json").write_text(json.dumps(config))
     save_file({"transition": torch.tensor(transition, dtype=torch.float32)},
