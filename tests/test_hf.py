@@ -504,7 +504,7 @@ def test_no_probe_input_and_no_tokenizer_needed_for_token_ids(tmp_path, chain_pa
     import transformers
 
     prompts, answers, _ = chain_pairs
-    path = tiny_hf.save_markov_model(tmp_path / "m", TRANSITION, min_length=5)
+    path = tiny_hf.save_markov_model(tmp_path / "m", TRANSITION, min_tokens=5)
 
     def no_tokenizer(*args, **kwargs):
         raise KeyError("LLaDAConfig")

@@ -12,7 +12,7 @@
   `ignore_mask=True` (accepts `attention_mask` but ignores it, as Fast-dLLM's copy of LLaDA;
   its outputs are then sharpened by the number of mask tokens in the row, so padding shows),
   `fail_on_load` (raises inside its own __init__, as LLaDA does under transformers 5) and
-  `min_length` (refuses shorter inputs).
+  `min_tokens` (refuses shorter inputs).
 """
 
 from __future__ import annotations
@@ -72,13 +72,13 @@ class MarkovChainConfig(PretrainedConfig):
     model_type = "markov_chain_test"
 
     def __init__(self, states=3, mask_id=3, shift=False, mask_format="2d", fail_on_load="",
-                 min_length=0, **kwargs):
+                 min_tokens=0, **kwargs):
         self.states = states
         self.mask_id = mask_id
         self.shift = shift
         self.mask_format = mask_format
         self.fail_on_load = fail_on_load
-        self.min_length = min_length
+        self.min_tokens = min_tokens
         super().__init__(**kwargs)
 
 
@@ -118,8 +118,8 @@ class MarkovChainModel(PreTrainedModel):
         pi = vecs[:, torch.argmin((vals - 1).abs())].real
         pi = pi / pi.sum()
         b, length = input_ids.shape
-        if length < self.config.min_length:
-            raise RuntimeError(f"inputs must have at least {self.config.min_length} tokens")
+        if length < self.config.min_tokens:
+            raise RuntimeError(f"inputs must have at least {self.config.min_tokens} tokens")
         if self.config.mask_format == "4d" and attention_mask is not None:
             if attention_mask.ndim != 4 or not (attention_mask.dtype == torch.bool
                                                 or attention_mask.is_floating_point()):
@@ -163,7 +163,7 @@ class DreamLikeModel(MarkovChainModel):
 
 def save_markov_model(path: Path, transition: np.ndarray, *, dream: bool = False,
                       ignore_mask: bool = False, fail_on_load: str = "",
-                      min_length: int = 0) -> Path:
+                      min_tokens: int = 0) -> Path:
     import torch
     from safetensors.torch import save_file
 
@@ -186,7 +186,7 @@ def save_markov_model(path: Path, transition: np.ndarray, *, dream: bool = False
         "shift": dream,
         "mask_format": "4d" if dream else "ignore" if ignore_mask else "2d",
         "fail_on_load": fail_on_load,
-        "min_length": min_length,
+        "min_tokens": min_tokens,
     }
     (path / "config.json").write_text(json.dumps(config))
     save_file({"transition": torch.tensor(transition, dtype=torch.float32)},
