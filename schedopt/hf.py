@@ -298,6 +298,13 @@ class HFScorer:
             raise ValueError(f"the model cannot read token ids up to {int(ids.max())} "
                              f"({_first_line(e)}); is mask id {self.mask_id} in its "
                              "vocabulary? pass the model's mask token id (--mask-id)") from None
+        except RuntimeError as e:
+            if _is_out_of_memory(e):
+                raise
+            raise ValueError(
+                f"the model's forward failed on input ids of shape {tuple(ids.shape)} with the "
+                f"{self.attention!r} attention mask ({_first_line(e)}); if it takes another mask "
+                "form, pass --attention-mask 2d|4d|none (attention=)") from None
         out = getattr(out, "logits", out)
         out = out[0] if isinstance(out, tuple | list) else out
         b, length = ids.shape

@@ -432,7 +432,7 @@ def test_dream_conventions_come_from_its_config_and_give_the_exact_curve(dream_d
     unshifted = HFScorer(scorer.model, mask_id=3, shifted=False, check_padding=False)
     wrong = unshifted.token_statistics(prompts[:40], answers[:40], revealed)[1]
     assert np.max(np.abs(wrong - want[1])[masked]) > 0.5
-    with pytest.raises(RuntimeError, match="Expected attn_mask dtype"):
+    with pytest.raises(ValueError, match="Expected attn_mask dtype.*--attention-mask"):
         HFScorer(scorer.model, mask_id=3, attention="2d").token_statistics(
             prompts[:4], answers[:4], np.zeros((4, N), bool))
 
