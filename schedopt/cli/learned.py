@@ -14,7 +14,6 @@ from .distributed import add_distributed_arguments
 DATASETS = ("digits", "text", "hmm")
 
 
-
 def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = False,
                         kind: bool = True) -> None:
     """--model, --data, --kind (when `kind`), --sequences, --split, --batch-size."""
@@ -42,10 +41,11 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = Fal
         "--split", choices=("test", "valid", "train"), default="test",
         help="which split to measure on (default: test, the held-out split)",
     )
-    group.add_argument("--batch-size", type=int, default=256, metavar="B",
-                       help="rows per forward pass (default 256)")
     from . import hf
 
+    group.add_argument("--batch-size", type=int, default=hf.DEFAULT_BATCH, metavar="B",
+                       help="rows per forward pass (default 256; with --hf-model: as many as "
+                       "fit in half the free memory, at most 256)")
     hf.add_hf_arguments(parser)
 
 
