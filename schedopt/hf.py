@@ -165,6 +165,19 @@ class HFScorer:
         self, prompts: Sequence[np.ndarray], answers: np.ndarray, revealed: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """float64[B, n] cross-entropy and predictive entropy at every answer position (nats)."""
+        return self._statistics(prompts, answers, revealed, 2)
+
+    def rule_statistics(
+        self, prompts: Sequence[np.ndarray], answers: np.ndarray, revealed: np.ndarray
+    ) -> tuple[np.ndarray, ...]:
+        """float64[B, n] cross-entropy, entropy, log top-1 and log top-2 probability (nats).
+
+        What the state-dependent unmasking rules of `schedopt.rules` rank by.
+        """
+        return self._statistics(prompts, answers, revealed, 4)
+
+    def _statistics(self, prompts, answers, revealed, count: int) -> tuple[np.ndarray, ...]:
+        """The first `count` statistics of `_batch` for every row, batch by batch."""
         answers = np.asarray(answers, np.int64)
         b, n = answers.shape
         lengths = np.asarray([len(p) for p in prompts])
@@ -173,13 +186,14 @@ class HFScorer:
             groups = [np.arange(b)]
         else:  # no attention mask: never pad, run each prompt length on its own
             groups = [np.nonzero(lengths == v)[0] for v in np.unique(lengths)]
-        ce, ent = np.zeros((b, n)), np.zeros((b, n))
+        out = tuple(np.zeros((b, n)) for _ in range(count))
         for group in groups:
             for lo in range(0, group.size, self.batch_size):
                 rows = group[lo:lo + self.batch_size]
-                c, e = self._batch([prompts[i] for i in rows], shown[rows], answers[rows])
-                ce[rows], ent[rows] = c, e
-        return ce, ent
+                stats = self._batch([prompts[i] for i in rows], shown[rows], answers[rows])
+                for o, v in zip(out, stats[:count], strict=True):
+                    o[rows] = v
+        return out
 
     def _batch(self, prompts, shown: np.ndarray, answers: np.ndarray):
         torch, _ = _import()
@@ -205,7 +219,10 @@ class HFScorer:
         ce = -logp.gather(-1, target[..., None])[..., 0]
         p = logp.exp()
         ent = -torch.where(p > 0, p * logp, torch.zeros_like(p)).sum(-1)
-        return ce.double().cpu().numpy(), ent.double().cpu().numpy()
+        # the two largest log-probabilities, for confidence / margin rules (schedopt.rules)
+        top = torch.topk(logp, min(2, logp.shape[-1]), dim=-1).values
+        top2 = top[..., 1] if top.shape[-1] > 1 else torch.full_like(top[..., 0], -torch.inf)
+        return tuple(v.double().cpu().numpy() for v in (ce, ent, top[..., 0], top2))
 
 
 def hf_scorer(
