@@ -54,5 +54,6 @@ def test_torch_and_jax_routes_agree(rule, counts):
     jax_r = rule_nll(Table(joint).log_conditionals, seqs, rule, counts, batch_size=64)
     np.testing.assert_allclose(torch_r.per_sequence, jax_r.per_sequence, rtol=1e-5)
     np.testing.assert_array_equal(torch_r.per_sequence_passes, jax_r.per_sequence_passes)
-    assert scorer.forward_passes == int(torch_r.per_sequence_passes.sum()) + (
-        len(seqs) * n)  # the rule, then the one-by-one reference (the probe is not counted)
+    one_by_one = counts is not None and len(counts) == n  # then the rule is its own reference
+    reference_passes = 0 if one_by_one else len(seqs) * n
+    assert scorer.forward_passes == int(torch_r.per_sequence_passes.sum()) + reference_passes
