@@ -252,6 +252,9 @@ def teacher_forced(stats_fn: Callable[..., PositionStats], prompts: np.ndarray,
     while not revealed.all():
         live = np.nonzero(~revealed.all(axis=1))[0]
         s = stats_fn(prompts[live], answers[live], revealed[live])
+        if np.isnan(np.where(revealed[live], 0.0, s.log_p1 + s.entropy)).any():
+            raise ValueError("the model returned NaN probabilities at masked positions; check "
+                             "that its weights loaded and that it handles masked inputs")
         count = None if counts is None else int(counts[step])
         pick = choose(rule, s, ~revealed[live], count,
                       order=None if order is None else order[live])
