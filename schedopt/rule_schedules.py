@@ -151,7 +151,7 @@ def optimize_rule_counts(model, data: Any, rule: OrderRule, steps: int, *,
     finite = [c for c in [choice, *neighbours(choice)]
               if np.isfinite(sum(costs[a, b] for a, b in _cuts(c)))]
     rescored = {tuple(int(v) for v in c): rule_nll(model, data, rule, c, prompts=prompts,
-                                                   batch_size=batch_size).nll
+                                                   batch_size=batch_size, reference=False).nll
                 for c in finite}
     best = min(rescored, key=rescored.get)
     return RuleCounts(np.asarray(best, np.int64), rescored[best],

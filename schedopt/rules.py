@@ -321,7 +321,7 @@ def one_by_one_rule(rule: Rule) -> OrderRule:
 
 
 def rule_nll(model, data: Any, rule: Rule, counts: Any = None, *, key: jax.Array | None = None,
-             prompts: Any = None, batch_size: int = 64) -> RuleNLL:
+             prompts: Any = None, batch_size: int = 64, reference: bool = True) -> RuleNLL:
     """Exact held-out NLL of the sampler `rule` (with `counts` for order rules), theory §13.
 
     Args:
@@ -333,6 +333,8 @@ def rule_nll(model, data: Any, rule: Rule, counts: Any = None, *, key: jax.Array
         key: JAX PRNG key, required by the "random" rule (its orders), unused otherwise.
         prompts: None, int[M, P], or M lists of any lengths (always visible, never scored).
         batch_size: rows per forward pass.
+        reference: also score one token per step under the same ranking (n more forward
+            passes per sequence); without it the one-by-one NLL and excess are NaN.
 
     Returns:
         A `RuleNLL`; its excess is against one token per step under the same ranking, on the
@@ -378,7 +380,9 @@ def rule_nll(model, data: Any, rule: Rule, counts: Any = None, *, key: jax.Array
             p = pr[lo:lo + batch_size]
             o = None if order is None else order[idx]
             nll[idx], passes[idx] = teacher_forced(stats_fn, p, x[idx], rule, counts, order=o)
-            if counts is not None and len(counts) == n and rule == ref_rule:
+            if not reference:
+                ref[idx] = np.nan
+            elif counts is not None and len(counts) == n and rule == ref_rule:
                 ref[idx] = nll[idx]
             else:
                 ref[idx] = teacher_forced(stats_fn, p, x[idx], ref_rule, np.ones(n, np.int64),

@@ -92,6 +92,10 @@ def run_optimize(args: argparse.Namespace) -> int:
     from ..optimize import optimize
 
     check_output_path(args.out)
+    from . import rules
+
+    if rules.is_rule_costs(args.profile):  # a ranking rule's step costs (theory §13)
+        return rules.run_optimize(args)
     if optimize_variant(args):  # random-count grid or semi-autoregressive blocks
         return 0
     profile = load_profile(args.profile, args.regularize)
