@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .rules import OrderRule, PositionStats, _statistics_fn, candidates, priority, rule_nll
+from .rules import OrderRule, PositionStats, statistics_fn, candidates, priority, rule_nll
 
 
 def rule_step_costs(model, data: Any, rule: OrderRule, *, prompts: Any = None,
@@ -40,7 +40,7 @@ def rule_step_costs(model, data: Any, rule: OrderRule, *, prompts: Any = None,
                          "`schedopt optimize` on the curve")
     x = np.asarray(data)
     m, n = x.shape
-    stats_fn = _statistics_fn(model)
+    stats_fn = statistics_fn(model)
     plist = check_prompts(prompts, m) or [np.zeros(0, np.int32)] * m
     ragged = np.empty(m, object)
     ragged[:] = plist

@@ -214,7 +214,8 @@ def jax_statistics(logits_fn) -> Callable[..., PositionStats]:
     return run
 
 
-def _statistics_fn(model) -> Callable[..., PositionStats]:
+def statistics_fn(model) -> Callable[..., PositionStats]:
+    """The statistics function of a JAX logits_fn or a TokenScorer with rule_statistics."""
     from .conditioning import is_scorer
 
     if is_scorer(model):
@@ -365,7 +366,7 @@ def rule_nll(model, data: Any, rule: Rule, counts: Any = None, *, key: jax.Array
             raise ValueError("the 'random' order needs a PRNG key; pass key=jax.random.key(...)")
         order = np.asarray(jax.vmap(lambda k: jax.random.permutation(k, n))(
             jax.random.split(key, m)))
-    stats_fn = _statistics_fn(model)
+    stats_fn = statistics_fn(model)
     groups = prompt_groups(check_prompts(prompts, m), m)
     if hasattr(model, "rule_statistics"):  # a scorer pads ragged prompts itself
         plist = check_prompts(prompts, m) or [np.zeros(0, np.int32)] * m

@@ -159,7 +159,7 @@ def _run_nll(args: argparse.Namespace) -> int:
     from . import rules
 
     if rules.wants_rule(args):  # state-dependent unmasking: exact by teacher forcing (§13)
-        return rules.run(args)
+        return rules.run(args, load_model_and_data)
     if getattr(args, "per_sequence", None) is not None:
         raise ValueError("--per-sequence is written for --unmask-order, --threshold or "
                          "--entropy-bound; add one of them")

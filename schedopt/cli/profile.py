@@ -85,7 +85,7 @@ def _run(args: argparse.Namespace) -> int:
     if getattr(args, "unmask_order", None) is not None:  # a ranking rule's step costs (§13)
         from . import rules
 
-        return rules.run_profile(args)
+        return rules.run_profile(args, learned.load_model_and_data)
     if getattr(args, "hf_model", None):
         if any(getattr(args, name, None) for name in ("distribution", "model", "from_loss_curve")):
             raise ValueError("give one source of the curve: --distribution, --model, "

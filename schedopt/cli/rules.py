@@ -61,8 +61,11 @@ def _rule(args: argparse.Namespace):
     return OrderRule(args.unmask_order, block)
 
 
-def _load(args: argparse.Namespace):
-    """(model or scorer, answers int[M, n], prompts or None, info dict)."""
+def _load(args: argparse.Namespace, load_jax):
+    """(model or scorer, answers int[M, n], prompts or None, info dict).
+
+    `load_jax` is `cli.learned.load_model_and_data`, passed in by the caller (no import cycle).
+    """
     if args.hf_model is not None:
         from . import hf
 
@@ -71,13 +74,12 @@ def _load(args: argparse.Namespace):
     if args.model is None:
         raise ValueError("say which model to score with: --model digits|PATH or --hf-model DIR")
     from ..models import logits_fn
-    from .learned import load_model_and_data
 
-    model, data, info = load_model_and_data(args)
+    model, data, info = load_jax(args)
     return logits_fn(model), data, None, info
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, load_jax) -> int:
     """The `nll` command for a state-dependent rule; prints a table or JSON."""
     import jax
 
@@ -89,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     if args.per_sequence is not None:
         _io.check_output_path(args.per_sequence)
     schedules = [Schedule.load(p) for p in (args.schedule or [])]
-    model, answers, prompts, info = _load(args)
+    model, answers, prompts, info = _load(args, load_jax)
     n = answers.shape[1]
     for path, s in zip(args.schedule or [], schedules, strict=True):
         if s.n != n:
@@ -183,7 +185,7 @@ _SOURCE = ("model", "data", "split", "sequences", "batch_size", "hf_model", "mas
            "chat_template", "device", "dtype", "block_length")
 
 
-def run_profile(args: argparse.Namespace) -> int:
+def run_profile(args: argparse.Namespace, load_jax) -> int:
     """`profile --unmask-order RULE`: surrogate step costs along the one-by-one trajectory."""
     import numpy as np
 
@@ -191,7 +193,7 @@ def run_profile(args: argparse.Namespace) -> int:
     from ..rules import OrderRule
 
     rule = OrderRule(args.unmask_order, getattr(args, "block_length", None))
-    model, answers, prompts, info = _load(args)
+    model, answers, prompts, info = _load(args, load_jax)
     costs = rule_step_costs(model, answers, rule, prompts=prompts, batch_size=args.batch_size)
     m, n = answers.shape
     record = {"format": RULE_COSTS, "version": 1, "n": n, "rule": rule.name,
@@ -214,7 +216,7 @@ def is_rule_costs(path: str) -> bool:
     return f'"format": "{RULE_COSTS}"' in head
 
 
-def run_optimize(args: argparse.Namespace) -> int:
+def run_optimize(args: argparse.Namespace, load_jax) -> int:
     """`optimize --profile RULE_COSTS.json --steps T`: surrogate DP, then exact rescoring."""
     import numpy as np
 
@@ -227,7 +229,7 @@ def run_optimize(args: argparse.Namespace) -> int:
     costs[costs < 0] = np.inf
     rule = OrderRule(record["rule"], record.get("block_length"))
     source = argparse.Namespace(**record["source"])
-    model, answers, prompts, _ = _load(source)
+    model, answers, prompts, _ = _load(source, load_jax)
     r = optimize_rule_counts(model, answers, rule, args.steps, costs=costs, prompts=prompts,
                              batch_size=source.batch_size or 64)
     meta = {"rule": rule.name, "block_length": rule.block_length, "profile": str(args.profile),
