@@ -132,18 +132,23 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
+# The statistics `position_statistics` returns, in the order the scorer's methods give them.
+STATISTICS = ("cross_entropy", "entropy", "log_top1", "log_top2")
+
+
 def position_statistics(logits: Any, targets: Any) -> dict[str, Any]:
     """Per-position statistics of one chunk of logits, on their device.
 
-    The one place where logits are reduced: further statistics (top-1 probability, margins)
-    go here. Computed in float32 whatever the model's dtype.
+    The one place where logits are reduced. Computed in float32 whatever the model's dtype.
 
     Args:
         logits: float tensor [..., V], already shifted and sliced to the answer positions.
         targets: int64 tensor [...], the true answer tokens.
 
     Returns:
-        {"cross_entropy": -log p(target), "entropy": -sum p log p}, float32 tensors [...] (nats).
+        float32 tensors [...] (nats), keyed as `STATISTICS`: "cross_entropy" -log p(target),
+        "entropy" -sum p log p, and "log_top1", "log_top2" the two largest log-probabilities
+        (what the confidence and margin rules of `schedopt.rules` rank by; -inf for V = 1).
     """
     import torch
 
@@ -151,7 +156,9 @@ def position_statistics(logits: Any, targets: Any) -> dict[str, Any]:
     ce = -logp.gather(-1, targets[..., None])[..., 0]
     p = logp.exp()
     ent = -torch.where(p > 0, p * logp, torch.zeros_like(p)).sum(-1)
-    return {"cross_entropy": ce, "entropy": ent}
+    top = torch.topk(logp, min(2, logp.shape[-1]), dim=-1).values
+    top2 = top[..., 1] if top.shape[-1] > 1 else torch.full_like(top[..., 0], -torch.inf)
+    return {"cross_entropy": ce, "entropy": ent, "log_top1": top[..., 0], "log_top2": top2}
 
 
 def _is_out_of_memory(e: BaseException) -> bool:
@@ -414,6 +421,19 @@ class HFScorer:
         self, prompts: Sequence[np.ndarray], answers: np.ndarray, revealed: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """float64[B, n] cross-entropy and predictive entropy at every answer position (nats)."""
+        return self._statistics(prompts, answers, revealed, 2)
+
+    def rule_statistics(
+        self, prompts: Sequence[np.ndarray], answers: np.ndarray, revealed: np.ndarray
+    ) -> tuple[np.ndarray, ...]:
+        """float64[B, n] cross-entropy, entropy, log top-1 and log top-2 probability (nats).
+
+        What the state-dependent unmasking rules of `schedopt.rules` rank by.
+        """
+        return self._statistics(prompts, answers, revealed, 4)
+
+    def _statistics(self, prompts, answers, revealed, count: int) -> tuple[np.ndarray, ...]:
+        """The first `count` of `STATISTICS` for every row, float64[B, n] each."""
         answers = np.asarray(answers, np.int64)
         b, n = answers.shape
         prompts = [np.asarray(p, np.int64) for p in prompts]
@@ -432,7 +452,7 @@ class HFScorer:
                                                     got)
             for name, value in got.items():
                 stats.setdefault(name, np.zeros((b, n)))[rows] = value
-        return stats["cross_entropy"], stats["entropy"]
+        return tuple(stats[name] for name in STATISTICS[:count])
 
 
 def hf_scorer(

@@ -92,6 +92,12 @@ def run_optimize(args: argparse.Namespace) -> int:
     from ..relaxed import optimize
 
     check_output_path(args.out)
+    from . import rules
+
+    if rules.is_rule_costs(args.profile):  # a ranking rule's step costs (theory §13)
+        from .learned import load_model_and_data
+
+        return rules.run_optimize(args, load_model_and_data)
     if optimize_variant(args):  # random-count grid or semi-autoregressive blocks
         return 0
     profile = load_profile(args.profile, args.regularize)
