@@ -49,7 +49,7 @@ def test_torch_and_jax_routes_agree(rule, counts):
     joint = np.random.default_rng(3).dirichlet(np.full(v ** n, 0.4)).reshape((v,) * n)
     seqs = np.asarray(list(itertools.product(range(v), repeat=n)), np.int32)[::2]
     prompts = [np.arange(i % 3, dtype=np.int32) for i in range(len(seqs))]  # ragged, ignored
-    scorer = HFScorer(TableLM(joint), mask_id=v, batch_size=16)
+    scorer = HFScorer(TableLM(joint), mask_id=v, batch_size=16, vocab_size=v)
     torch_r = rule_nll(scorer, seqs, rule, counts, prompts=prompts, batch_size=16)
     jax_r = rule_nll(Table(joint).log_conditionals, seqs, rule, counts, batch_size=64)
     np.testing.assert_allclose(torch_r.per_sequence, jax_r.per_sequence, rtol=1e-5)
