@@ -19,6 +19,9 @@ import numpy as np
 
 # Whole numbers given as floats are exact in float64 only up to here.
 LARGEST_WHOLE = 2**53
+# Memory a profile of n tokens needs per token, at least: its curve, standard errors and the
+# solvers' work arrays hold about 16 float64 values per revealed count.
+BYTES_PER_TOKEN = 128
 
 
 def shown(value: Any) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 from flax import struct
 
 from . import _io
-from .checks import LARGEST_WHOLE, whole_number
+from .checks import whole_number
 
 FORMAT = "schedopt.profile"
 VERSION = 1
@@ -238,7 +238,7 @@ class EntropyProfile:
         if obj.get("unit", "nats") not in ("nats", "bits"):
             raise ValueError(f"{name} has unit {obj['unit']!r}; use 'nats' or 'bits'")
         scale = math.log(2) if obj.get("unit") == "bits" else 1.0
-        n = whole_number(obj["n"], f"{name}: n", minimum=1, maximum=LARGEST_WHOLE, unit="tokens")
+        n = whole_number(obj["n"], f"{name}: n", minimum=1, unit="tokens")
         revealed = _io.number_array(obj["revealed"], f"{name}: revealed", whole=True)
         entropy = _io.number_array(obj["entropy"], f"{name}: entropy") * scale
         stderr = obj.get("stderr")

@@ -10,7 +10,6 @@ from flax import struct
 
 from . import _io
 from .checks import (
-    LARGEST_WHOLE,
     check_steps,
     check_tokens_per_step,
     expected_kl_field,
@@ -121,7 +120,7 @@ class Schedule:
         _io.require_keys(obj, path, ("n", "tokens_per_step"))
         where = repr(str(path))
         try:
-            n = whole_number(obj["n"], "n", minimum=1, maximum=LARGEST_WHOLE, unit="tokens")
+            n = whole_number(obj["n"], "n", minimum=1, unit="tokens")
             s = check_tokens_per_step(obj["tokens_per_step"], n)
             if s.ndim != 1:
                 raise ValueError(f"tokens_per_step must be a flat list, got shape {s.shape}")
