@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -77,8 +78,71 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
     return path
 
 
+class OutputLock:
+    """An exclusive lock on an output path, held while one process writes it.
+
+    The lock is `fcntl.flock` on a hidden file beside the output (`.NAME.lock`, holding the
+    writer's process id): the system releases it when the process ends in any way, so a
+    killed writer never leaves a stale lock, and the file is removed on release.
+    """
+
+    def __init__(self, path: Path, fd: int | None):
+        self.path, self.fd = path, fd
+
+    @classmethod
+    def acquire(cls, output: str | os.PathLike) -> OutputLock:
+        """Lock `output` (a file or folder to write).
+
+        Raises:
+            ValueError: another process holds the lock (one sentence with its process id).
+        """
+        output = Path(output)
+        parent = output.parent if str(output.parent) else Path(".")
+        lock = parent / f".{output.name}.lock"
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): no lock
+            return cls(lock, None)
+        for _ in range(10):  # retry when a releasing holder removed the file we opened
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+            except OSError:
+                return cls(lock, None)  # a folder we cannot write: the write itself will say
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise ValueError(
+                    f"another schedopt process (pid {holder}) is writing {str(output)!r}; wait "
+                    "for it to finish, or give another --out"
+                ) from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+            except OSError:
+                same = False
+            if same:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+                _PARTIAL.add(str(lock))  # removed too if the process must exit at once
+                return cls(lock, fd)
+            os.close(fd)
+        return cls(lock, None)
+
+    def release(self) -> None:
+        """Remove the lock file and let the next writer in."""
+        if self.fd is None:
+            return
+        _PARTIAL.discard(str(self.path))
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+        os.close(self.fd)
+        self.fd = None
+
+
 def remove_partial_files() -> None:
-    """Delete the temporary files of writes in progress (for an immediate exit)."""
+    """Delete the temporary files of writes in progress and the output locks (for an
+    immediate exit)."""
     for tmp in list(_PARTIAL):
         try:
             os.unlink(tmp)

@@ -88,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         _progress.QUIET = True
     with _exit_on_interrupt():
         try:
-            code = int(args.func(args) or 0)
+            from .outputs import claimed
+
+            with claimed(args):  # no output may be an input; one writer per output
+                code = int(args.func(args) or 0)
             sys.stdout.flush()  # a closed pipe shows here rather than at exit
             return code
         except BrokenPipeError:
