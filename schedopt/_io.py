@@ -133,9 +133,11 @@ class OutputLock:
         """Remove the lock file and let the next writer in."""
         if self.fd is None:
             return
-        _PARTIAL.discard(str(self.path))
+        # Unlinked before it leaves _PARTIAL: an interrupt watcher that ends the process
+        # between the two steps still removes it.
         with contextlib.suppress(OSError):
             os.unlink(self.path)
+        _PARTIAL.discard(str(self.path))
         os.close(self.fd)
         self.fd = None
 
