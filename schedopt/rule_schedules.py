@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .rules import OrderRule, PositionStats, statistics_fn, candidates, priority, rule_nll
+from .rules import OrderRule, PositionStats, candidates, priority, rule_nll, statistics_fn
 
 
 def rule_step_costs(model, data: Any, rule: OrderRule, *, prompts: Any = None,

@@ -341,8 +341,8 @@ def rule_nll(model, data: Any, rule: Rule, counts: Any = None, *, key: jax.Array
         A `RuleNLL`; its excess is against one token per step under the same ranking, on the
         same sequences (paired).
     """
-    from .conditioning import check_prompts, prompt_groups
     from .checks import check_tokens_per_step
+    from .conditioning import check_prompts, prompt_groups
 
     x = np.asarray(data)
     if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] == 0:

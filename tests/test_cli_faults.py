@@ -75,7 +75,7 @@ def test_profile_fields_of_the_wrong_type_or_size(files):
         'entropy[0] is "0.0"': variant("e.json", entropy=[str(h) for h in base["entropy"]]),
         "revealed[1] is true": variant("f.json", revealed=[0, True, *base["revealed"][2:]]),
         "stderr[0] is -0.1": variant("g.json", stderr=[-0.1] * (n + 1)),
-        "n is true": variant("h.json", n=True),
+        "n must be a whole number of tokens >= 1, got true": variant("h.json", n=True),
         "entropy[1] is nan": variant("i.json", entropy=[0.0] + [math.nan] * n),
         "entropy[2] is inf": variant("j.json", entropy=[0.0, 1.0] + [math.inf] * (n - 1)),
     }

@@ -10,13 +10,18 @@ import itertools
 import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from schedopt.distributions import Table
-from schedopt.rules import (EntropyBoundRule, OrderRule, PositionStats, ThresholdRule, choose,
-                            rule_nll)
+from schedopt.rules import (
+    EntropyBoundRule,
+    OrderRule,
+    PositionStats,
+    ThresholdRule,
+    choose,
+    rule_nll,
+)
 
 
 def _joint(v, n, seed):

@@ -97,7 +97,10 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     """The command's own work; its failures become one line and an exit code."""
     try:
-        code = int(args.func(args) or 0)
+        from .outputs import claimed
+
+        with claimed(args):  # no output may be an input; one writer per output
+            code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here rather than at exit
         return code
     except BrokenPipeError:

@@ -60,11 +60,18 @@ def register(sub) -> None:
 
 
 def whole_number_arg(text: str) -> int:
+    """A flag's whole number: "16", or "16.0" / "1e3" when exact (never truncated)."""
+    from ..checks import is_whole
+
+    try:
+        return int(text)
+    except ValueError:
+        pass
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not value.is_integer():
+    if not is_whole(value):
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
     return int(value)
 

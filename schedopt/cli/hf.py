@@ -126,13 +126,19 @@ def checkpoint_path(args: argparse.Namespace, out: str) -> Path:
     from .. import _io
 
     path, about = Path(f"{out}.partial.npz"), Path(f"{out}.partial.json")
+    # The mask id changes every score but not the data's fingerprint: it is recorded here.
     run = {"hf_model": str(args.hf_model), "kind": args.kind, "dtype": args.dtype,
-           "block_length": args.block_length, "trust_remote_code": args.trust_remote_code}
+           "block_length": args.block_length, "trust_remote_code": args.trust_remote_code,
+           "mask_id": args.mask_id}
     if not args.resume:
         path.unlink(missing_ok=True)
-    elif path.exists() and about.exists() and json.loads(about.read_text()) != run:
-        raise ValueError(f"{str(path)!r} was written for other options "
-                         f"({json.loads(about.read_text())}); drop --resume to start afresh")
+    elif path.exists() and about.exists():
+        saved = _io.read_json(about, "checkpoint options")
+        if saved != run:
+            changed = sorted(k for k in run if not isinstance(saved, dict)
+                             or saved.get(k) != run[k])
+            raise ValueError(f"{str(path)!r} was written for other options (changed: "
+                             f"{', '.join(changed)}); drop --resume to start afresh")
     _io.write_json(about, run)
     return path
 
