@@ -1,4 +1,5 @@
-"""Count schedules for a state-dependent ranking rule (theory §13): a surrogate DP, rescored exactly.
+"""Count schedules for a state-dependent ranking rule (theory §13): a surrogate DP, rescored
+exactly.
 
 For an `OrderRule` the state after N tokens depends on how they were grouped, so the T-step
 NLL is not a function of one curve (theory §4 does not apply). The surrogate follows the

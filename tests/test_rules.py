@@ -82,9 +82,9 @@ def _tree(rule, joint, counts):
         count = None if counts is None else counts[step]
         pick, cond = _reference_pick(rule, joint, state, count)
         for values in itertools.product(range(joint.shape[0]), repeat=len(pick)):
-            q = prob * math.prod(cond[i][v] for i, v in zip(pick, values))
+            q = prob * math.prod(cond[i][v] for i, v in zip(pick, values, strict=True))
             if q > 0:
-                visit(state | dict(zip(pick, values)), q, step + 1)
+                visit(state | dict(zip(pick, values, strict=True)), q, step + 1)
 
     visit({}, 1.0, 0)
     return out

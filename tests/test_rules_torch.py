@@ -13,7 +13,8 @@ from schedopt.rules import EntropyBoundRule, OrderRule, ThresholdRule, rule_nll 
 
 
 class TableLM(torch.nn.Module):
-    """A table law's exact conditionals as a masked LM: ids [B, P + n], mask id V, prompt ignored."""
+    """A table law's exact conditionals as a masked LM: ids [B, P + n], mask id V, prompt
+    ignored."""
 
     def __init__(self, joint):
         super().__init__()

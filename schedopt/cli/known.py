@@ -30,7 +30,8 @@ def add_distribution_arguments(parser: argparse.ArgumentParser) -> None:
     """--distribution and its parameter files (.npy or .json), plus --samples."""
     g = parser.add_argument_group("known distribution (parameter files are .npy or .json)")
     g.add_argument("--distribution", choices=DISTRIBUTIONS, help="a known distribution")
-    g.add_argument("--transition", metavar="transition.npy", help="markov, hmm: row-stochastic matrix")
+    g.add_argument("--transition", metavar="transition.npy",
+                   help="markov, hmm: row-stochastic matrix")
     g.add_argument("--emission", metavar="E.npy", help="hmm: emission matrix [K hidden, V]")
     g.add_argument("--length", type=int, metavar="N", help="markov, hmm, code: sequence length")
     g.add_argument("--weights", metavar="W.npy", help="mixture: component weights [K]")

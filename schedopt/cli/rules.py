@@ -108,7 +108,8 @@ def run(args: argparse.Namespace, load_jax) -> int:
         t = int(len(counts)) if counts is not None else max(1, round(result.passes_mean))
         row = {"schedule": name, **result.to_json()}
         stock = _stock(n, t, rule.block_length, llada_stock)
-        same = counts is not None and stock is not None and list(stock.tokens_per_step) == list(counts)
+        same = (counts is not None and stock is not None
+                and list(stock.tokens_per_step) == list(counts))
         if stock is not None and not same:  # (a schedule equal to stock has nothing to pair)
             ref = rule_nll(model, answers, one_by_one_rule(r) if counts is None else r,
                            stock.tokens_per_step, **kwargs)
