@@ -13,6 +13,7 @@ from .checks import (
     check_steps,
     check_tokens_per_step,
     expected_kl_field,
+    real_number,
     shown,
     whole_number,
 )
@@ -21,6 +22,9 @@ from .profile import EntropyProfile
 
 FORMAT = "schedopt.schedule"
 VERSION = 1
+# meta["curve"] of a schedule optimized on a raw (not monotone) estimated curve: its
+# expected_kl is theory §11's predicted NLL excess, which such a curve can make negative.
+RAW_CURVE = "raw (not regularised)"
 
 
 @struct.dataclass
@@ -29,7 +33,8 @@ class Schedule:
 
     Attributes:
         tokens_per_step: int64[T], each >= 1, summing to n.
-        expected_kl: the exact expected KL (nats, float64) under the profile it was built for.
+        expected_kl: the exact expected KL (nats, float64) under the profile it was built for;
+            for meta["curve"] == RAW_CURVE, the predicted NLL excess, which may be negative.
         method: how it was made ("optax", "exact", "uniform", "cosine", "tc", "dtc", ...).
         relaxed_kl: the optimizer's relaxed objective (nats) before rounding, if any.
         certified: True when an exact solver proved that no T-step schedule has a lower KL
@@ -129,7 +134,10 @@ class Schedule:
                     f"steps is {obj['steps']} but tokens_per_step has {s.size} entries; "
                     "fix or drop the steps field"
                 )
-            stored = expected_kl_field(obj.get("expected_kl"), "expected_kl")
+            raw = isinstance(obj.get("meta"), dict) and obj["meta"].get("curve") == RAW_CURVE
+            stored = (real_number(obj["expected_kl"], "expected_kl", unit="nats")
+                      if raw and obj.get("expected_kl") is not None
+                      else expected_kl_field(obj.get("expected_kl"), "expected_kl"))
             if obj.get("lower_bound") is not None:
                 expected_kl_field(obj["lower_bound"], "lower_bound")
             if obj.get("unit", "nats") != "nats":
