@@ -146,3 +146,12 @@ def test_calling_the_cli_leaves_the_process_as_it_was(tmp_path, monkeypatch, cap
     assert (tmp_path / "cache").is_dir()  # the command did use the cache
     assert (jax.config.jax_compilation_cache_dir,
             jax.config.jax_persistent_cache_min_compile_time_secs, _progress.QUIET) == before
+
+
+def test_architecture_page_names_every_module_and_folder():
+    """docs/architecture.md must stay true: each top-level module and folder is placed there."""
+    page = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    names = [p.name for p in PACKAGE.glob("*.py") if p.name not in ("__init__.py", "__main__.py")]
+    names += [f"{p.name}/" for p in PACKAGE.iterdir() if (p / "__init__.py").exists()]
+    missing = sorted(n for n in names if f"`{n}`" not in page and f"`schedopt/{n}`" not in page)
+    assert not missing, f"docs/architecture.md does not place {missing}"
