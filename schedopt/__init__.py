@@ -32,6 +32,7 @@ _EXPORTS = {
     "block_profiles_from_table": "blocks",
     "estimate_block_profiles": "blocks",
     "optimize_blocks": "blocks",
+    "generate": "decode",
     "expected_kl": "divergence",
     "relaxed_kl": "divergence",
     "estimate_profile": "estimate",

@@ -323,8 +323,14 @@ class HFScorer:
                              f"{out.shape[-1]} logits per position")
         return out
 
-    def _reduce(self, logits: Any, lengths: np.ndarray, answers: np.ndarray) -> dict:
-        """Statistics [b, n] (float64, host) from logits [b, L, V], in chunks of positions."""
+    def _reduce(self, logits: Any, lengths: np.ndarray, answers: np.ndarray,
+                draw: Any = None) -> dict:
+        """Statistics [b, n] (float64, host) from logits [b, L, V], in chunks of positions.
+
+        With `draw` (logits chunk [k, V] -> (the logits drawn from, tokens int64[k])), the
+        statistics are of the distribution drawn from, cross_entropy is of the drawn token,
+        and "token" holds the draws (int64 [b, n]); `answers` then only gives the shape.
+        """
         torch, _ = _import()
         b, n = answers.shape
         cols = lengths[:, None] + np.arange(n)[None, :]
@@ -338,11 +344,15 @@ class HFScorer:
             r = torch.from_numpy(rows[lo:lo + step]).to(logits.device)
             c = torch.from_numpy(cols[lo:lo + step]).to(logits.device)
             chunk = logits[r, c, : self.vocab_size]  # [k, V]: the only copy, k * V bounded
-            for name, value in position_statistics(chunk, targets[lo:lo + step]).items():
+            target = targets[lo:lo + step]
+            if draw is not None:
+                chunk, target = draw(chunk)
+                parts.setdefault("token", []).append(target.cpu())
+            for name, value in position_statistics(chunk, target).items():
                 parts.setdefault(name, []).append(value.double().cpu())
         return {name: torch.cat(v).numpy().reshape(b, n) for name, v in parts.items()}
 
-    def _score(self, prompts, shown: np.ndarray, answers: np.ndarray) -> dict:
+    def _score(self, prompts, shown: np.ndarray, answers: np.ndarray, draw: Any = None) -> dict:
         """One forward pass over right-padded rows, reduced to statistics [b, n]."""
         b, n = answers.shape
         lengths = np.asarray([len(p) for p in prompts], np.int64)
@@ -353,7 +363,7 @@ class HFScorer:
             ids[i, : lengths[i]] = p
             ids[i, lengths[i] : lengths[i] + n] = shown[i]
             live[i, : lengths[i] + n] = True
-        return self._reduce(self._forward(ids, live), lengths, answers)
+        return self._reduce(self._forward(ids, live), lengths, answers, draw)
 
     def _rows_per_pass(self, length: int) -> int:
         """Rows that fit: the logits [rows, length, V] plus as much again for the model's
@@ -366,7 +376,7 @@ class HFScorer:
         per_row = 2 * length * self.vocab_size * max(itemsize, 4)
         return int(np.clip(_free_bytes(torch, self.device) // 2 // per_row, 1, MAX_AUTO_ROWS))
 
-    def _scored_in_passes(self, prompts, shown, answers) -> dict:
+    def _scored_in_passes(self, prompts, shown, answers, draw: Any = None) -> dict:
         """Statistics of all rows, in passes of `_rows_per_pass` rows (halved on OOM)."""
         b, n = answers.shape
         size = self._rows_per_pass(max(len(p) for p in prompts) + n)
@@ -375,7 +385,7 @@ class HFScorer:
         while lo < b:
             part = slice(lo, min(b, lo + size))
             try:
-                stats = self._score(prompts[part], shown[part], answers[part])
+                stats = self._score(prompts[part], shown[part], answers[part], draw)
             except (RuntimeError, MemoryError) as e:
                 if not _is_out_of_memory(e):
                     raise
@@ -388,12 +398,13 @@ class HFScorer:
                 size = max(1, size // 2)
                 continue
             for name, value in stats.items():
-                out.setdefault(name, np.zeros((b, n)))[part] = value
+                out.setdefault(name, np.zeros((b, n), value.dtype))[part] = value
             self.forward_passes += part.stop - part.start
             lo = part.stop
         return out
 
-    def _check_padding_changes_nothing(self, prompts, shown, answers, got: dict) -> None:
+    def _check_padding_changes_nothing(self, prompts, shown, answers, got: dict,
+                                       draw: Any = None) -> None:
         """Re-score the most padded rows alone; refuse when padding moved a score."""
         lengths = np.asarray([len(p) for p in prompts])
         if lengths.min() == lengths.max():
@@ -401,9 +412,11 @@ class HFScorer:
         self._check_padding = False
         worst = 0.0
         for i in np.argsort(lengths, kind="stable")[:PADDING_CHECK_ROWS]:
-            alone = self._score([prompts[i]], shown[i:i + 1], answers[i:i + 1])
+            alone = self._score([prompts[i]], shown[i:i + 1], answers[i:i + 1], draw)
             masked = shown[i] == self.mask_id
             for name, value in alone.items():
+                if draw is not None and name in ("token", "cross_entropy"):
+                    continue  # of a random draw: differs between the two passes anyway
                 a, b = value[0][masked], got[name][i][masked]
                 with np.errstate(invalid="ignore"):  # inf - inf: equal, so no gap
                     gap = np.where(a == b, 0.0, np.abs(a - b))
@@ -432,8 +445,40 @@ class HFScorer:
         """
         return self._statistics(prompts, answers, revealed, 4)
 
-    def _statistics(self, prompts, answers, revealed, count: int) -> tuple[np.ndarray, ...]:
-        """The first `count` of `STATISTICS` for every row, float64[B, n] each."""
+    def sampled_statistics(
+        self, prompts: Sequence[np.ndarray], state: np.ndarray, revealed: np.ndarray, *,
+        temperature: float, generator: Any = None,
+    ) -> tuple[np.ndarray, ...]:
+        """One decoding step: a token drawn at every answer position, and its statistics.
+
+        Args:
+            prompts: B int arrays, always visible.
+            state: int[B, n] answers so far (read only where `revealed`).
+            revealed: bool[B, n].
+            temperature: draw from softmax(logits / temperature); 0 takes the argmax.
+            generator: a torch.Generator on the model's device (temperature > 0).
+
+        Returns:
+            (tokens int64[B, n], cross_entropy, entropy, log_top1, log_top2 float64[B, n]):
+            the statistics are those of the distribution drawn from, cross_entropy that of
+            the drawn token (nats).
+        """
+        torch, _ = _import()
+
+        def draw(chunk):
+            if temperature == 0:
+                return chunk, chunk.argmax(dim=-1)
+            scaled = chunk.float() / temperature
+            picked = torch.multinomial(torch.softmax(scaled, dim=-1), 1, generator=generator)
+            return scaled, picked[:, 0]
+
+        out = self._statistics(prompts, state, revealed, 4, draw)
+        return (out[-1].astype(np.int64), *out[:-1])
+
+    def _statistics(self, prompts, answers, revealed, count: int,
+                    draw: Any = None) -> tuple[np.ndarray, ...]:
+        """The first `count` of `STATISTICS` for every row, float64[B, n] each (then the
+        drawn tokens, with `draw`: see `_reduce`)."""
         answers = np.asarray(answers, np.int64)
         b, n = answers.shape
         prompts = [np.asarray(p, np.int64) for p in prompts]
@@ -446,13 +491,14 @@ class HFScorer:
         stats: dict[str, np.ndarray] = {}
         for rows in groups:
             part_prompts = [prompts[i] for i in rows]
-            got = self._scored_in_passes(part_prompts, shown[rows], answers[rows])
+            got = self._scored_in_passes(part_prompts, shown[rows], answers[rows], draw)
             if self._check_padding and self.attention != "none":
                 self._check_padding_changes_nothing(part_prompts, shown[rows], answers[rows],
-                                                    got)
+                                                    got, draw)
             for name, value in got.items():
-                stats.setdefault(name, np.zeros((b, n)))[rows] = value
-        return tuple(stats[name] for name in STATISTICS[:count])
+                stats.setdefault(name, np.zeros((b, n), value.dtype))[rows] = value
+        names = STATISTICS[:count] + (("token",) if draw is not None else ())
+        return tuple(stats[name] for name in names)
 
 
 def hf_scorer(

@@ -181,7 +181,7 @@ def choose(rule: Rule, stats: PositionStats, masked: np.ndarray, count: int | No
 
 
 # ------------------------------------------------------------------ model statistics
-def _reduce_logits(logits: jax.Array, tokens: jax.Array) -> tuple[jax.Array, ...]:
+def logit_statistics(logits: jax.Array, tokens: jax.Array) -> tuple[jax.Array, ...]:
     """logits [B, n, V] -> (ce, entropy, log_p1, log_p2) [B, n], on the model's device."""
     logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
     ce = -jnp.take_along_axis(logp, tokens[..., None].astype(jnp.int32), axis=-1)[..., 0]
@@ -202,7 +202,7 @@ def jax_statistics(logits_fn) -> Callable[..., PositionStats]:
     """
     @jax.jit
     def stats(tokens, revealed):
-        return _reduce_logits(logits_fn(tokens, revealed), tokens)
+        return logit_statistics(logits_fn(tokens, revealed), tokens)
 
     def run(prompts: np.ndarray, answers: np.ndarray, revealed: np.ndarray) -> PositionStats:
         p = prompts.shape[1]
@@ -245,14 +245,40 @@ def teacher_forced(stats_fn: Callable[..., PositionStats], prompts: np.ndarray,
     Rows that are done stop being evaluated, so an adaptive rule's forward passes per row are
     exactly its trajectory's steps.
     """
-    b, n = answers.shape
+    def step(live, _tokens, revealed):  # the "drawn" token is the data's
+        return answers[live], stats_fn(prompts[live], answers[live], revealed)
+
+    _, nll, passes = follow(step, answers.shape, rule, counts, order=order)
+    return nll, passes
+
+
+def follow(step_fn: Callable[..., tuple[np.ndarray, PositionStats]], shape: tuple[int, int],
+           rule: Rule, counts: np.ndarray | None = None, *,
+           order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run a rule from the all-masked state: (tokens int64[B, n], NLL float64[B], passes).
+
+    The one decoding loop, for teacher forcing and for generation alike.
+
+    Args:
+        step_fn: (live rows int[b], tokens int64[b, n], revealed bool[b, n]) -> (a token at
+            every position int[b, n], the statistics of the distribution it came from, with
+            ce the token's -log probability). Teacher forcing returns the data's tokens.
+        shape: (B, n).
+        rule, counts, order: as in `teacher_forced`.
+
+    Returns:
+        The tokens revealed, the summed -log probability of each row's revealed tokens at
+        the steps they were revealed (nats), and the forward passes per row.
+    """
+    b, n = shape
+    tokens = np.zeros((b, n), np.int64)
     revealed = np.zeros((b, n), bool)
     nll = np.zeros(b)
     passes = np.zeros(b, np.int64)
     step = 0
     while not revealed.all():
         live = np.nonzero(~revealed.all(axis=1))[0]
-        s = stats_fn(prompts[live], answers[live], revealed[live])
+        drawn, s = step_fn(live, tokens[live], revealed[live])
         if np.isnan(np.where(revealed[live], 0.0, s.log_p1 + s.entropy)).any():
             raise ValueError("the model returned NaN probabilities at masked positions; check "
                              "that its weights loaded and that it handles masked inputs")
@@ -260,13 +286,14 @@ def teacher_forced(stats_fn: Callable[..., PositionStats], prompts: np.ndarray,
         pick = choose(rule, s, ~revealed[live], count,
                       order=None if order is None else order[live])
         nll[live] += np.where(pick, s.ce, 0.0).sum(axis=1)
+        tokens[live] = np.where(pick, drawn, tokens[live])
         revealed[live] |= pick
         passes[live] += 1
         step += 1
         if counts is not None and step == len(counts) and not revealed.all():
             raise ValueError("the schedule's steps do not fit the blocks (a step crosses a "
                              "block boundary); give a block schedule for this block length")
-    return nll, passes
+    return tokens, nll, passes
 
 
 @dataclasses.dataclass(frozen=True)
