@@ -546,7 +546,7 @@ def _check_fields(data: dict) -> str | None:
     known = {"schedopt.schedule": _io.SCHEDULE_FIELDS,
              "schedopt.time_grid": _io.TIME_GRID_FIELDS}.get(fmt, _io.EXPORT_FIELDS)
     _io.check_fields(data, None, known, f"{fmt or 'schedule'} file")
-    if data.get("version", 1) != 1:
+    if not _io.is_version(data.get("version", 1), 1):
         raise ValueError(f"version is {shown(data['version'])}; this schedopt reads version 1")
     present = [k for k in _DATA_KINDS if k in data]
     if len(present) > 1:
