@@ -158,12 +158,12 @@ def _bytes(size: int) -> str:
     return f"{size} bytes"
 
 
-def check_steps(steps: Any, n: int) -> int:
-    """A step budget T: a whole number in [1, n]."""
-    steps = whole_number(steps, "steps")
+def check_steps(steps: Any, n: int, *, name: str = "steps") -> int:
+    """A step budget T: a whole number in [1, n] (`name`: the argument, for the message)."""
+    steps = whole_number(steps, name)
     if not 1 <= steps <= n:
         raise ValueError(
-            f"steps must be between 1 and n = {n} (each step unmasks at least one token), "
+            f"{name} must be between 1 and n = {n} (each step unmasks at least one token), "
             f"got {steps}"
         )
     return steps

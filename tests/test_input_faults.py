@@ -27,8 +27,8 @@ from schedopt.binomial import optimize_binomial
 from schedopt.blocks import BlockProfiles
 from schedopt.cli import main
 from schedopt.distributions import MarkovChain
-from schedopt.export import export_schedule
 from schedopt.divergence import expected_kl
+from schedopt.export import export_schedule
 from schedopt.schedules import Schedule
 
 N = 6  # every file is for six tokens: small enough that good inputs run in a blink
@@ -140,7 +140,8 @@ READERS = {
     "time_grid": (
         GRID.to_json(),
         {"format": one_of_names("schedopt.time_grid", "schedopt.schedule"), "version": not_(1),
-         "n": NOT_A_SIZE,  # random counts may run more steps than n: any n >= 1 is a grid's "steps": not_(3), "alpha": element(lambda old: NOT_A_FRACTION),
+         # Random counts may run more steps than n: any n >= 1 suits a grid by itself.
+         "n": NOT_A_SIZE, "steps": not_(3), "alpha": element(lambda old: NOT_A_FRACTION),
          "expected_kl": BAD_KL, "unit": one_of_names("nats"), "sampler": one_of_names("binomial"),
          "method": BAD_NAME, "meta": BAD_META},
         [["evaluate", "--profile", "{p}", "--schedule", "{f}"],
@@ -218,6 +219,7 @@ def spoiled_field(draw, reader: str):
             obj[field] = draw(st.one_of(
                 NON_NUMBERS.filter(lambda v: v is not None or field != "stderr"),
                 st.integers(-3, 3), st.just([old])))
+            return json.dumps(obj), (field, "steps")  # [1]: a list of one step
     else:
         obj[field] = draw(how)
     return json.dumps(obj), (field, field.replace("_", " "))
@@ -249,32 +251,31 @@ def spoiled_file(draw, reader: str):
 
 
 # --------------------------------------------------------------------------- the checks
-def _folder(reader: str, text: str) -> tempfile.TemporaryDirectory:
-    folder = tempfile.TemporaryDirectory()
-    tmp = Path(folder.name)
-    PROFILE.save(tmp / "good-profile.json")
-    SCHEDULE.save(tmp / "good-schedule.json")
-    (tmp / f"{reader}.json").write_text(text)
-    return folder
-
-
 def assert_refused(reader: str, text: str, names: tuple[str, ...], command: list) -> None:
     """The command on the file refuses it in one line naming the file and the fault (one of
     `names`), and writes no file."""
-    with _folder(reader, text) as tmp:
+    assert_refused_file(f"{reader}.json", text.encode(), names, command)
+
+
+def assert_refused_file(name: str, data: bytes, names: tuple[str, ...], command: list) -> None:
+    """`command` (with {f} for file `name` holding `data`) refuses it in one line naming the
+    file and one of `names`, and leaves the folder as it was."""
+    with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        names = {"f": f"{reader}.json", "p": "good-profile.json", "s": "good-schedule.json",
-                 "o": "out"}
-        argv = [a.format(**names) if isinstance(a, str) else a for a in command]
+        PROFILE.save(tmp / "good-profile.json")
+        SCHEDULE.save(tmp / "good-schedule.json")
+        (tmp / name).write_bytes(data)
+        files = {"f": name, "p": "good-profile.json", "s": "good-schedule.json", "o": "out"}
+        argv = [a.format(**files) if isinstance(a, str) else a for a in command]
         before = sorted(p.name for p in tmp.iterdir())
         code, out, err = run(["--quiet", *argv], tmp)
         lines = err.splitlines()
-        assert code == 2 and len(lines) == 1, (argv, text, code, err)
+        assert code == 2 and len(lines) == 1, (argv, data, code, err)
         line = lines[0]
         assert line.startswith(f"schedopt {argv[0]}: error: "), line
         assert "Traceback" not in err and "unexpected" not in line, line
-        assert f"{reader}.json" in line, (text, line)  # the file
-        assert any(name in line for name in names), (text, names, line)  # the field
+        assert name in line, (data, line)  # the file
+        assert any(n in line for n in names), (data, names, line)  # the field
         assert out == "", out
         assert sorted(p.name for p in tmp.iterdir()) == before  # no output, temp or lock
 
@@ -315,3 +316,141 @@ def test_a_broken_file_is_refused_in_one_line(reader, data):
     text, names = data.draw(spoiled_file(reader))
     command = data.draw(st.sampled_from(READERS[reader][2]))
     assert_refused(reader, text, names, command)
+
+
+# --------------------------------------------------------------------------- CSV and .npz
+def _container(fmt: str, suffix: str) -> bytes:
+    """The bytes `schedopt export` writes for SCHEDULE in format `fmt` as `suffix`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"x{suffix}"
+        code, _, err = run(["--quiet", "export", "--schedule", _saved(tmp), "--format", fmt,
+                            "--out", path], Path(tmp))
+        assert code == 0, err
+        return path.read_bytes()
+
+
+def _saved(tmp) -> Path:
+    SCHEDULE.save(Path(tmp) / "s.json")
+    return Path(tmp) / "s.json"
+
+
+BAD_CELLS = st.sampled_from(["nan", "inf", "-inf", "1e400", "abc", "", "-1", "true", "0x2"])
+
+
+@st.composite
+def spoiled_csv(draw):
+    """(kind, CSV text): an exported CSV truncated, with a bad cell, or a column lost."""
+    fmt = draw(st.sampled_from(["counts", "maskgit", "alpha", "timesteps"]))
+    text = CSV[fmt]
+    lines = text.splitlines()
+    how = draw(st.sampled_from(["truncated", "cell", "column", "duplicate"]))
+    if how == "truncated":  # the last step gone at least (a last digit less may still be it)
+        return fmt, text[: draw(st.integers(0, text.rstrip().rindex("\n")))]
+    if how == "duplicate":  # a key of the comment line twice
+        return fmt, "\n".join([lines[0] + " n=6", *lines[1:]])
+    row = draw(st.integers(2, len(lines) - 1))
+    cells = lines[row].split(",")
+    col = draw(st.integers(1, len(cells) - 1))  # the data, not the step number
+    if how == "cell":
+        cells[col] = draw(BAD_CELLS)
+        return fmt, "\n".join([*lines[:row], ",".join(cells), *lines[row + 1:]])
+    if lines[1].split(",")[col] == "dt":  # optional (it follows from t): t_end instead
+        col -= 1
+    keep = [i for i in range(len(cells)) if i != col]  # a data column gone
+    body = [",".join(line.split(",")[i] for i in keep) for line in lines[1:]]
+    return fmt, "\n".join([lines[0], *body])
+
+
+CSV = {fmt: _container(fmt, ".csv").decode() for fmt in ("counts", "maskgit", "alpha",
+                                                          "timesteps")}
+NPZ = _container("counts", ".npz")
+
+
+@settings(FUZZ, max_examples=30)
+@given(spoiled_csv())
+def test_a_spoilt_csv_is_refused_in_one_line(case):
+    fmt, text = case
+    command = ["evaluate", "--profile", "{p}", "--schedule", "export.csv"]
+    assert_refused_file("export.csv", text.encode(), ("export.csv",), command)
+
+
+@settings(FUZZ, max_examples=10)
+@given(st.integers(0, len(NPZ) - 1))
+def test_a_truncated_npz_is_refused_in_one_line(size):
+    command = ["evaluate", "--profile", "{p}", "--schedule", "export.npz"]
+    assert_refused_file("export.npz", NPZ[:size], ("not a readable .npz",), command)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".npz"])
+def test_good_containers_still_work(tmp_path, suffix):
+    PROFILE.save(tmp_path / "p.json")
+    data = CSV["timesteps"].encode() if suffix == ".csv" else NPZ
+    (tmp_path / f"e{suffix}").write_bytes(data)
+    code, out, err = run(["evaluate", "--profile", "p.json", "--schedule", f"e{suffix}",
+                          "--json"], tmp_path)
+    assert code == 0, err
+    assert json.loads(out)["steps"] == 3
+
+
+# --------------------------------------------------------------------------- number flags
+TRANSITION = (0.7 * np.eye(3) + 0.1).tolist()
+NOT_A_COUNT = st.sampled_from(["0", "-1", "2.5", "nan", "inf", "1e400", "abc", "", "true",
+                               "0x3", "99999999999999999999999", "6e9999"])
+NOT_A_KL = st.sampled_from(["nan", "inf", "-inf", "-1", "-1e-3", "abc", "", "1e400", "true"])
+# (command with X for the bad value, the flag's name, bad values beside NOT_A_COUNT).
+FLAGS = [
+    (["optimize", "--profile", "{p}", "--steps", "X", "--out", "out.json"], "steps", ["7"]),
+    (["optimize", "--profile", "{p}", "--steps", "X", "--method", "exact", "--out", "out.json"],
+     "steps", ["7", "100000000000"]),
+    (["optimize", "--profile", "{p}", "--steps", "3", "--block-length", "X", "--out",
+      "out.json"], "block", ["4", "7"]),
+    (["compare", "--profile", "{p}", "--steps", "X"], "steps", ["7"]),
+    (["frontier", "--profile", "{p}", "--max-steps", "X", "--out", "out.csv"], "max", []),
+    (["export", "--schedule", "{s}", "--format", "counts", "--block-length", "X", "--out",
+      "out.json"], "block", ["4", "7"]),
+    (["profile", "--distribution", "markov", "--transition", "t.json", "--length", "X",
+      "--out", "out.json"], "length", ["100000000000", "10000000000000000000"]),
+    (["verify", "--distribution", "markov", "--transition", "t.json", "--length", "6",
+      "--schedule", "{s}", "--samples", "X"], "samples", []),
+]
+KL_FLAGS = [
+    (["frontier", "--profile", "{p}", "--max-steps", "3", "--target-kl", "X", "--out",
+      "out.csv"], "target"),
+    (["compare", "--profile", "{p}", "--steps", "3", "--target-kl", "X"], "target"),
+    (["export", "--schedule", "{s}", "--format", "timesteps", "--eps", "X", "--out",
+      "out.json"], "eps"),
+]
+
+
+@st.composite
+def bad_flag(draw):
+    """(argv, the flag's name): one number flag given something that is not its kind."""
+    if draw(st.booleans()):
+        command, name, extra = draw(st.sampled_from(FLAGS))
+        value = draw(st.one_of(NOT_A_COUNT, st.sampled_from(extra or ["0"])))
+    else:
+        command, name = draw(st.sampled_from(KL_FLAGS))
+        value = draw(st.one_of(NOT_A_KL, st.sampled_from(["0", "0.5", "2"]) if name == "eps"
+                               else NOT_A_KL))
+    return [value if a == "X" else a for a in command], name
+
+
+@settings(FUZZ, max_examples=50)
+@given(bad_flag())
+def test_a_bad_number_flag_is_refused_in_one_line(case):
+    argv, name = case
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        PROFILE.save(tmp / "good-profile.json")
+        SCHEDULE.save(tmp / "good-schedule.json")
+        (tmp / "t.json").write_text(json.dumps(TRANSITION))
+        argv = [a.format(p="good-profile.json", s="good-schedule.json") for a in argv]
+        before = sorted(p.name for p in tmp.iterdir())
+        code, out, err = run(["--quiet", *argv], tmp)
+        lines = err.splitlines()
+        assert code == 2 and len(lines) == 1, (argv, code, err)
+        assert lines[0].startswith(f"schedopt {argv[0]}: error: "), lines[0]
+        assert "Traceback" not in err and "unexpected" not in lines[0], lines[0]
+        assert name in lines[0], (name, lines[0])
+        assert out == ""
+        assert sorted(p.name for p in tmp.iterdir()) == before
