@@ -171,6 +171,8 @@ def check_steps(steps: Any, n: int, *, name: str = "steps") -> int:
 
 def check_tokens_per_step(tokens_per_step: Any, n: int, what: str = "tokens_per_step"):
     """A concrete schedule: positive whole numbers summing to n. Returns int64[..., T]."""
+    if _holds_bool(tokens_per_step):  # np.asarray([True, 2, 3]) is [1, 2, 3]: look first
+        raise ValueError(f"{what} holds true/false values; give whole numbers of tokens")
     try:
         s = np.asarray(tokens_per_step)
     except (TypeError, ValueError):
@@ -219,3 +221,10 @@ def check_tokens_per_step(tokens_per_step: Any, n: int, what: str = "tokens_per_
             "the steps must unmask every position exactly once"
         )
     return s
+
+
+def _holds_bool(value: Any) -> bool:
+    """Whether a (nested) list or tuple holds a boolean anywhere."""
+    if isinstance(value, bool | np.bool_):
+        return True
+    return isinstance(value, list | tuple) and any(_holds_bool(v) for v in value)

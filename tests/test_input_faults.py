@@ -454,3 +454,54 @@ def test_a_bad_number_flag_is_refused_in_one_line(case):
         assert name in lines[0], (name, lines[0])
         assert out == ""
         assert sorted(p.name for p in tmp.iterdir()) == before
+
+
+# --------------------------------------------------------------------------- found by the fuzz
+def _with(reader: str, **changes) -> str:
+    return json.dumps({**READERS[reader][0], **changes})
+
+
+FOUND = {  # each once exited 0 with a wrong reading, or fell into the "a bug" fallback
+    "version true": ("schedule", _with("schedule", version=True), ("version",)),
+    "a count true": ("schedule", _with("schedule", tokens_per_step=[True, 2, 3]), ("true",)),
+    "meta true": ("schedule", _with("schedule", meta=True), ("meta",)),
+    "2^1100 in a list": ("profile", _with("profile", revealed=[0, 1, 2**1100, 3, 4, 5, 6]),
+                         ("revealed[2]",)),
+    "block unit": ("block_profiles", _with("block_profiles", unit="furlongs"), ("unit",)),
+    "block n": ("block_profiles", _with("block_profiles", n=9), ("n is 9",)),
+    "block num_blocks": ("block_profiles", _with("block_profiles", num_blocks=None),
+                         ("num_blocks",)),
+    "block entropy text": ("block_profiles", _with("block_profiles", entropy=[
+        ["0", "1", "1.5", "1.8"], [0, 1, 1.5, 1.8]]), ("entropy[0][0]",)),
+    "grid n 2^63": ("time_grid", _with("time_grid", n=2**63), ("n must be",)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FOUND))
+def test_what_the_fuzz_found(case):
+    reader, text, names = FOUND[case]
+    for command in READERS[reader][2]:
+        assert_refused(reader, text, names, command)
+
+
+def test_a_csv_dt_that_disagrees_with_t_is_refused():
+    lines = CSV["timesteps"].splitlines()
+    lines[-1] = ",".join(lines[-1].split(",")[:-1] + ["0.1"])  # the last dt no longer t's step
+    command = ["evaluate", "--profile", "{p}", "--schedule", "export.csv"]
+    assert_refused_file("export.csv", "\n".join(lines).encode(), ("dt",), command)
+
+
+def test_block_profiles_in_bits_are_read_as_bits(tmp_path):
+    """The same curves in bits give the same optimum as in nats (the unit was ignored)."""
+    bits = READERS["block_profiles"][0]
+    bits = {**bits, "unit": "bits", "entropy": (np.asarray(bits["entropy"]) / math.log(2)).tolist(),
+            "stderr": (np.asarray(bits["stderr"]) / math.log(2)).tolist()}
+    (tmp_path / "bits.json").write_text(json.dumps(bits))
+    (tmp_path / "nats.json").write_text(json.dumps(READERS["block_profiles"][0]))
+    kls = []
+    for name in ("nats", "bits"):
+        code, _, err = run(["--quiet", "optimize", "--profile", f"{name}.json", "--steps", 4,
+                            "--block-length", 3, "--out", f"{name}-s.json"], tmp_path)
+        assert code == 0, err
+        kls.append(json.loads((tmp_path / f"{name}-s.json").read_text())["expected_kl"])
+    assert kls[1] == pytest.approx(kls[0], rel=1e-12)
