@@ -131,3 +131,27 @@ def test_resume_with_the_same_options_runs(hf_run):
     code, _, err = run([*argv, "--resume"])  # no checkpoint left: it starts afresh
     assert code == 0, err
     assert json.loads(out.read_text())["entropy"] == whole
+
+
+def test_resume_after_the_data_changed_is_refused(hf_run, spawn):
+    """Interrupted as a user would (SIGTERM once the estimate runs), then resumed on a data
+    file that has changed since: refused, and the checkpoint is kept."""
+    argv, out = hf_run
+    data = Path(argv[argv.index("--data") + 1])
+    data.write_text(data.read_text() * 40)  # enough batches to be interrupted mid-way
+    proc = spawn(cli_argv(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _wait_for(Path(f"{out}.partial.json"), proc)  # written just before the first batch
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the estimate finished before it could be interrupted")
+    assert proc.returncode == 128 + signal.SIGTERM, stderr.decode()
+    assert Path(f"{out}.partial.npz").exists()
+
+    lines = data.read_text().splitlines()
+    data.write_text("\n".join(lines[1:] + lines[:1]) + "\n")  # the same pairs, reordered
+    code, stdout, err = run([*argv, "--resume"])
+    assert code == 2 and stdout == ""
+    assert err.count("\n") == 1 and "other arguments" in err and "model data" in err, err
+    assert not out.exists() and Path(f"{out}.partial.npz").exists()
