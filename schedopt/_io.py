@@ -325,8 +325,12 @@ def number_array(
             return
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise ValueError(f"{what}{where} is {shown(v)}; give {kind}, not text or true/false")
-        if not math.isfinite(v):
-            raise ValueError(f"{what}{where} is {v}; every value must be a finite number")
+        try:
+            finite = math.isfinite(v)
+        except OverflowError:  # an integer beyond any float (2^1100)
+            finite = False
+        if not finite:
+            raise ValueError(f"{what}{where} is {shown(v)}; every value must be a finite number")
         if whole and (v != int(v) or abs(v) > LARGEST_WHOLE):
             raise ValueError(f"{what}{where} is {v!r}; give a whole number below 2^53")
         if nonnegative and v < 0:
@@ -355,12 +359,17 @@ def check_format(obj: Any, path: str | os.PathLike, fmt: str, version: int) -> d
             f"{str(path)!r} is not a {fmt} file (format {got!r}); "
             f"pass a file written by schedopt with format {fmt!r}"
         )
-    if obj.get("version") != version:
+    if not is_version(obj.get("version"), version):
         raise ValueError(
             f"{str(path)!r} has {fmt} version {obj.get('version')!r}, but this schedopt reads "
             f"version {version} only; regenerate the file with this version"
         )
     return obj
+
+
+def is_version(value: Any, version: int) -> bool:
+    """Whether a file's `version` value is `version` (1 or 1.0, but not true, which == 1)."""
+    return not isinstance(value, bool) and isinstance(value, int | float) and value == version
 
 
 # The fields of each schedule-like file (docs/formats.md, docs/export.md); any other field is
@@ -369,6 +378,8 @@ SCHEDULE_FIELDS = ("format", "version", "n", "steps", "tokens_per_step", "expect
                    "method", "meta", "certified_optimal", "lower_bound")
 TIME_GRID_FIELDS = ("format", "version", "n", "steps", "alpha", "expected_kl", "unit", "sampler",
                     "method", "meta")
+BLOCK_PROFILES_FIELDS = ("format", "version", "n", "block_length", "num_blocks", "unit", "entropy",
+                         "stderr", "meta")
 EXPORT_FIELDS = ("format", "version", "kind", "n", "steps", "sampler", "method", "expected_kl",
                  "block_length", "num_blocks", "steps_per_block", "counts", "mask_ratio",
                  "alpha", "t", "dt", "alpha_schedule", "eps", "convention")

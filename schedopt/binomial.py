@@ -27,7 +27,7 @@ from flax import struct
 from jax.scipy.special import gammaln, xlog1py, xlogy
 
 from . import _io
-from .checks import expected_kl_field, shown, whole_number
+from .checks import LARGEST_WHOLE, expected_kl_field, shown, whole_number
 from .precision import float64
 from .profile import EntropyProfile
 from .relaxed import minimise
@@ -105,7 +105,8 @@ class TimeGrid:
         _io.require_keys(obj, path, ("n", "alpha"))
         where = repr(str(path))
         try:
-            n = whole_number(obj["n"], "n", minimum=1, unit="tokens")
+            # A grid's n goes on to samplers as is: no longer than floats count exactly.
+            n = whole_number(obj["n"], "n", minimum=1, maximum=LARGEST_WHOLE, unit="tokens")
             alpha = check_alpha(_io.number_array(obj["alpha"], "alpha"))
             if "steps" in obj and whole_number(obj["steps"], "steps", minimum=1) != alpha.size - 1:
                 raise ValueError(

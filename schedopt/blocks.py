@@ -30,7 +30,7 @@ import numpy as np
 from flax import struct
 
 from . import _io
-from .checks import check_tokens_per_step, whole_number
+from .checks import check_tokens_per_step, shown, whole_number
 from .divergence import expected_kl
 from .estimate import check_data, check_kind, masked_means
 from .precision import float64
@@ -152,33 +152,49 @@ class BlockProfiles:
     def load(cls, path: str | os.PathLike, *, check: bool = True) -> BlockProfiles:
         """Read a `schedopt.block_profiles` version 1 file (each row checked as a profile)."""
         obj = _io.check_format(_io.read_json(path, "block profiles"), path, FORMAT, VERSION)
+        _io.check_fields(obj, path, _io.BLOCK_PROFILES_FIELDS, "schedopt.block_profiles file")
         _io.require_keys(obj, path, ("entropy",))
-        try:
-            entropy = np.asarray(obj["entropy"], dtype=np.float64)
-            stderr = obj.get("stderr")
-            stderr = None if stderr is None else np.asarray(stderr, dtype=np.float64)
-        except (TypeError, ValueError):
+        where = repr(str(path))
+        if obj.get("unit", "nats") not in ("nats", "bits"):
+            raise ValueError(f"{where}: unit is {shown(obj['unit'])}; use \"nats\" or \"bits\"")
+        scale = math.log(2) if obj.get("unit") == "bits" else 1.0
+        entropy = _io.number_array(obj["entropy"], f"{where}: entropy", ndim=2) * scale
+        if entropy.shape[1] < 2:
             raise ValueError(
-                f"{str(path)!r}: entropy must be a [num_blocks, block_length + 1] list of lists"
-            ) from None
-        if entropy.ndim != 2 or entropy.shape[1] < 2:
-            raise ValueError(
-                f"{str(path)!r}: entropy has shape {entropy.shape}; expected "
-                "[num_blocks, block_length + 1]"
+                f"{where}: entropy has shape {entropy.shape}; expected "
+                "[num_blocks, block_length + 1] with block_length >= 1"
             )
-        if stderr is not None and stderr.shape != (entropy.shape[0], entropy.shape[1] - 1):
-            raise ValueError(
-                f"{str(path)!r}: stderr has shape {stderr.shape} but entropy has "
-                f"{entropy.shape}; give one row of {entropy.shape[1] - 1} per block"
-            )
+        stderr = obj.get("stderr")
+        if stderr is not None:
+            stderr = _io.number_array(stderr, f"{where}: stderr", ndim=2, nonnegative=True)
+            if stderr.shape != (entropy.shape[0], entropy.shape[1] - 1):
+                raise ValueError(
+                    f"{where}: stderr has shape {stderr.shape} but entropy has "
+                    f"{entropy.shape}; give one row of {entropy.shape[1] - 1} per block"
+                )
+            stderr = stderr * scale
+        # The sizes a file states must be the ones its curves have: a file edited by hand
+        # (blocks dropped, or n changed) would otherwise be read as something else silently.
+        sizes = {"num_blocks": entropy.shape[0], "block_length": entropy.shape[1] - 1,
+                 "n": entropy.shape[0] * (entropy.shape[1] - 1)}
+        for name, size in sizes.items():
+            if name in obj:
+                stated = whole_number(obj[name], f"{where}: {name}", minimum=1)
+                if stated != size:
+                    raise ValueError(
+                        f"{where}: {name} is {stated} but the entropy rows give {size} "
+                        f"({entropy.shape[0]} blocks of {entropy.shape[1] - 1} tokens); fix "
+                        f"or drop the {name} field"
+                    )
+        meta = _io.meta_field(obj, path)
         rows = []
         for b, row in enumerate(entropy):
             try:
                 se = None if stderr is None else np.append(stderr[b], 0.0)
                 rows.append(EntropyProfile.from_entropy(row, stderr=se, check=check))
             except ValueError as e:
-                raise ValueError(f"{str(path)!r}, block {b}: {e}") from None
-        return cls.from_profiles(rows, meta=obj.get("meta"))
+                raise ValueError(f"{where}, block {b}: {e}") from None
+        return cls.from_profiles(rows, meta=meta)
 
 
 def load_block_profiles(path: str | os.PathLike, block_length: int, regularize: bool = False):

@@ -158,12 +158,12 @@ def _bytes(size: int) -> str:
     return f"{size} bytes"
 
 
-def check_steps(steps: Any, n: int) -> int:
-    """A step budget T: a whole number in [1, n]."""
-    steps = whole_number(steps, "steps")
+def check_steps(steps: Any, n: int, *, name: str = "steps") -> int:
+    """A step budget T: a whole number in [1, n] (`name`: the argument, for the message)."""
+    steps = whole_number(steps, name)
     if not 1 <= steps <= n:
         raise ValueError(
-            f"steps must be between 1 and n = {n} (each step unmasks at least one token), "
+            f"{name} must be between 1 and n = {n} (each step unmasks at least one token), "
             f"got {steps}"
         )
     return steps
@@ -171,6 +171,8 @@ def check_steps(steps: Any, n: int) -> int:
 
 def check_tokens_per_step(tokens_per_step: Any, n: int, what: str = "tokens_per_step"):
     """A concrete schedule: positive whole numbers summing to n. Returns int64[..., T]."""
+    if _holds_bool(tokens_per_step):  # np.asarray([True, 2, 3]) is [1, 2, 3]: look first
+        raise ValueError(f"{what} holds true/false values; give whole numbers of tokens")
     try:
         s = np.asarray(tokens_per_step)
     except (TypeError, ValueError):
@@ -219,3 +221,10 @@ def check_tokens_per_step(tokens_per_step: Any, n: int, what: str = "tokens_per_
             "the steps must unmask every position exactly once"
         )
     return s
+
+
+def _holds_bool(value: Any) -> bool:
+    """Whether a (nested) list or tuple holds a boolean anywhere."""
+    if isinstance(value, bool | np.bool_):
+        return True
+    return isinstance(value, list | tuple) and any(_holds_bool(v) for v in value)

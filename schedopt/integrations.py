@@ -135,6 +135,8 @@ def _read_csv(path: Path) -> dict:
         if columns["t_start"][1:] != columns["t_end"][:-1]:
             raise ValueError(f"{where}: each row's t_start must be the previous row's t_end")
         out["t"] = columns["t_start"] + columns["t_end"][-1:]
+        if "dt" in columns:  # a sampler may read dt: it is checked against t like JSON's
+            out["dt"] = columns["dt"]
     elif "block" in columns:
         counts = [h for h in header if h.startswith("step_")]
         if "steps" not in columns or not counts:
@@ -524,7 +526,7 @@ def load(path: str | os.PathLike, n: int | None = None) -> SamplerSchedule:
 def _declared_n(data: dict, n: int | None) -> int | None:
     if "n" not in data:
         return n
-    declared = whole_number(data["n"], "n", minimum=1, unit="tokens")
+    declared = whole_number(data["n"], "n", minimum=1, maximum=LARGEST_WHOLE, unit="tokens")
     if n is not None and declared != n:
         raise ValueError(f"the file is for n = {declared} tokens, not n = {n}")
     return declared
@@ -546,7 +548,7 @@ def _check_fields(data: dict) -> str | None:
     known = {"schedopt.schedule": _io.SCHEDULE_FIELDS,
              "schedopt.time_grid": _io.TIME_GRID_FIELDS}.get(fmt, _io.EXPORT_FIELDS)
     _io.check_fields(data, None, known, f"{fmt or 'schedule'} file")
-    if data.get("version", 1) != 1:
+    if not _io.is_version(data.get("version", 1), 1):
         raise ValueError(f"version is {shown(data['version'])}; this schedopt reads version 1")
     present = [k for k in _DATA_KINDS if k in data]
     if len(present) > 1:

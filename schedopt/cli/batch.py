@@ -341,7 +341,7 @@ def run_frontier(args: argparse.Namespace) -> int:
     if blockfiles.is_block_profiles(args.profile):
         return blockfiles.frontier(args)
     profile = load_profile(args.profile, args.regularize)
-    max_steps = check_steps(args.max_steps, profile.n)
+    max_steps = check_steps(args.max_steps, profile.n, name="--max-steps")
     table = frontier_table(profile, max_steps)
     result = {"format": "schedopt.frontier", "version": 1, "n": profile.n,
               "max_steps": max_steps, "unit": "nats", **table}

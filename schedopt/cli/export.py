@@ -138,7 +138,9 @@ def evaluate_file(args: argparse.Namespace, profile) -> bool:
 
     obj = _io.read_json(args.schedule, "schedule") if args.schedule.endswith(".json") else {}
     plain = isinstance(obj, dict) and obj.get("format") == "schedopt.schedule"
-    if plain and "block_length" not in (obj.get("meta") or {}):
+    meta = obj.get("meta") if plain else None
+    if plain and not (isinstance(meta, dict) and "block_length" in meta):
+        # Schedule.load reads it (and refuses a meta that is not an object).
         return False
     scores = export.score_imported(profile, export.read_schedule_file(args.schedule, profile.n))
     if args.json:

@@ -60,6 +60,8 @@ def load_distribution(args: argparse.Namespace):
     missing = [f"--{a}" for a in _NEEDS[name] if getattr(args, a, None) is None]
     if missing:
         raise ValueError(f"--distribution {name} needs {' and '.join(missing)}")
+    if args.length is not None:  # checked here, so that the message names the flag
+        d.check_length(args.length, "--length")
     if name == "markov":
         return d.MarkovChain(_load_array(args.transition, "--transition"), args.length)
     if name == "hmm":

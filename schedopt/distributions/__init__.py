@@ -13,6 +13,7 @@ Every distribution has `n`, `vocab_size`, `sample(num, *, key)`, `conditionals(x
 
 from ._base import MAX_ENUMERATION as MAX_ENUMERATION
 from ._base import Distribution as Distribution
+from ._base import check_length as check_length
 from ._code import LinearCode as LinearCode
 from ._hmm import HiddenMarkov as HiddenMarkov
 from ._markov import MarkovChain as MarkovChain
