@@ -102,13 +102,74 @@ def read_pairs(
         raise ValueError(f"answer_length must be a whole number >= 1, got {answer_length!r}")
     if pad_id is not None and vocab_size is not None and not 0 <= pad_id < vocab_size:
         raise ValueError(f"pad id {pad_id} is outside the vocabulary 0..{vocab_size - 1}")
+    prompts, answers, lines = [], [], []
+    for number, where, record in _records(path):
+        prompt, answer = _record_ids(record, where, tokenizer, prompt_field, answer_field,
+                                     chat_template)
+        for name, ids in (("prompt", prompt), ("answer", answer)):
+            _check_ids(ids, where, name, vocab_size)
+        if answer.size == 0:
+            raise ValueError(f"{where}: the answer is empty; every pair needs answer tokens")
+        prompts.append(prompt)
+        answers.append(answer)
+        lines.append(number)
+    if not answers:
+        raise ValueError(f"{str(path)!r} holds no records; write one JSON object per line")
+    return _fixed_length(prompts, answers, np.asarray(lines), answer_length, pad_id, path)
+
+
+def read_prompts(
+    path: str | os.PathLike,
+    *,
+    vocab_size: int | None = None,
+    tokenizer: Any = None,
+    prompt_field: str = "prompt",
+    chat_template: bool = False,
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Prompts alone from a JSONL file (for generation): (M int32 arrays, lines int[M]).
+
+    Each record holds "prompt_ids" or the text field `prompt_field` (tokenised as in
+    `read_pairs`); answer fields, if any, are ignored.
+    """
+    prompts, lines = [], []
+    for number, where, record in _records(Path(path)):
+        if "prompt_ids" in record:
+            prompt = _ids(record["prompt_ids"], where, "prompt_ids")
+        elif prompt_field in record and isinstance(record[prompt_field], str):
+            if tokenizer is None:
+                raise ValueError(f"{where} holds text; text fields need the model's tokenizer "
+                                 "(--hf-model), or give prompt_ids")
+            prompt = _tokenize_prompt(tokenizer, record[prompt_field], chat_template, where)
+        else:
+            raise ValueError(f"{where} has no \"prompt_ids\" list and no text field "
+                             f"{prompt_field!r} (it has {sorted(record)}); name the text field "
+                             "with --prompt-field")
+        _check_ids(prompt, where, "prompt", vocab_size)
+        prompts.append(prompt.astype(np.int32))
+        lines.append(number)
+    if not prompts:
+        raise ValueError(f"{str(path)!r} holds no records; write one JSON object per line")
+    return prompts, np.asarray(lines)
+
+
+def _check_ids(ids: np.ndarray, where: str, name: str, vocab_size: int | None) -> None:
+    """Refuse ids outside the vocabulary (or negative), naming the line."""
+    if vocab_size is not None and ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+        bad = int(ids.min()) if ids.min() < 0 else int(ids.max())
+        raise ValueError(f"{where}: {name} token id {bad} is outside the model's "
+                         f"vocabulary 0..{vocab_size - 1}")
+    if ids.size and ids.min() < 0:
+        raise ValueError(f"{where}: {name} token id {int(ids.min())} is negative")
+
+
+def _records(path: Path):
+    """(line number, where, record) for each non-blank line of a JSONL file of objects."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ValueError(f"data file {str(path)!r} does not exist") from None
     except UnicodeDecodeError:
         raise ValueError(f"{str(path)!r} is not UTF-8 text; give a JSONL file") from None
-    prompts, answers, lines = [], [], []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -120,23 +181,7 @@ def read_pairs(
         if not isinstance(record, dict) or not record:
             raise ValueError(f"{where} is empty or not a JSON object; expected "
                              '{"prompt_ids": [...], "answer_ids": [...]} or text fields')
-        prompt, answer = _record_ids(record, where, tokenizer, prompt_field, answer_field,
-                                     chat_template)
-        for name, ids in (("prompt", prompt), ("answer", answer)):
-            if vocab_size is not None and ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
-                bad = int(ids.min()) if ids.min() < 0 else int(ids.max())
-                raise ValueError(f"{where}: {name} token id {bad} is outside the model's "
-                                 f"vocabulary 0..{vocab_size - 1}")
-            if ids.size and ids.min() < 0:
-                raise ValueError(f"{where}: {name} token id {int(ids.min())} is negative")
-        if answer.size == 0:
-            raise ValueError(f"{where}: the answer is empty; every pair needs answer tokens")
-        prompts.append(prompt)
-        answers.append(answer)
-        lines.append(number)
-    if not answers:
-        raise ValueError(f"{str(path)!r} holds no records; write one JSON object per line")
-    return _fixed_length(prompts, answers, np.asarray(lines), answer_length, pad_id, path)
+        yield number, where, record
 
 
 def _record_ids(record, where, tokenizer, prompt_field, answer_field, chat_template):

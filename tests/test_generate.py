@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from schedopt.distributions import Table
 from schedopt import generate
+from schedopt.distributions import Table
 from schedopt.rules import EntropyBoundRule, OrderRule, ThresholdRule, rule_nll
 
 V, N = 3, 4
@@ -141,3 +141,55 @@ def test_the_hf_route_draws_what_the_jax_route_draws_greedily():
     tf = rule_nll(scorer, sampled.tokens, OrderRule("margin"), [2, 2], prompts=prompts,
                   reference=False)
     np.testing.assert_allclose(sampled.log_prob, -tf.per_sequence, rtol=1e-5)
+
+
+def test_cli_generate_on_a_hf_model_agrees_with_nll_by_teacher_forcing(tmp_path, capsys):
+    """`generate` writes answers whose log_prob is minus `nll --per-sequence` on them."""
+    pytest.importorskip("transformers")
+    import json
+
+    import tiny_hf
+
+    from schedopt.cli import main
+
+    transition = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.3, 0.3, 0.4]])
+    model = tiny_hf.save_markov_model(tmp_path / "model", transition)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt_ids": [i % 3] * (1 + i % 2)}) + "\n"
+                               for i in range(5)))
+    schedule = tmp_path / "s.json"
+    schedule.write_text(json.dumps({"format": "schedopt.schedule", "version": 1, "n": 6,
+                                    "tokens_per_step": [1, 2, 3]}))
+    out = tmp_path / "answers.jsonl"
+    common = ["--hf-model", str(model), "--trust-remote-code", "--mask-id", "3"]
+    assert main(["generate", *common, "--data", str(prompts), "--schedule", str(schedule),
+                 "--unmask-order", "margin", "--temperature", "1", "--seed", "4",
+                 "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["answers"] == 5 and summary["forward_passes_mean"] == 3
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["line"] for r in rows] == [1, 2, 3, 4, 5]
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt_ids": r["prompt_ids"],
+                                         "answer_ids": r["answer_ids"]}) + "\n" for r in rows))
+    csv = tmp_path / "seq.csv"
+    assert main(["nll", *common, "--data", str(pairs), "--schedule", str(schedule),
+                 "--unmask-order", "margin", "--per-sequence", str(csv), "--json"]) == 0
+    nll = np.loadtxt(csv, delimiter=",", skiprows=1, usecols=1)
+    np.testing.assert_allclose([-r["log_prob"] for r in rows], nll, rtol=1e-5)
+
+
+def test_cli_generate_refuses_what_cannot_apply(tmp_path, capsys):
+    from schedopt.cli import main
+
+    out = tmp_path / "s.jsonl"
+    for argv, message in [
+        (["--model", "digits", "--unmask-order", "confidence"], "needs a count schedule"),
+        (["--model", "digits"], "say how to unmask"),
+        (["--model", "digits", "--data", "x.jsonl", "--threshold", "0.9"], "--data is the"),
+        (["--threshold", "0.9"], "say which model decodes"),
+    ]:
+        assert main(["generate", *argv, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+        assert not out.exists()

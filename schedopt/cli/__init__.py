@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from . import interrupt
 
 # Subcommand modules, in the order their commands appear in --help.
-_MODULES = ("core", "profile", "known", "export", "learned", "plot", "batch")
+_MODULES = ("core", "profile", "known", "export", "learned", "decode", "plot", "batch")
 
 
 class _Parser(argparse.ArgumentParser):

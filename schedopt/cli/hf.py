@@ -36,8 +36,10 @@ def batch_size_given(args: argparse.Namespace) -> bool:
     return not isinstance(args.batch_size, _DefaultBatch)
 
 
-def add_hf_arguments(parser: argparse.ArgumentParser, *, block_length: bool = True) -> None:
-    """Options for a Hugging Face model on a JSONL file of prompt/answer pairs."""
+def add_hf_arguments(parser: argparse.ArgumentParser, *, block_length: bool = True,
+                     pairs: bool = True) -> None:
+    """Options for a Hugging Face model on a JSONL file of prompt/answer pairs (without
+    `pairs`: on prompts alone, so no answer field, padding or resume)."""
     g = parser.add_argument_group("Hugging Face model (--hf-model) on prompt/answer pairs")
     g.add_argument("--hf-model", metavar="NAME_OR_DIR",
                    help="a masked LM in a local directory or the local HF cache (never downloaded)")
@@ -53,15 +55,18 @@ def add_hf_arguments(parser: argparse.ArgumentParser, *, block_length: bool = Tr
                    help="the mask the model's forward takes: 2d int [B, L], 4d bool "
                    "[B, 1, L, L], or none (rows grouped by prompt length, never padded); "
                    "default auto: 4d for Dream, else 2d when its forward takes attention_mask")
-    g.add_argument("--pad-id", type=int, metavar="ID",
-                   help="token that pads short answers to --answer-length (default: the "
-                   "tokenizer's EOS, as LLaDA pads)")
+    if pairs:
+        g.add_argument("--pad-id", type=int, metavar="ID",
+                       help="token that pads short answers to --answer-length (default: the "
+                       "tokenizer's EOS, as LLaDA pads)")
     g.add_argument("--answer-length", type=int, metavar="N",
-                   help="generation length n: answers are padded or cut to n tokens")
+                   help="generation length n" + (": answers are padded or cut to n tokens"
+                                                 if pairs else " (default: the schedule's n)"))
     g.add_argument("--prompt-field", default="prompt", metavar="NAME",
                    help="JSONL text field holding the prompt (default 'prompt')")
-    g.add_argument("--answer-field", default="answer", metavar="NAME",
-                   help="JSONL text field holding the answer (default 'answer')")
+    if pairs:
+        g.add_argument("--answer-field", default="answer", metavar="NAME",
+                       help="JSONL text field holding the answer (default 'answer')")
     g.add_argument("--chat-template", action="store_true",
                    help="tokenise each prompt through the tokenizer's chat template")
     if block_length:
@@ -70,35 +75,20 @@ def add_hf_arguments(parser: argparse.ArgumentParser, *, block_length: bool = Tr
     g.add_argument("--device", default="cpu", help="torch device (default cpu; e.g. cuda)")
     g.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default=None,
                    help="model weights' dtype (default: as saved)")
-    g.add_argument("--resume", action="store_true",
-                   help="continue an interrupted estimate from OUT.partial.npz")
+    if pairs:
+        g.add_argument("--resume", action="store_true",
+                       help="continue an interrupted estimate from OUT.partial.npz")
 
 
 def load(args: argparse.Namespace):
     """(scorer, pairs, info) from the --hf-model options and --data, --sequences."""
-    from ..hf import hf_scorer
     from ..pairs import read_pairs
 
-    if args.mask_id is None:
-        raise ValueError("--hf-model needs --mask-id ID, the model's mask token id "
-                         "(126336 for LLaDA)")
     if not args.data:
         raise ValueError("--hf-model needs --data pairs.jsonl (prompt_ids/answer_ids or text)")
     if args.sequences is not None and args.sequences < 2:
         raise ValueError(f"--sequences must be at least 2 (for an interval), got {args.sequences}")
-    try:
-        import transformers
-
-        transformers.utils.logging.disable_progress_bar()
-        scorer, tokenizer = hf_scorer(args.hf_model, mask_id=args.mask_id,
-                                      trust_remote_code=args.trust_remote_code,
-                                      device=args.device, dtype=args.dtype,
-                                      batch_size=args.batch_size if batch_size_given(args)
-                                      else None, shifted=args.shifted_logits,
-                                      attention=args.attention_mask,
-                                      force_mask_id=args.force_mask_id)
-    except ImportError as e:
-        raise ValueError(str(e)) from None
+    scorer, tokenizer = load_scorer(args)
     pad_id = args.pad_id
     if pad_id is None and tokenizer is not None:
         pad_id = tokenizer.eos_token_id
@@ -114,6 +104,29 @@ def load(args: argparse.Namespace):
             "pad_id": pad_id, "shifted_logits": scorer.shifted,
             "attention_mask": scorer.attention, **pairs.summary()}
     return scorer, pairs, info
+
+
+def load_scorer(args: argparse.Namespace):
+    """(HFScorer, tokenizer or None) from the --hf-model options."""
+    from ..hf import hf_scorer
+
+    if args.mask_id is None:
+        raise ValueError("--hf-model needs --mask-id ID, the model's mask token id "
+                         "(126336 for LLaDA)")
+    try:
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        scorer, tokenizer = hf_scorer(args.hf_model, mask_id=args.mask_id,
+                                      trust_remote_code=args.trust_remote_code,
+                                      device=args.device, dtype=args.dtype,
+                                      batch_size=args.batch_size if batch_size_given(args)
+                                      else None, shifted=args.shifted_logits,
+                                      attention=args.attention_mask,
+                                      force_mask_id=args.force_mask_id)
+    except ImportError as e:
+        raise ValueError(str(e)) from None
+    return scorer, tokenizer
 
 
 def checkpoint_path(args: argparse.Namespace, out: str) -> Path:

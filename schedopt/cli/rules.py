@@ -19,8 +19,8 @@ import sys
 from .. import _io
 
 
-def add_rule_arguments(parser: argparse.ArgumentParser) -> None:
-    """--unmask-order, --threshold, --entropy-bound, --per-sequence."""
+def add_rule_arguments(parser: argparse.ArgumentParser, *, per_sequence: bool = True) -> None:
+    """--unmask-order, --threshold, --entropy-bound, and (for nll) --per-sequence."""
     g = parser.add_argument_group("state-dependent unmasking (theory §13)")
     g.add_argument("--unmask-order", metavar="RULE", default=None,
                    help="rank positions by confidence|margin|entropy|left-to-right|random and "
@@ -31,8 +31,9 @@ def add_rule_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--entropy-bound", type=float, default=None, metavar="GAMMA",
                    help="EB-sampler: reveal while sum - max entropy <= GAMMA nats (GAMMA >= 0); "
                    "takes no --schedule")
-    g.add_argument("--per-sequence", default=None, metavar="OUT.csv",
-                   help="write one row per data line (nll, forward_passes), in data order")
+    if per_sequence:
+        g.add_argument("--per-sequence", default=None, metavar="OUT.csv",
+                       help="write one row per data line (nll, forward_passes), in data order")
 
 
 def wants_rule(args: argparse.Namespace) -> bool:
@@ -41,7 +42,8 @@ def wants_rule(args: argparse.Namespace) -> bool:
                for k in ("unmask_order", "threshold", "entropy_bound"))
 
 
-def _rule(args: argparse.Namespace):
+def rule_of(args: argparse.Namespace):
+    """The rule the --unmask-order / --threshold / --entropy-bound options name."""
     from ..rules import EntropyBoundRule, OrderRule, ThresholdRule
 
     given = [k for k in ("unmask_order", "threshold", "entropy_bound")
@@ -87,7 +89,7 @@ def run(args: argparse.Namespace, load_jax) -> int:
     from ..rules import one_by_one_rule, rule_nll
     from ..schedules import Schedule
 
-    rule = _rule(args)
+    rule = rule_of(args)
     if args.per_sequence is not None:
         _io.check_output_path(args.per_sequence)
     schedules = [Schedule.load(p) for p in (args.schedule or [])]
