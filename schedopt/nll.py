@@ -88,8 +88,8 @@ def schedule_nll(
     logits_fn,
     data: Any,
     schedule: Schedule | Any,
-    key: jax.Array,
     *,
+    key: jax.Array,
     prompts: Any = None,
     block_length: int | None = None,
     orders: int = 1,
@@ -126,11 +126,11 @@ def schedule_nll(
         >>> model = MaskedDiffusionTransformer(MDMConfig(5, 8, width=16, depth=1, heads=2),
         ...                                    rngs=nnx.Rngs(0))
         >>> x = jax.random.randint(jax.random.key(0), (16, 8), 0, 5)
-        >>> r = schedopt.schedule_nll(logits_fn(model), x, [4, 4], jax.random.key(1))
+        >>> r = schedopt.schedule_nll(logits_fn(model), x, [4, 4], key=jax.random.key(1))
         >>> r.steps, r.sequences
         (2, 16)
     """
-    return schedules_nll(logits_fn, data, [schedule], key, prompts=prompts,
+    return schedules_nll(logits_fn, data, [schedule], key=key, prompts=prompts,
                          block_length=block_length, orders=orders, batch_size=batch_size,
                          quiet=quiet)[0]
 
@@ -140,8 +140,8 @@ def schedules_nll(
     logits_fn,
     data: Any,
     schedules: Sequence[Schedule | Any],
-    key: jax.Array,
     *,
+    key: jax.Array,
     prompts: Any = None,
     block_length: int | None = None,
     orders: int = 1,

@@ -82,7 +82,7 @@ def digits_table(model_path: str, seed: int, orders: int):
             schedules.append(np.asarray(s))
             names.append((t, name))
     t0 = time.perf_counter()
-    results = schedules_nll(fn, data.test, schedules, keys[2], orders=orders)
+    results = schedules_nll(fn, data.test, schedules, key=keys[2], orders=orders)
     seconds = time.perf_counter() - t0
     r0 = results[0]
     print(f"one token per step: NLL {r0.one_by_one:.2f} +- {1.96 * r0.one_by_one_stderr:.2f} "

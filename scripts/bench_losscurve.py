@@ -102,7 +102,7 @@ def score(setup: dict, per_t: dict[int, list], orders: int, *, joint: bool) -> d
                 distinct.setdefault(tuple(s.tolist()), len(distinct))
         key = jax.random.key(100 if joint else 100 + group[0])
         results = schedules_nll(setup["fn"], setup["data"], [np.asarray(k) for k in distinct],
-                                key, prompts=setup["prompts"], orders=orders,
+                                key=key, prompts=setup["prompts"], orders=orders,
                                 batch_size=setup["batch_size"])
         for t in group:
             out[t] = [results[distinct[tuple(s.tolist())]] for s in per_t[t]]

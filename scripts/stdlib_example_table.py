@@ -101,7 +101,7 @@ def main() -> int:
         for s in candidates.values():
             distinct.setdefault(tuple(s.tolist()), len(distinct))
         results = schedules_nll(scorer, test.answers, [np.asarray(k) for k in distinct],
-                                k_nll, prompts=test.prompts,
+                                key=k_nll, prompts=test.prompts,
                                 block_length=args.block_length if blocked else None,
                                 batch_size=args.batch_size)
         one_by_one["blocks" if blocked else "any order"] = [results[0].one_by_one,

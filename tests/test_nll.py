@@ -43,7 +43,7 @@ def test_exact_model_excess_is_the_expected_kl():
     chain = schedopt.distributions.MarkovChain(0.7 * np.eye(3) + 0.1, n=8)
     x = np.asarray(chain.sample(4000, key=jax.random.key(0)))
     schedules = [[2, 3, 3], [1, 1, 6], [5, 2, 1]]
-    results = schedules_nll(chain.log_conditionals, x, schedules, jax.random.key(1))
+    results = schedules_nll(chain.log_conditionals, x, schedules, key=jax.random.key(1))
     for steps, r in zip(schedules, results, strict=True):
         assert r.one_by_one == pytest.approx(-float(np.mean(chain.log_prob(x))), rel=1e-9)
         exact = float(schedopt.expected_kl(chain.profile(), steps))
@@ -75,7 +75,7 @@ def test_nll_matches_enumeration_over_orders():
     fn = logits_fn(init_model(config, 3))
     rows = np.array([[0, 1, 2, 2], [1, 1, 0, 2]], np.int32)
     exact = brute_force_nll(fn, rows, [1, 3])
-    r = schedule_nll(fn, np.tile(rows, (1000, 1)), [1, 3], jax.random.key(0))
+    r = schedule_nll(fn, np.tile(rows, (1000, 1)), [1, 3], key=jax.random.key(0))
     lo, hi = r.interval
     assert lo <= exact <= hi
 
@@ -87,7 +87,7 @@ def test_excess_agrees_with_the_data_curve_for_any_model(seed):
     fn = model_fn(seed)
     x = correlated_data(1500, seed)
     schedules = [[3, 3], [1, 5], [4, 2]]  # one T: one compiled sampler (and T = 6)
-    results = schedules_nll(fn, x, schedules, jax.random.key(seed))
+    results = schedules_nll(fn, x, schedules, key=jax.random.key(seed))
     est = estimate_curves(fn, x, key=jax.random.key(100 + seed), grid=6)  # every count
     for steps, r in zip(schedules, results, strict=True):
         predicted, predicted_se = predicted_excess(est, steps)
@@ -103,15 +103,15 @@ def test_one_by_one_is_shared_and_has_zero_excess():
     # Same function, shapes and T as the identity test above: nothing new to compile.
     fn = model_fn(0)
     x = correlated_data(1500, 0)
-    a, b = schedules_nll(fn, x, [[2, 4], [1] * 6], jax.random.key(0))
+    a, b = schedules_nll(fn, x, [[2, 4], [1] * 6], key=jax.random.key(0))
     assert a.one_by_one == b.one_by_one == b.nll
     assert b.excess == 0.0 and b.excess_stderr == 0.0
     assert a.forward_passes == 1500 * (2 + 6) and b.forward_passes == 1500 * 6
-    c = schedule_nll(fn, x[:750], [2, 4], jax.random.key(0), orders=2)
+    c = schedule_nll(fn, x[:750], [2, 4], key=jax.random.key(0), orders=2)
     assert c.orders == 2 and c.forward_passes == a.forward_passes
     assert c.per_sequence.shape == (750,) and c.sequences == 750
     # the same key gives the same orders, so the result is reproducible
-    assert schedule_nll(fn, x, [2, 4], jax.random.key(0)) == a
+    assert schedule_nll(fn, x, [2, 4], key=jax.random.key(0)) == a
 
 
 # --------------------------------------------------------------------------- bad input
@@ -138,7 +138,7 @@ def flat_logits(tokens, revealed):
 def test_bad_input_is_one_value_error(fn, data, steps, match):
     fn = model_fn(0) if fn == "model" else fn
     with pytest.raises(ValueError, match=match) as info:
-        schedule_nll(fn, data, steps, jax.random.key(0))
+        schedule_nll(fn, data, steps, key=jax.random.key(0))
     assert "\n" not in str(info.value)
 
 

@@ -95,7 +95,7 @@ def test_prompted_nll_excess_is_the_prompted_expected_kl():
     table = gamma_table(6, 5, 3)
     x = draw(table, 3000, 4)
     r = schedopt.schedule_nll(Table(table).log_conditionals, x[:, 2:], [2, 1],
-                              jax.random.key(5), prompts=x[:, :2], batch_size=3000)
+                              key=jax.random.key(5), prompts=x[:, :2], batch_size=3000)
     exact = prompted_curve(table, 2)
     g = np.diff(exact)
     predicted = 2 * g[0] - (exact[2] - exact[0])  # theory §3 for steps [2, 1]
@@ -107,7 +107,7 @@ def test_semi_autoregressive_nll_excess_is_the_block_kl():
     table = gamma_table(14, 5, 2)  # 1 prompt token, 4 answer tokens in blocks of 2
     x = draw(table, 4000, 6)
     r = schedopt.schedule_nll(Table(table).log_conditionals, x[:, 1:], [2, 1, 1],
-                              jax.random.key(7), prompts=x[:, :1], block_length=2,
+                              key=jax.random.key(7), prompts=x[:, :1], block_length=2,
                               batch_size=4000)
     # Block 0 in one step (given the prompt), block 1 one token per step: KL is block 0's.
     kl = (subset_entropy(table, (0, 1)) + subset_entropy(table, (0, 2))
@@ -118,7 +118,7 @@ def test_semi_autoregressive_nll_excess_is_the_block_kl():
     assert abs(r.one_by_one - exact_answer) < 4.5 * r.one_by_one_stderr
     with pytest.raises(ValueError, match="block boundary"):
         schedopt.schedule_nll(Table(table).log_conditionals, x[:8, 1:], [3, 1],
-                              jax.random.key(7), prompts=x[:8, :1], block_length=2)
+                              key=jax.random.key(7), prompts=x[:8, :1], block_length=2)
 
 
 @pytest.mark.parametrize("steps", [[2], [1, 1]])
@@ -210,7 +210,7 @@ def test_a_scorer_gives_the_logits_path_result():
     b = estimate_curves(law.log_conditionals, x[:, 1:], prompts=x[:, :1], key=jax.random.key(2))
     np.testing.assert_allclose(a.cross_entropy, b.cross_entropy, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(a.predictive_entropy, b.predictive_entropy, rtol=1e-6, atol=1e-9)
-    r1 = schedopt.schedule_nll(Scorer(), x[:, 1:], [2, 1], jax.random.key(3), prompts=x[:, :1])
-    r2 = schedopt.schedule_nll(law.log_conditionals, x[:, 1:], [2, 1], jax.random.key(3),
+    r1 = schedopt.schedule_nll(Scorer(), x[:, 1:], [2, 1], key=jax.random.key(3), prompts=x[:, :1])
+    r2 = schedopt.schedule_nll(law.log_conditionals, x[:, 1:], [2, 1], key=jax.random.key(3),
                                prompts=x[:, :1])
     np.testing.assert_allclose(r1.per_sequence, r2.per_sequence, rtol=1e-6)

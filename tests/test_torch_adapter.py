@@ -68,7 +68,7 @@ def test_product_law_through_the_adapter_gives_its_exact_numbers():
     x = np.stack([[rng.choice(V, p=p) for p in probs] for _ in range(300)])
     # The one-by-one NLL of x is -sum_i log p_i(x_i) exactly; a product law has no
     # correlations, so every schedule's excess is exactly 0 (per sequence, not just on average).
-    r = schedule_nll(fn, x, [3, 5], jax.random.key(0))
+    r = schedule_nll(fn, x, [3, 5], key=jax.random.key(0))
     exact = -np.log(probs[np.arange(N), x]).sum(axis=1).mean()
     assert r.one_by_one == pytest.approx(exact, rel=1e-5)
     assert abs(r.excess) < 1e-4

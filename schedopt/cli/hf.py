@@ -275,7 +275,7 @@ def run_nll(args: argparse.Namespace) -> int:
         except ValueError:
             del stock_of[t]  # T not a multiple of the block count: LLaDA cannot run it
     k_nll, k_curve = jax.random.split(jax.random.key(args.seed))
-    results = schedules_nll(scorer, pairs.answers, schedules, k_nll, prompts=pairs.prompts,
+    results = schedules_nll(scorer, pairs.answers, schedules, key=k_nll, prompts=pairs.prompts,
                             block_length=block_length, orders=args.orders,
                             batch_size=args.batch_size, quiet=False)
     if block_length is None:

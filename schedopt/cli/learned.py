@@ -192,7 +192,7 @@ def _run_nll(args: argparse.Namespace) -> int:
             )
     fn = logits_fn(model)
     k_nll, k_curve = jax.random.split(jax.random.key(args.seed))
-    results = schedules_nll(fn, data, schedules, k_nll, orders=args.orders, quiet=False)
+    results = schedules_nll(fn, data, schedules, key=k_nll, orders=args.orders, quiet=False)
     # The curve at every count (n <= FULL_GRID_MAX) or at least at each schedule's cuts.
     grid = schedule_grid(n, *(s.tokens_per_step for s in schedules))
     estimate = estimate_curves(fn, data, key=k_curve, grid=grid,
