@@ -1,0 +1,78 @@
+"""The Lagrangian exact solver and the layered hull frontier against enumeration.
+
+Independent routes: `brute_force_optimum` (every composition of n into T parts) and
+`quadratic_dp_optimum` (the O(T n^2) DP over all blocks, no Monge shortcut, no grid).
+"""
+
+import numpy as np
+import pytest
+from helpers import brute_force_optimum, kl_from_curve, quadratic_dp_optimum, rough_curve
+
+from schedopt import EntropyProfile, frontier, optimal_schedule
+
+
+def _entropy(g):
+    return np.concatenate([[0.0], np.cumsum(g)])
+
+
+def _check(entropy, steps, optimum):
+    profile = EntropyProfile(entropy=entropy)
+    schedule = optimal_schedule(profile, steps)
+    tokens = np.asarray(schedule.tokens_per_step)
+    assert tokens.size == steps and tokens.min() >= 1 and tokens.sum() == profile.n
+    assert bool(schedule.certified)
+    tol = 1e-9 * max(1.0, abs(optimum))
+    assert kl_from_curve(entropy, tokens) <= optimum + tol
+    # The lower bound is a proof: it never exceeds the true optimum.
+    assert float(schedule.lower_bound) <= optimum + tol
+    assert float(schedule.lower_bound) >= optimum - 1e-7 * max(1.0, abs(optimum))
+
+
+def _adversarial(rng, n, kind):
+    if kind == "random":
+        return np.sort(rng.uniform(0, 3, n))[::-1]
+    if kind == "ties":  # few distinct levels: long flat runs, many equal slopes
+        return np.sort(rng.integers(0, 3, n).astype(float))[::-1]
+    if kind == "linear":  # g in arithmetic progression: many exactly tied schedules
+        return np.arange(n, 0, -1, dtype=float)
+    if kind == "one_drop":
+        return np.where(np.arange(n) < rng.integers(1, n + 1), 1.0, 0.0)
+    return rough_curve(rng, n, kind)
+
+
+KINDS = ["random", "ties", "linear", "one_drop", "noisy", "steps", "plateau", "constant"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("seed", range(3))
+def test_every_budget_equals_enumeration(kind, seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 11))
+    entropy = _entropy(_adversarial(rng, n, kind))
+    values = frontier(EntropyProfile(entropy=entropy), n)
+    for steps in range(1, n + 1):
+        optimum = brute_force_optimum(entropy, steps)
+        _check(entropy, steps, optimum)
+        assert abs(values[steps - 1] - optimum) <= 1e-9 * max(1.0, optimum)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_larger_curves_equal_the_quadratic_dp(kind):
+    rng = np.random.default_rng(7)
+    n = 97
+    entropy = _entropy(_adversarial(rng, n, kind))
+    budgets = [1, 2, 3, 7, 16, 40, 96, 97]
+    values = frontier(EntropyProfile(entropy=entropy), n)
+    for steps in budgets:
+        optimum = quadratic_dp_optimum(entropy, steps)
+        _check(entropy, steps, optimum)
+        assert abs(values[steps - 1] - optimum) <= 1e-9 * max(1.0, optimum)
+
+
+def test_large_budget_is_certified_at_n_131072():
+    j = np.arange(131072)
+    entropy = _entropy(1.0 / (1.0 + j / 64.0))
+    schedule = optimal_schedule(EntropyProfile(entropy=entropy), 4096)
+    assert bool(schedule.certified) and len(schedule.tokens_per_step) == 4096
+    gap = float(schedule.expected_kl) - float(schedule.lower_bound)
+    assert abs(gap) <= 1e-9 * float(schedule.expected_kl) + 1e-9  # rounding only
