@@ -192,45 +192,52 @@ def solve(x, h, g, steps: int, tol: float):
 
 @numba.njit(cache=True)
 def layered_frontier(x, h, g, depth):
-    """float64[depth]: f(t) for t = 1..depth by the layered O(depth m) hull DP on a grid."""
+    """float64[depth]: f(t) for t = 1..depth by the layered O(depth m) hull DP on a grid.
+
+    Layer t holds F_t(j), the least KL of the first x_j positions in t blocks (finite for
+    j >= t). Each layer is one monotone hull pass: lines of slope g_i added in order of i,
+    queried at increasing x_j.
+    """
     m = x.shape[0] - 1
     prev = np.full(m + 1, np.inf)
     prev[0] = 0.0
-    cur = np.empty(m + 1)
+    cur = np.full(m + 1, np.inf)
     out = np.empty(depth)
-    hull = np.empty(m, np.int64)
+    base = h - x * np.append(g, 0.0)  # H_i - x_i g_i, the layer-independent intercept part
+    slope = np.empty(m)
     inter = np.empty(m)
-    for t in range(depth):
+    for t in range(1, depth + 1):
         size = 0
         ptr = 0
-        for j in range(m + 1):
-            cur[j] = np.inf
-        for j in range(1, m + 1):
+        cur[t - 1] = np.inf
+        for j in range(t, m + 1):
             i = j - 1
-            if prev[i] < np.inf:
-                c = prev[i] + h[i] - x[i] * g[i]
-                s = g[i]
-                add = True
-                if size > 0 and g[hull[size - 1]] == s:
-                    if inter[size - 1] <= c:
-                        add = False
-                    else:
-                        size -= 1
-                if add:
-                    while size >= 2 and _better(inter[size - 2], g[hull[size - 2]],
-                                                inter[size - 1], g[hull[size - 1]], c, s):
-                        size -= 1
-                    hull[size] = i
-                    inter[size] = c
-                    size += 1
-                    if ptr >= size:
-                        ptr = size - 1
-            if size > 0:
-                q = x[j]
-                while ptr + 1 < size and (inter[ptr + 1] + g[hull[ptr + 1]] * q
-                                          <= inter[ptr] + g[hull[ptr]] * q):
-                    ptr += 1
-                cur[j] = inter[ptr] + g[hull[ptr]] * q - h[j]
-        out[t] = cur[m]
+            c = prev[i] + base[i]
+            s = g[i]
+            if size > 0 and slope[size - 1] == s:
+                if inter[size - 1] > c:
+                    size -= 1
+                else:
+                    c = np.inf
+            if c < np.inf:
+                while size >= 2 and ((c - inter[size - 2]) * (slope[size - 2] - slope[size - 1])
+                                     <= (inter[size - 1] - inter[size - 2])
+                                     * (slope[size - 2] - s)):
+                    size -= 1
+                slope[size] = s
+                inter[size] = c
+                size += 1
+                if ptr >= size:
+                    ptr = size - 1
+            q = x[j]
+            best = inter[ptr] + slope[ptr] * q
+            while ptr + 1 < size:
+                nxt = inter[ptr + 1] + slope[ptr + 1] * q
+                if nxt > best:
+                    break
+                best = nxt
+                ptr += 1
+            cur[j] = best - h[j]
+        out[t - 1] = cur[m]
         prev, cur = cur, prev
     return out
