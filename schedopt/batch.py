@@ -117,6 +117,7 @@ def optimize_batch(
 def _optimize_batch(profiles, budgets, settings, certify, quiet) -> list[Schedule]:
     results: list[Schedule | None] = [None] * len(profiles)
     groups: dict[tuple, list] = {}
+    solved: dict[tuple, list] = {}
     for i, (profile, t) in enumerate(zip(profiles, budgets, strict=True)):
         entropy = np.asarray(profile.entropy, np.float64)
         starts = run_starts(entropy)
@@ -130,8 +131,7 @@ def _optimize_batch(profiles, budgets, settings, certify, quiet) -> list[Schedul
         exact = certify is True or (certify == "auto" and (on_cpu or m <= AUTO_EXACT_GRID))
         if exact and on_cpu:  # the compiled CPU solver beats the vmapped DP here
             bound, tokens = optimal_tokens(entropy, int(t))
-            kl = float(np.maximum(kl_of_tokens(entropy, tokens), 0.0))
-            results[i] = _schedule(tokens, kl, "exact", None, max(bound, 0.0))
+            solved.setdefault((profile.n, bucket(t)), []).append((i, entropy, tokens, bound))
             continue
         key = (profile.n, bucket(t), m, "exact" if exact else "optax")
         groups.setdefault(key, []).append((i, entropy, make_grid(entropy, starts, m)))
@@ -160,7 +160,20 @@ def _optimize_batch(profiles, budgets, settings, certify, quiet) -> list[Schedul
                 bound = max(float(value[row]), 0.0) if solver == "exact" else None
                 rel = None if relaxed[row] is None else float(relaxed[row])
                 results[i] = _schedule(tokens[row, :t], kl_i, solver, rel, bound)
+    for (_, padded), members in solved.items():
+        _finish_solved(results, members, padded)
     return results  # type: ignore[return-value]
+
+
+def _finish_solved(results: list, members: list, padded: int) -> None:
+    """Schedules for problems solved on the host: their KLs in one batched call per group
+    (the budgets padded with zero-size steps, so one compiled program serves the group)."""
+    tokens = np.zeros((len(members), padded), np.int64)
+    for row, (_, _, t, _) in enumerate(members):
+        tokens[row, : t.size] = t
+    kl = np.asarray(kl_of_tokens(np.stack([e for _, e, _, _ in members]), tokens))
+    for row, (i, _, t, bound) in enumerate(members):
+        results[i] = _schedule(t, max(float(kl[row]), 0.0), "exact", None, max(bound, 0.0))
 
 
 def grid_fields(grid: CutGrid) -> tuple:
