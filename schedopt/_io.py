@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import stat
 import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .checks import LARGEST_WHOLE, shown
 
 
 def check_output_path(path: str | os.PathLike) -> Path:
@@ -38,12 +44,14 @@ def check_output_path(path: str | os.PathLike) -> Path:
     return path
 
 
-# Temporary files being written right now; an interrupt handler that must exit at once
-# (os._exit skips `finally` blocks) removes them with `remove_partial_files`.
+# Writes in progress hold this lock (re-entrant: a save on interrupt writes files too), so a
+# signal watcher that takes it knows no other thread is between creating a temporary file and
+# renaming it into place.
+_WRITING = threading.RLock()
+# Temporary files being written right now, removed by `end_interrupted`.
 _PARTIAL: set[str] = set()
-
-# Whole numbers read from files must be exact in float64 and fit every index type.
-_LARGEST_WHOLE = 2**53
+# Saves to run before an interrupted command exits (a checkpoint's final save).
+_ON_INTERRUPT: list[Callable[[], None]] = []
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
@@ -58,29 +66,120 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
     """
     path = check_output_path(path)
     mode = "wb" if isinstance(data, bytes) else "w"
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise ValueError(f"cannot write {str(path)!r}: {_reason(e)}") from None
-    _PARTIAL.add(tmp)
-    try:
-        with os.fdopen(fd, mode) as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise ValueError(f"cannot write {str(path)!r}: {_reason(e)}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    finally:
-        _PARTIAL.discard(tmp)
+    with _WRITING:
+        try:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        except OSError as e:
+            raise ValueError(f"cannot write {str(path)!r}: {_reason(e)}") from None
+        _PARTIAL.add(tmp)
+        try:
+            with os.fdopen(fd, mode) as f:
+                f.write(data)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+            os.replace(tmp, path)
+        except OSError as e:
+            Path(tmp).unlink(missing_ok=True)
+            raise ValueError(f"cannot write {str(path)!r}: {_reason(e)}") from None
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        finally:
+            _PARTIAL.discard(tmp)
     return path
 
 
-def remove_partial_files() -> None:
-    """Delete the temporary files of writes in progress (for an immediate exit)."""
+@contextmanager
+def saved_on_interrupt(save: Callable[[], None]) -> Iterator[None]:
+    """Within this block, an interrupted command calls `save()` before it exits.
+
+    `save` runs on the CLI's signal-watcher thread while the main thread is stopped at an
+    arbitrary point, so it must only write state that is consistent at every moment.
+    """
+    with _WRITING:
+        _ON_INTERRUPT.append(save)
+    try:
+        yield
+    finally:
+        with _WRITING:
+            _ON_INTERRUPT.remove(save)
+
+
+class OutputLock:
+    """An exclusive lock on an output path, held while one process writes it.
+
+    The lock is `fcntl.flock` on a hidden file beside the output (`.NAME.lock`, holding the
+    writer's process id): the system releases it when the process ends in any way, so a
+    killed writer never leaves a stale lock, and the file is removed on release.
+    """
+
+    def __init__(self, path: Path, fd: int | None):
+        self.path, self.fd = path, fd
+
+    @classmethod
+    def acquire(cls, output: str | os.PathLike) -> OutputLock:
+        """Lock `output` (a file or folder to write).
+
+        Raises:
+            ValueError: another process holds the lock (one sentence with its process id).
+        """
+        output = Path(output)
+        parent = output.parent if str(output.parent) else Path(".")
+        lock = parent / f".{output.name}.lock"
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): no lock
+            return cls(lock, None)
+        for _ in range(10):  # retry when a releasing holder removed the file we opened
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+            except OSError:
+                return cls(lock, None)  # a folder we cannot write: the write itself will say
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise ValueError(
+                    f"another schedopt process (pid {holder}) is writing {str(output)!r}; wait "
+                    "for it to finish, or give another --out"
+                ) from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+            except OSError:
+                same = False
+            if same:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+                _PARTIAL.add(str(lock))  # removed too if the process must exit at once
+                return cls(lock, fd)
+            os.close(fd)
+        return cls(lock, None)
+
+    def release(self) -> None:
+        """Remove the lock file and let the next writer in."""
+        if self.fd is None:
+            return
+        # Unlinked before it leaves _PARTIAL: an interrupt watcher that ends the process
+        # between the two steps still removes it.
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+        _PARTIAL.discard(str(self.path))
+        os.close(self.fd)
+        self.fd = None
+
+
+def end_interrupted(*, wait_s: float = 10.0) -> None:
+    """Prepare an immediate exit: run the registered saves, then delete partial files.
+
+    Waits up to `wait_s` seconds for a write in progress on another thread to finish, and
+    keeps the write lock (the process is about to end), so no new write can begin.
+    """
+    _WRITING.acquire(timeout=wait_s)
+    for save in list(_ON_INTERRUPT):
+        try:
+            save()
+        except Exception:  # noqa: BLE001 - a failed save must not stop the exit
+            pass
     for tmp in list(_PARTIAL):
         try:
             os.unlink(tmp)
@@ -159,8 +258,13 @@ def read_json(path: str | os.PathLike, what: str) -> Any:
         raise ValueError(
             f"{what} file {str(path)!r} is not text (not UTF-8); give a JSON file"
         ) from None
+    return parse_json(text, path, what)
+
+
+def parse_json(text: str, path: str | os.PathLike, what: str) -> Any:
+    """JSON text read from `path` (for messages), refusing a key given twice in an object."""
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=lambda pairs: _unique_keys(pairs, path, what))
     except json.JSONDecodeError as e:
         raise ValueError(
             f"{what} file {str(path)!r} is not valid JSON ({e}); "
@@ -171,6 +275,18 @@ def read_json(path: str | os.PathLike, what: str) -> Any:
             f"{what} file {str(path)!r} is nested too deeply to be a schedopt file; "
             "regenerate it"
         ) from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]], path: str | os.PathLike, what: str) -> dict:
+    """A JSON object as a dict, refusing a key given twice (json keeps the last silently)."""
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ValueError(
+                f"{what} file {str(path)!r} gives the key {key!r} twice; keep one of them"
+            )
+        obj[key] = value
+    return obj
 
 
 def number_array(
@@ -203,15 +319,15 @@ def number_array(
     def walk(v: Any, depth: int, where: str) -> None:
         if depth < ndim:
             if not isinstance(v, list):
-                raise ValueError(f"{what}{where} must be {shape} of {kind}, got {_short(v)}")
+                raise ValueError(f"{what}{where} must be {shape} of {kind}, got {shown(v)}")
             for i, item in enumerate(v):
                 walk(item, depth + 1, f"{where}[{i}]")
             return
         if isinstance(v, bool) or not isinstance(v, int | float):
-            raise ValueError(f"{what}{where} is {_short(v)}; give {kind}, not text or true/false")
+            raise ValueError(f"{what}{where} is {shown(v)}; give {kind}, not text or true/false")
         if not math.isfinite(v):
             raise ValueError(f"{what}{where} is {v}; every value must be a finite number")
-        if whole and (v != int(v) or abs(v) > _LARGEST_WHOLE):
+        if whole and (v != int(v) or abs(v) > LARGEST_WHOLE):
             raise ValueError(f"{what}{where} is {v!r}; give a whole number below 2^53")
         if nonnegative and v < 0:
             raise ValueError(f"{what}{where} is {v!r}; it must be >= 0")
@@ -224,24 +340,6 @@ def number_array(
     if array.ndim != ndim:
         raise ValueError(f"{what} must be a rectangular {shape} of {kind}")
     return array
-
-
-def whole_number(value: Any, what: str, *, low: int = 0) -> int:
-    """A JSON whole number >= low (not a boolean, a fraction, infinite or beyond 2^53)."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value != int(value)
-        or not low <= value <= _LARGEST_WHOLE
-    ):
-        raise ValueError(f"{what} is {_short(value)}; give a whole number >= {low}")
-    return int(value)
-
-
-def _short(v: Any) -> str:
-    text = json.dumps(v) if isinstance(v, str | bool | type(None)) else repr(v)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _reason(e: OSError) -> str:
@@ -263,6 +361,43 @@ def check_format(obj: Any, path: str | os.PathLike, fmt: str, version: int) -> d
             f"version {version} only; regenerate the file with this version"
         )
     return obj
+
+
+# The fields of each schedule-like file (docs/formats.md, docs/export.md); any other field is
+# refused, so that a misspelt key is not silently ignored.
+SCHEDULE_FIELDS = ("format", "version", "n", "steps", "tokens_per_step", "expected_kl", "unit",
+                   "method", "meta", "certified_optimal", "lower_bound")
+TIME_GRID_FIELDS = ("format", "version", "n", "steps", "alpha", "expected_kl", "unit", "sampler",
+                    "method", "meta")
+EXPORT_FIELDS = ("format", "version", "kind", "n", "steps", "sampler", "method", "expected_kl",
+                 "block_length", "num_blocks", "steps_per_block", "counts", "mask_ratio",
+                 "alpha", "t", "dt", "alpha_schedule", "eps", "convention")
+
+
+def check_fields(obj: dict, path: str | os.PathLike | None, known: tuple[str, ...],
+                 what: str) -> None:
+    """Refuse fields `known` does not list: a misspelt key would otherwise be ignored."""
+    unknown = [k for k in obj if k not in known]
+    if unknown:
+        names = ", ".join(repr(k) for k in unknown)
+        where = "" if path is None else f"{str(path)!r} has "
+        raise ValueError(
+            f"{where or 'the file has '}the unknown field(s) {names} for a {what}; the fields "
+            f"are {', '.join(known)}: remove or rename them"
+        )
+
+
+def meta_field(obj: dict, path: str | os.PathLike) -> dict:
+    """The free-form `meta` object of a file ({} when absent or null)."""
+    meta = obj.get("meta")
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict):
+        raise ValueError(
+            f"{str(path)!r}: meta must be a JSON object of notes ({{\"key\": value}}), got "
+            f"{shown(meta)}; wrap it in an object or drop it"
+        )
+    return dict(meta)
 
 
 def require_keys(obj: dict, path: str | os.PathLike, keys: tuple[str, ...]) -> None:

@@ -49,9 +49,9 @@ from .exact import (
     solve_on_grid,
     spread_cuts,
 )
-from .optimize import bucket, default_optimizer, kl_of_cuts, solve
 from .precision import float64
 from .profile import EntropyProfile
+from .relaxed import bucket, default_optimizer, kl_of_cuts, solve
 from .schedules import Schedule
 
 BATCH_ITERATIONS = 200

@@ -27,9 +27,10 @@ from flax import struct
 from jax.scipy.special import gammaln, xlog1py, xlogy
 
 from . import _io
-from .optimize import minimise
+from .checks import expected_kl_field, shown, whole_number
 from .precision import float64
 from .profile import EntropyProfile
+from .relaxed import minimise
 from .timegrid import alpha_to_timesteps, check_alpha
 
 FORMAT = "schedopt.time_grid"
@@ -100,28 +101,46 @@ class TimeGrid:
     def load(cls, path: str | os.PathLike, profile: EntropyProfile | None = None) -> TimeGrid:
         """Read a `schedopt.time_grid` file; with `profile`, re-evaluate its KL under it."""
         obj = _io.check_format(_io.read_json(path, "time grid"), path, FORMAT, VERSION)
+        _io.check_fields(obj, path, _io.TIME_GRID_FIELDS, "schedopt.time_grid file")
         _io.require_keys(obj, path, ("n", "alpha"))
+        where = repr(str(path))
         try:
-            alpha = check_alpha(obj["alpha"])
-        except (ValueError, TypeError) as e:
-            raise ValueError(f"{str(path)!r}: {e}") from None
-        meta = dict(obj.get("meta") or {})
-        meta["n"] = int(obj["n"])
-        if profile is not None:
-            if int(obj["n"]) != profile.n:
+            n = whole_number(obj["n"], "n", minimum=1, unit="tokens")
+            alpha = check_alpha(_io.number_array(obj["alpha"], "alpha"))
+            if "steps" in obj and whole_number(obj["steps"], "steps", minimum=1) != alpha.size - 1:
                 raise ValueError(
-                    f"time grid {str(path)!r} is for n = {obj['n']} tokens but the profile has "
+                    f"steps is {obj['steps']} but alpha has {alpha.size} entries "
+                    f"({alpha.size - 1} steps); fix or drop the steps field"
+                )
+            stored = expected_kl_field(obj.get("expected_kl"), "expected_kl")
+            if obj.get("unit", "nats") != "nats":
+                raise ValueError(f"unit is {shown(obj['unit'])}; time-grid KLs are in \"nats\"")
+            if obj.get("sampler", "binomial") != "binomial":
+                raise ValueError(f"sampler is {shown(obj['sampler'])}; a time grid is run with "
+                                 "random counts: \"binomial\" or drop the field")
+            if not isinstance(obj.get("method", ""), str):
+                raise ValueError(f"method is {shown(obj['method'])}; give a name in quotes")
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{where}: {e}") from None
+        meta = _io.meta_field(obj, path)
+        meta["n"] = n
+        if profile is not None:
+            if n != profile.n:
+                raise ValueError(
+                    f"time grid {where} is for n = {n} tokens but the profile has "
                     f"n = {profile.n}; use a grid made for this profile's sequence length"
                 )
             kl = expected_kl_binomial(profile, alpha)
         else:
-            kl = obj.get("expected_kl", np.nan)
+            kl = stored
         return cls(
             alpha=np.asarray(alpha, np.float64),
             expected_kl=np.float64(kl),
             method=str(obj.get("method", "custom")),
             meta=meta,
         )
+
+
 
 
 # --------------------------------------------------------------------------- the objective

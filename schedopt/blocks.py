@@ -537,6 +537,8 @@ def solve_blocks(blocks: BlockProfiles, steps: int, *, equal_split: bool, method
         "equal_split": bool(equal_split),
         "block_curves": blocks.meta.get("source", "custom"),
     }
+    if "curve" in parts[0].meta:  # e.g. RAW_CURVE: how the per-block solver read the curves
+        meta["curve"] = parts[0].meta["curve"]
     return Schedule(
         tokens_per_step=np.asarray(tokens, np.int64),
         expected_kl=np.float64(sum(block_kl)),

@@ -10,8 +10,8 @@ import numpy as np
 from .checks import check_steps
 from .divergence import evaluate_kl
 from .exact import frontier, optimal_schedule
-from .optimize import bucket, optimize
 from .profile import EntropyProfile
+from .relaxed import bucket, optimize
 from .schedules import (
     Schedule,
     correlation_schedule_within,

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from .checks import whole_number
+
 DATASETS = ("digits", "text", "hmm")
 
 # Text vocabulary: id 0 is newline, ids 1..95 are the printable ASCII characters ' '..'~'.
@@ -212,6 +214,4 @@ def check_sequences(data: Any, *, length: int | None, vocab_size: int,
 
 
 def _check_positive_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not float(value).is_integer() or int(value) < 1:
-        raise ValueError(f"{what} must be a positive whole number, got {value!r}")
-    return int(value)
+    return whole_number(value, what, minimum=1)

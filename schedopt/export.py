@@ -384,7 +384,7 @@ def score_imported(profile: EntropyProfile, imported: ImportedSchedule) -> dict:
         the profile sliced into blocks (exact for exchangeable laws). Random-count files also
         get "expected_tokens_per_step", n (alpha_k - alpha_{k-1}) on the grid the sampler
         really runs (MD4 timesteps: its decode is one more step), which their expected_kl uses
-        (theory §6).
+        (theory §6), and "sampler_steps", the length of that list (steps + 1 for MD4).
     """
     out: dict[str, Any] = {
         "kind": imported.kind,
@@ -405,6 +405,7 @@ def score_imported(profile: EntropyProfile, imported: ImportedSchedule) -> dict:
     else:
         tokens = (profile.n * np.diff(grid)).tolist()
         out.update(
-            expected_kl=random_kl, expected_kl_fixed=fixed_kl, expected_tokens_per_step=tokens
+            expected_kl=random_kl, expected_kl_fixed=fixed_kl, expected_tokens_per_step=tokens,
+            sampler_steps=len(tokens),
         )
     return out

@@ -28,7 +28,6 @@ samplers reveal the schedule's tokens per step in expectation (theory §6, `sche
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import re
@@ -39,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from . import _io
+from .checks import LARGEST_WHOLE, expected_kl_field, shown, whole_number
 from .timegrid import (
     alpha_from_counts,
     alpha_to_timesteps,
@@ -66,7 +66,8 @@ def read_export_file(path: str | os.PathLike) -> dict:
             # Our own handle: np.load leaks the one it opens when the zip is corrupt.
             with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files if k != "info"}
-                info = json.loads(str(z["info"])) if "info" in z.files else {}
+                info = (_io.parse_json(str(z["info"]), path, "schedule")
+                        if "info" in z.files else {})
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, RecursionError) as e:
             raise ValueError(
                 f"{str(path)!r} is not a readable .npz file ({type(e).__name__}); write it "
@@ -74,6 +75,10 @@ def read_export_file(path: str | os.PathLike) -> dict:
             ) from None
         if not isinstance(info, dict):
             raise ValueError(f"{str(path)!r}: the .npz \"info\" entry must be a JSON object")
+        both = sorted(set(info) & set(data))
+        if both:
+            raise ValueError(f"{str(path)!r} gives {', '.join(both)} both as an array and in "
+                             "\"info\"; keep one of them")
         return {**info, **{k: v.tolist() for k, v in data.items()}}
     if suffix == ".csv":
         return _read_csv(path)
@@ -86,34 +91,86 @@ def read_export_file(path: str | os.PathLike) -> dict:
     return obj
 
 
+# The columns a schedule CSV may have: one data column (or t_start and t_end, or a block
+# matrix), besides the step numbers.
+_CSV_COLUMNS = ("step", "counts", "mask_ratio", "alpha", "t", "t_start", "t_end", "dt", "block",
+                "steps")
+
+
 def _read_csv(path: Path) -> dict:
-    lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    where = repr(str(path))
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise ValueError(f"{where} is not text (not UTF-8); give a CSV file") from None
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     meta: dict[str, Any] = {}
     rows = []
     for line in lines:
         if line.startswith("#"):
             for key, value in re.findall(r"(\w+)=(\S+)", line):
-                meta[key] = value
+                if key in meta:
+                    raise ValueError(f"{where} gives {key}= twice in its comment line; keep one")
+                meta[key] = _csv_scalar(value)
         else:
             rows.append([c.strip() for c in line.split(",")])
     if len(rows) < 2:
-        raise ValueError(f"{str(path)!r} has no data rows; expected a header and one row per step")
+        raise ValueError(f"{where} has no data rows; expected a header and one row per step")
     header, body = rows[0], rows[1:]
+    _check_csv_header(header, where)
+    for k, row in enumerate(body):
+        if len(row) != len(header):
+            raise ValueError(f"{where}: data row {k + 1} has {len(row)} cells but the header "
+                             f"has {len(header)}; give one number per column")
     try:
-        columns = {h: np.asarray([float(r[i]) for r in body]) for i, h in enumerate(header)}
-    except (ValueError, IndexError):
-        raise ValueError(f"{str(path)!r}: every row must hold {len(header)} numbers") from None
+        columns = {h: [float(r[i]) for r in body] for i, h in enumerate(header)}
+    except ValueError as e:
+        raise ValueError(f"{where}: every cell must be a number ({e})") from None
     out = dict(meta)
-    if "t_start" in columns:
-        out["t"] = np.append(columns["t_start"], columns["t_end"][-1]).tolist()
-    elif "steps" in columns and "block" in columns:
-        out["counts"] = np.stack([columns[h] for h in header[2:]], axis=1).tolist()
-        out["steps_per_block"] = columns["steps"].tolist()
+    if "t_start" in columns or "t_end" in columns:
+        if not ("t_start" in columns and "t_end" in columns):
+            missing = "t_end" if "t_start" in columns else "t_start"
+            raise ValueError(f"{where} has no {missing} column; a timesteps CSV has "
+                             "step,t_start,t_end,dt (schedopt export --format timesteps)")
+        if columns["t_start"][1:] != columns["t_end"][:-1]:
+            raise ValueError(f"{where}: each row's t_start must be the previous row's t_end")
+        out["t"] = columns["t_start"] + columns["t_end"][-1:]
+    elif "block" in columns:
+        counts = [h for h in header if h.startswith("step_")]
+        if "steps" not in columns or not counts:
+            raise ValueError(f"{where} has a block column but no steps column or no step_1, "
+                             "step_2, ... count columns; a block CSV has "
+                             "block,steps,step_1,... (schedopt export --block-length L)")
+        out["counts"] = [[columns[h][b] for h in counts] for b in range(len(body))]
+        out["steps_per_block"] = columns["steps"]
     else:
-        for key in ("counts", "mask_ratio", "alpha", "t"):
+        for key in ("counts", "mask_ratio", "alpha", "t", "dt"):
             if key in columns:
-                out[key] = columns[key].tolist()
+                out[key] = columns[key]
     return out
+
+
+def _check_csv_header(header: list[str], where: str) -> None:
+    seen = set()
+    for h in header:
+        if h in seen:
+            raise ValueError(f"{where} has the column {h!r} twice; keep one of them")
+        seen.add(h)
+        if h not in _CSV_COLUMNS and not re.fullmatch(r"step_[1-9]\d*", h):
+            raise ValueError(
+                f"{where} has the unknown column {h!r}; the columns are step and one of counts, "
+                "mask_ratio, alpha, t, or t_start,t_end,dt, or block,steps,step_1,..."
+            )
+
+
+def _csv_scalar(text: str) -> Any:
+    """A CSV comment value: an int or float where it reads as one, else the text."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 # --------------------------------------------------------------------------- sampler rules
@@ -154,24 +211,26 @@ def mask_ratios(tokens: Any) -> np.ndarray:
 
 def vector(values: Any, key: str) -> np.ndarray:
     """A 1-D float64 array from a file's list, or one clear error naming the key."""
-    try:
-        v = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{key} must be a list of numbers") from None
-    if v.ndim != 1 or v.size < 1:
-        raise ValueError(f"{key} must be a 1-D list of numbers, got shape {v.shape}")
+    if isinstance(values, np.ndarray):
+        values = values.tolist()
+    v = _io.number_array(values, key)
+    if v.size < 1:
+        raise ValueError(f"{key} is an empty list; give one value per step")
     return v
 
 
 def whole(values: Any, key: str) -> np.ndarray:
-    """Whole non-negative token counts as int64, or one clear error naming the key."""
-    try:
-        v = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{key} must hold whole numbers of tokens >= 0") from None
-    if not np.all(np.isfinite(v)) or np.any(v != np.round(v)) or np.any(v < 0):
-        raise ValueError(f"{key} must hold whole numbers of tokens >= 0")
-    return v.astype(np.int64)
+    """Whole non-negative token counts as int64 (a list, or a list of lists), or one clear
+    error naming the key and the first bad entry."""
+    if isinstance(values, np.ndarray):
+        values = values.tolist()
+    depth, probe = 1, values
+    if isinstance(probe, list) and probe and isinstance(probe[0], list):
+        depth = 2
+    v = _io.number_array(values, key, ndim=depth, whole=True, nonnegative=True)
+    if v.size < 1:
+        raise ValueError(f"{key} is an empty list; give the tokens of each step")
+    return v
 
 
 # --------------------------------------------------------------------------- the schedule
@@ -463,45 +522,122 @@ def load(path: str | os.PathLike, n: int | None = None) -> SamplerSchedule:
 
 
 def _declared_n(data: dict, n: int | None) -> int | None:
-    declared = data.get("n")
-    if declared is not None:
-        try:
-            declared = int(float(declared))
-        except (TypeError, ValueError):
-            raise ValueError(f"n must be a whole number, got {data['n']!r}") from None
-    if declared and n is not None and declared != n:
+    if "n" not in data:
+        return n
+    declared = whole_number(data["n"], "n", minimum=1, unit="tokens")
+    if n is not None and declared != n:
         raise ValueError(f"the file is for n = {declared} tokens, not n = {n}")
-    return n if n is not None else (declared or None)
+    return declared
+
+
+# Each data key, with the `kind` an exported file gives it.
+_DATA_KINDS = {"tokens_per_step": None, "counts": "counts", "mask_ratio": "maskgit",
+               "alpha": "alpha", "t": "timesteps"}
+_FORMATS = ("schedopt.export", "schedopt.schedule", "schedopt.time_grid")
+
+
+def _check_fields(data: dict) -> str | None:
+    """The one data key of an exported or hand-written file, after checking every other field;
+    None when there is none."""
+    fmt = data.get("format")
+    if fmt is not None and fmt not in _FORMATS:
+        raise ValueError(f"format is {shown(fmt)}, not a schedule format; use one of "
+                         f"{', '.join(_FORMATS)} or drop the field")
+    known = {"schedopt.schedule": _io.SCHEDULE_FIELDS,
+             "schedopt.time_grid": _io.TIME_GRID_FIELDS}.get(fmt, _io.EXPORT_FIELDS)
+    _io.check_fields(data, None, known, f"{fmt or 'schedule'} file")
+    if data.get("version", 1) != 1:
+        raise ValueError(f"version is {shown(data['version'])}; this schedopt reads version 1")
+    present = [k for k in _DATA_KINDS if k in data]
+    if len(present) > 1:
+        raise ValueError(
+            f"the file gives both {' and '.join(present)}, which may disagree; keep the one "
+            "the sampler should run and remove the other"
+        )
+    if not present:
+        raise ValueError(
+            "the file holds no schedule: expected a schedopt schedule or time grid, or a key "
+            "counts, mask_ratio, alpha or t"
+        )
+    key = present[0]
+    kind = data.get("kind")
+    if kind is not None and kind != _DATA_KINDS[key]:
+        raise ValueError(f"kind is {shown(kind)} but the file holds {key}; "
+                         "fix or drop the kind field")
+    if "dt" in data and key != "t":
+        raise ValueError("the file gives dt without t; give the times t (dt follows from them)")
+    for name in ("steps", "block_length", "num_blocks"):
+        if name in data:
+            whole_number(data[name], name, minimum=1)
+    if "expected_kl" in data:
+        expected_kl_field(data["expected_kl"], "expected_kl")
+    for name, allowed in (("sampler", ("fixed", "binomial")), ("unit", ("nats",))):
+        if name in data and data[name] not in allowed:
+            raise ValueError(f"{name} is {shown(data[name])}; use "
+                             f"{' or '.join(map(repr, allowed))} or drop the field")
+    for name in ("method", "alpha_schedule", "convention"):
+        if name in data and not isinstance(data[name], str):
+            raise ValueError(f"{name} is {shown(data[name])}; give a name in quotes")
+    if "meta" in data and not isinstance(data["meta"] or {}, dict):
+        raise ValueError(f"meta must be a JSON object of notes, got {shown(data['meta'])}; "
+                         "wrap it in an object or drop it")
+    return key
+
+
+def _check_steps(data: dict, schedule: SamplerSchedule) -> SamplerSchedule:
+    if "steps" in data and int(data["steps"]) != schedule.steps:
+        raise ValueError(f"steps is {data['steps']} but the schedule has {schedule.steps} steps; "
+                         "fix or drop the steps field")
+    if "num_blocks" in data and int(data["num_blocks"]) != schedule.num_blocks:
+        raise ValueError(f"num_blocks is {data['num_blocks']} but the counts have "
+                         f"{schedule.num_blocks} rows; fix or drop the num_blocks field")
+    if "block_length" in data and int(data["block_length"]) != schedule.block_size:
+        raise ValueError(f"block_length is {data['block_length']} but the counts give blocks of "
+                         f"{schedule.block_size} tokens; fix or drop the block_length field")
+    return schedule
 
 
 def from_dict(data: dict, n: int | None = None) -> SamplerSchedule:
     """A `SamplerSchedule` from the keys of an exported file (see `load`)."""
+    return _check_steps(data, _from_dict(data, n))
+
+
+def _from_dict(data: dict, n: int | None) -> SamplerSchedule:
+    key = _check_fields(data)
     n = _declared_n(data, n)
-    if "tokens_per_step" in data:  # a schedopt.schedule file
+    if key == "tokens_per_step":  # a schedopt.schedule file
         if (data.get("meta") or {}).get("block_length") is not None:
             raise ValueError(
                 "this block schedule must be exported first: schedopt export --format counts "
                 "--block-length L"
             )
-        data = {"counts": data["tokens_per_step"]}
-    if "counts" in data:
+        counts = whole(data["tokens_per_step"], "tokens_per_step")
+        if counts.ndim != 1 or np.any(counts < 1):
+            raise ValueError("tokens_per_step must be a flat list of counts >= 1")
+        return _counts({"counts": counts.tolist()}, n)
+    if key == "counts":
         return _counts(data, n)
-    if "mask_ratio" in data:
+    if key == "mask_ratio":
         if n is None:
             raise ValueError("mask ratios need the sequence length: pass n")
         counts = maskgit_counts(data["mask_ratio"], n)
         return SamplerSchedule(n, alpha_from_counts(counts), counts, kind="maskgit")
-    if "alpha" in data:
+    if key == "alpha":
         alpha = check_alpha(vector(data["alpha"], "alpha"))
         kind = "time_grid" if data.get("format") == "schedopt.time_grid" else "alpha"
         return _random(alpha, n, kind)
-    if "t" in data:
+    if key == "t":
         schedule = str(data.get("alpha_schedule", "linear"))
         parse_alpha_schedule(schedule)
         eps = check_eps(data.get("eps", 1e-4))
-        alpha = timesteps_to_alpha(
-            vector(data["t"], "t"), schedule, eps, str(data.get("convention", "md4"))
-        )
+        t = vector(data["t"], "t")
+        if "dt" in data:
+            dt = vector(data["dt"], "dt")
+            if dt.shape != (t.size - 1,) or not np.allclose(dt, -np.diff(t), rtol=1e-6,
+                                                             atol=1e-9):
+                raise ValueError("dt disagrees with t (dt_k must be t_{k-1} - t_k); fix or "
+                                 "drop the dt field")
+        alpha = timesteps_to_alpha(t, schedule, eps, str(data.get("convention", "md4")))
         return _random(alpha, n, "timesteps")
     raise ValueError(
         "the file holds no schedule: expected a schedopt schedule or time grid, or a key "
@@ -522,9 +658,15 @@ def _random(alpha: np.ndarray, n: int | None, kind: str) -> SamplerSchedule:
 
 def _counts(data: dict, n: int | None) -> SamplerSchedule:
     counts = whole(data["counts"], "counts")
+    # Summed as Python integers: 1024 counts of 2^53 would wrap around in int64.
+    total = sum(int(c) for c in counts.ravel())
+    if total > LARGEST_WHOLE:
+        raise ValueError(f"the counts sum to {total} tokens, more than any sequence; give the "
+                         "tokens of each step")
     if counts.ndim == 1:
-        total = int(counts.sum())
-        if total < 1 or (n is not None and total != n):
+        if total < 1:
+            raise ValueError("the counts sum to 0 tokens; a schedule unmasks n >= 1 tokens")
+        if n is not None and total != n:
             raise ValueError(
                 f"the counts sum to {total} tokens but n = {n}; the steps must unmask every "
                 "position exactly once"
@@ -541,7 +683,7 @@ def _counts(data: dict, n: int | None) -> SamplerSchedule:
         raise ValueError("steps_per_block must give each block's step count (<= the row length)")
     rows = [counts[b, : split[b]] for b in range(num_blocks)]
     flat = np.concatenate(rows)
-    total = int(flat.sum())
+    total = int(flat.sum())  # at most the matrix's sum, checked above
     if n is not None and total != n:
         raise ValueError(
             f"the counts sum to {total} tokens but n = {n}; "

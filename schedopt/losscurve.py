@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from . import _io
+from .checks import BYTES_PER_TOKEN, check_fits
 from .profile import EntropyProfile, isotonic_nonincreasing
 
 HEADER = ("mask_ratio", "cross_entropy", "stderr")
@@ -224,7 +225,8 @@ def profile_from_loss_curve(
     """
     if isinstance(length, bool) or not isinstance(length, int | np.integer) or length < 2:
         raise ValueError(f"length must be a whole number of tokens >= 2, got {length!r}")
-    n = int(length)
+    n = check_fits(int(length), "length", bytes_each=BYTES_PER_TOKEN, unit="tokens",
+                   why="the profile")
     ratio = np.asarray(mask_ratio, np.float64).ravel()
     ce = np.asarray(cross_entropy, np.float64).ravel()
     se = None if stderr is None else np.asarray(stderr, np.float64).ravel()

@@ -36,6 +36,8 @@ class PromptAnswerPairs:
         lines: int[M] the file line of each pair (1-based).
         padded: answers that were padded to n.
         truncated: answers that were cut to n.
+        source_lengths: int[M] each answer's token count before padding or cutting (None
+            when no answer length was imposed), so `head` counts what it keeps.
     """
 
     prompts: list[np.ndarray]
@@ -43,14 +45,20 @@ class PromptAnswerPairs:
     lines: np.ndarray
     padded: int = 0
     truncated: int = 0
+    source_lengths: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.answers.shape[0])
 
     def head(self, m: int) -> PromptAnswerPairs:
-        """The first m pairs."""
+        """The first m pairs (their padded and truncated counts are of these m only)."""
+        if self.source_lengths is None:
+            return dataclasses.replace(self, prompts=self.prompts[:m], answers=self.answers[:m],
+                                       lines=self.lines[:m])
+        kept, n = self.source_lengths[:m], self.answers.shape[1]
         return dataclasses.replace(self, prompts=self.prompts[:m], answers=self.answers[:m],
-                                   lines=self.lines[:m])
+                                   lines=self.lines[:m], padded=int(np.sum(kept < n)),
+                                   truncated=int(np.sum(kept > n)), source_lengths=kept)
 
     def summary(self) -> dict[str, Any]:
         lengths = [p.size for p in self.prompts]
@@ -197,4 +205,5 @@ def _fixed_length(prompts, answers, lines, answer_length, pad_id, path) -> Promp
         truncated += ids.size > n
         out[i] = np.concatenate([ids[:n], np.full(max(0, n - ids.size), pad_id or 0)])
     return PromptAnswerPairs([p.astype(np.int32) for p in prompts], out, lines,
-                             padded=int(padded), truncated=int(truncated))
+                             padded=int(padded), truncated=int(truncated),
+                             source_lengths=np.asarray([a.size for a in answers], np.int64))

@@ -15,6 +15,7 @@ import numpy as np
 from flax import struct
 
 from . import _io
+from .checks import whole_number
 
 FORMAT = "schedopt.profile"
 VERSION = 1
@@ -237,7 +238,7 @@ class EntropyProfile:
         if obj.get("unit", "nats") not in ("nats", "bits"):
             raise ValueError(f"{name} has unit {obj['unit']!r}; use 'nats' or 'bits'")
         scale = math.log(2) if obj.get("unit") == "bits" else 1.0
-        n = _io.whole_number(obj["n"], f"{name}: n", low=1)
+        n = whole_number(obj["n"], f"{name}: n", minimum=1, unit="tokens")
         revealed = _io.number_array(obj["revealed"], f"{name}: revealed", whole=True)
         entropy = _io.number_array(obj["entropy"], f"{name}: entropy") * scale
         stderr = obj.get("stderr")

@@ -5,8 +5,9 @@ arguments (the random orders come from the key), so the finished batches can be 
 complete and a rerun with the same arguments skips them. The file records a fingerprint of
 everything the results depend on (data, orders, grid, prompts, batch size); a file written for
 other arguments is refused rather than mixed in. Saves are atomic (`schedopt._io`), at most
-every `SAVE_EVERY_S` seconds and once more when the loop stops for any reason (Ctrl-C
-included), and the file is removed when the estimate completes.
+every `SAVE_EVERY_S` seconds and once more when the loop stops for any reason: an error, or
+Ctrl-C and SIGTERM (the CLI's signal watcher runs the save before the process ends, see
+`schedopt.cli.interrupt`). The file is removed when the estimate completes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -47,6 +49,8 @@ class Checkpoint:
     def __init__(self, path: Path | None, key: str, saved: dict[str, np.ndarray]):
         self.path, self.key, self.saved = path, key, saved
         self._last_save = time.monotonic()
+        # `saved` changes on the main thread and is saved from the signal watcher's thread.
+        self._lock = threading.Lock()
         self.resumed = len(saved)  # batches found on disk when opened
 
     @classmethod
@@ -94,28 +98,36 @@ class Checkpoint:
         """
         starts = list(starts)
         results = []
-        try:
-            for start in progress(starts, description=description, quiet=quiet):
-                prefix = f"{name}:{start}:"
-                if f"{prefix}0" in self.saved:
-                    count = sum(1 for k in self.saved if k.startswith(prefix))
-                    results.append(tuple(self.saved[f"{prefix}{i}"] for i in range(count)))
-                    continue
-                out = tuple(np.asarray(o) for o in compute(start))
-                results.append(out)
-                if self.path is not None:
-                    self.saved.update({f"{prefix}{i}": o for i, o in enumerate(out)})
-                    if time.monotonic() - self._last_save >= SAVE_EVERY_S:
-                        self.save()
-        finally:
-            if self.path is not None and len(self.saved) > 0:
+        with _io.saved_on_interrupt(self.save):
+            try:
+                for start in progress(starts, description=description, quiet=quiet):
+                    results.append(self._batch(name, start, compute))
+            finally:
                 self.save()
         return results
 
+    def _batch(self, name: str, start: int, compute) -> tuple[np.ndarray, ...]:
+        """One batch's results: saved ones when there are, else computed (and kept)."""
+        prefix = f"{name}:{start}:"
+        if f"{prefix}0" in self.saved:
+            count = sum(1 for k in self.saved if k.startswith(prefix))
+            return tuple(self.saved[f"{prefix}{i}"] for i in range(count))
+        out = tuple(np.asarray(o) for o in compute(start))
+        if self.path is not None:
+            with self._lock:
+                self.saved.update({f"{prefix}{i}": o for i, o in enumerate(out)})
+            if time.monotonic() - self._last_save >= SAVE_EVERY_S:
+                self.save()
+        return out
+
     def save(self) -> None:
-        """Write every saved batch atomically."""
+        """Write every finished batch atomically (nothing when there is none, or no path)."""
+        with self._lock:
+            saved = dict(self.saved)
+        if self.path is None or not saved:
+            return
         buffer = io.BytesIO()
-        np.savez(buffer, fingerprint=np.asarray(self.key), **self.saved)
+        np.savez(buffer, fingerprint=np.asarray(self.key), **saved)
         _io.atomic_write(self.path, buffer.getvalue())
         self._last_save = time.monotonic()
 

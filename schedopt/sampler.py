@@ -23,7 +23,7 @@ from ._progress import progress
 from .checks import check_tokens_per_step
 from .distributed import to_host
 from .distributions import Distribution
-from .distributions._base import check_count, inverse_cdf, log_or_neg_inf
+from .distributions._base import check_count, check_samples, inverse_cdf, log_or_neg_inf
 from .divergence import expected_kl
 from .estimate import (
     FULL_GRID_MAX,
@@ -382,7 +382,7 @@ def verification_samples(
         `Verification.from_samples` summarises them; any subset of sequences gives a valid
         check of its own, which is how the coverage tests split one large draw.
     """
-    samples = check_count(samples, "samples")
+    samples = check_samples(samples, distribution.n)
     steps = _tokens(schedule)
     check_tokens_per_step(steps, distribution.n, "schedule")
     k_data, k_part = jax.random.split(key)

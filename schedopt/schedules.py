@@ -9,12 +9,22 @@ import numpy as np
 from flax import struct
 
 from . import _io
-from .checks import check_steps, check_tokens_per_step, whole_number
+from .checks import (
+    check_steps,
+    check_tokens_per_step,
+    expected_kl_field,
+    real_number,
+    shown,
+    whole_number,
+)
 from .divergence import expected_kl
 from .profile import EntropyProfile
 
 FORMAT = "schedopt.schedule"
 VERSION = 1
+# meta["curve"] of a schedule optimized on a raw (not monotone) estimated curve: its
+# expected_kl is theory §11's predicted NLL excess, which such a curve can make negative.
+RAW_CURVE = "raw (not regularised)"
 
 
 @struct.dataclass
@@ -23,7 +33,8 @@ class Schedule:
 
     Attributes:
         tokens_per_step: int64[T], each >= 1, summing to n.
-        expected_kl: the exact expected KL (nats, float64) under the profile it was built for.
+        expected_kl: the exact expected KL (nats, float64) under the profile it was built for;
+            for meta["curve"] == RAW_CURVE, the predicted NLL excess, which may be negative.
         method: how it was made ("optax", "exact", "uniform", "cosine", "tc", "dtc", ...).
         relaxed_kl: the optimizer's relaxed objective (nats) before rounding, if any.
         certified: True when an exact solver proved that no T-step schedule has a lower KL
@@ -110,29 +121,54 @@ class Schedule:
                 is recomputed under it.
         """
         obj = _io.check_format(_io.read_json(path, "schedule"), path, FORMAT, VERSION)
+        _io.check_fields(obj, path, _io.SCHEDULE_FIELDS, "schedopt.schedule file")
         _io.require_keys(obj, path, ("n", "tokens_per_step"))
+        where = repr(str(path))
         try:
             n = whole_number(obj["n"], "n", minimum=1, unit="tokens")
             s = check_tokens_per_step(obj["tokens_per_step"], n)
-            if "steps" in obj and whole_number(obj["steps"], "steps") != s.size:
+            if s.ndim != 1:
+                raise ValueError(f"tokens_per_step must be a flat list, got shape {s.shape}")
+            if "steps" in obj and whole_number(obj["steps"], "steps", minimum=1) != s.size:
                 raise ValueError(
                     f"steps is {obj['steps']} but tokens_per_step has {s.size} entries; "
                     "fix or drop the steps field"
                 )
+            raw = isinstance(obj.get("meta"), dict) and obj["meta"].get("curve") == RAW_CURVE
+            stored = (real_number(obj["expected_kl"], "expected_kl", unit="nats")
+                      if raw and obj.get("expected_kl") is not None
+                      else expected_kl_field(obj.get("expected_kl"), "expected_kl"))
+            if obj.get("lower_bound") is not None:
+                expected_kl_field(obj["lower_bound"], "lower_bound")
+            if obj.get("unit", "nats") != "nats":
+                raise ValueError(f"unit is {shown(obj['unit'])}; schedule KLs are in \"nats\"")
+            if not isinstance(obj.get("method", ""), str):
+                raise ValueError(f"method is {shown(obj['method'])}; give a name in quotes")
+            if not isinstance(obj.get("certified_optimal", False), bool):
+                raise ValueError(f"certified_optimal is {shown(obj['certified_optimal'])}; "
+                                 "give true or false")
         except (ValueError, TypeError) as e:
-            raise ValueError(f"{str(path)!r}: {e}") from None
-        if profile is not None and int(obj["n"]) != profile.n:
+            raise ValueError(f"{where}: {e}") from None
+        meta = _io.meta_field(obj, path)
+        if meta.get("block_length") is not None:  # a block schedule: the exporters read it
+            try:
+                whole_number(meta["block_length"], "meta.block_length", minimum=1, maximum=n)
+            except ValueError as e:
+                raise ValueError(f"{where}: {e}") from None
+        if profile is not None and n != profile.n:
             raise ValueError(
-                f"schedule {str(path)!r} is for n = {obj['n']} tokens but the profile has "
+                f"schedule {where} is for n = {n} tokens but the profile has "
                 f"n = {profile.n}; use a schedule made for this profile's sequence length"
             )
-        kl = expected_kl(profile, s) if profile is not None else obj.get("expected_kl", np.nan)
+        kl = expected_kl(profile, s) if profile is not None else stored
         return cls(
             tokens_per_step=s,
             expected_kl=np.float64(kl),
             method=str(obj.get("method", "custom")),
-            meta=dict(obj.get("meta") or {}),
+            meta=meta,
         )
+
+
 
 
 # --------------------------------------------------------------------------- baselines

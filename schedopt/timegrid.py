@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from .checks import real_number
+
 CONVENTIONS = ("md4", "loglinear")
 
 
@@ -77,10 +79,7 @@ def alpha_from_counts(tokens: Any) -> np.ndarray:
 
 def check_eps(eps: Any) -> float:
     """Check the schedule offset eps: a number in (0, 0.5)."""
-    try:
-        e = float(eps)
-    except (TypeError, ValueError):
-        raise ValueError(f"eps must be a number in (0, 0.5), got {eps!r}") from None
+    e = real_number(eps, "eps")
     if not 0 < e < 0.5:
         raise ValueError(f"eps must lie in (0, 0.5) (MD4 uses 1e-4), got {eps!r}")
     return e

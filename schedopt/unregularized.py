@@ -22,7 +22,7 @@ import numpy as np
 from .blocks import BlockProfiles, solve_blocks
 from .checks import check_steps, check_tokens_per_step
 from .profile import EntropyProfile
-from .schedules import Schedule
+from .schedules import RAW_CURVE, Schedule
 
 
 def check_curve(curve: EntropyProfile | Any) -> np.ndarray:
@@ -103,7 +103,7 @@ def optimal_schedule_unregularized(curve: EntropyProfile | Any, steps: int) -> S
         tokens_per_step=np.asarray(tokens, np.int64),
         expected_kl=np.float64(best[steps, c.size]),
         method="exact-unregularized",
-        meta={"curve": "raw (not regularised)"},
+        meta={"curve": RAW_CURVE},
     )
 
 

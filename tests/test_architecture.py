@@ -106,5 +106,43 @@ def test_importing_schedopt_leaves_jax_config_alone():
         "assert abs(float(s.expected_kl) - exact) <= 1e-13 * exact, (float(s.expected_kl), exact)\n"
         "print('ok')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_import_schedopt_loads_no_jax_and_every_public_name_resolves():
+    """The package loads its names on first use, so the CLI starts (and takes Ctrl-C) before
+    JAX is imported; each re-exported name is the function or class, never a module."""
+    code = (
+        "import sys, types, schedopt, schedopt.cli\n"
+        "assert 'jax' not in sys.modules, 'import schedopt imported jax'\n"
+        "import schedopt.relaxed\n"  # the module that defines optimize, imported first
+        "for name in schedopt.__all__:\n"
+        "    value = getattr(schedopt, name)\n"
+        "    assert isinstance(value, types.ModuleType) == (name in ('distributions', 'models'))"
+        ", name\n"
+        "assert set(schedopt.__all__) <= set(dir(schedopt))\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_calling_the_cli_leaves_the_process_as_it_was(tmp_path, monkeypatch, capsys):
+    """main() may be embedded: its disk cache and --quiet end with the command."""
+    import jax
+
+    from schedopt import _progress
+    from schedopt.cli import main
+
+    before = (jax.config.jax_compilation_cache_dir,
+              jax.config.jax_persistent_cache_min_compile_time_secs, _progress.QUIET)
+    monkeypatch.setenv("SCHEDOPT_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "m.json").write_text("[[0.25, 0.75], [0.5, 0.5]]")
+    assert main(["--quiet", "profile", "--distribution", "product", "--marginals",
+                 str(tmp_path / "m.json"), "--out", str(tmp_path / "p.json")]) == 0
+    assert (tmp_path / "cache").is_dir()  # the command did use the cache
+    assert (jax.config.jax_compilation_cache_dir,
+            jax.config.jax_persistent_cache_min_compile_time_secs, _progress.QUIET) == before

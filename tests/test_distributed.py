@@ -47,9 +47,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(argv: list[str], processes: int = 2, *, change=None) -> list[subprocess.Popen]:
+def _start(spawn, argv: list[str], processes: int = 2, *, change=None) -> list[subprocess.Popen]:
     """`schedopt ARGV` in each of `processes` processes joined on a free local port;
-    `change(i, argv)` may give process i other arguments."""
+    `change(i, argv)` may give process i other arguments. `spawn` is conftest's fixture."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
            "JAX_PLATFORMS": "cpu", "SCHEDOPT_CACHE_DIR": "off",
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
@@ -57,7 +57,7 @@ def _start(argv: list[str], processes: int = 2, *, change=None) -> list[subproce
     procs = []
     for i in range(processes):
         args = change(i, list(argv)) if change else argv
-        procs.append(subprocess.Popen(
+        procs.append(spawn(
             [sys.executable, "-m", "schedopt", "--quiet", *args, "--coordinator",
              f"127.0.0.1:{port}", "--num-processes", str(processes), "--process-id", str(i),
              "--init-timeout", "60"],
@@ -82,8 +82,8 @@ def _finish(procs: list[subprocess.Popen]) -> list[tuple[int, str, str]]:
     return results
 
 
-def _run(argv: list[str], *, change=None) -> list[tuple[int, str, str]]:
-    results = _finish(_start(argv, change=change))
+def _run(spawn, argv: list[str], *, change=None) -> list[tuple[int, str, str]]:
+    results = _finish(_start(spawn, argv, change=change))
     for i, (code, _, err) in enumerate(results):
         assert code == 0, f"process {i} exited with {code}: {err[-2000:]}"
     return results
@@ -123,12 +123,13 @@ def _check_optimal(rows: list[dict], jobs: list[dict]) -> None:
 
 
 # --------------------------------------------------------------------------- batch
-def test_two_processes_write_what_one_process_writes(manifest, tmp_path):
+def test_two_processes_write_what_one_process_writes(manifest, tmp_path, spawn):
     def change(i, argv):  # process 1 is told another folder: it must not write at all
         return [str(tmp_path / "elsewhere") if a == str(tmp_path / "two") and i == 1 else a
                 for a in argv]
 
     (code0, out0, _), (_, out1, _) = _run(
+        spawn,
         ["batch", str(manifest), "--out", str(tmp_path / "two")], change=change)
     assert not (tmp_path / "elsewhere").exists()
     # Process 0 alone reports and writes; Gloo's connection notes stay off stdout.
@@ -144,9 +145,9 @@ def test_two_processes_write_what_one_process_writes(manifest, tmp_path):
     _check_optimal(two, JOBS)
 
 
-def test_a_rerun_after_a_killed_process_resumes_and_completes(tmp_path):
+def test_a_rerun_after_a_killed_process_resumes_and_completes(tmp_path, spawn):
     manifest, out = _manifest(tmp_path, TWO_GROUPS), tmp_path / "out"
-    procs = _start(["batch", str(manifest), "--out", str(out)])
+    procs = _start(spawn, ["batch", str(manifest), "--out", str(out)])
     deadline = time.monotonic() + TIMEOUT
     while not list(out.glob("*.json")) and procs[0].poll() is None:
         assert time.monotonic() < deadline, "process 0 wrote nothing"
@@ -165,7 +166,7 @@ def test_a_rerun_after_a_killed_process_resumes_and_completes(tmp_path):
         assert 0 < len(written) < len(TWO_GROUPS)
     else:  # process 0 had finished before the kill landed
         assert code0 == 0
-    (_, out0, _), _ = _run(["batch", str(manifest), "--out", str(out)])
+    (_, out0, _), _ = _run(spawn, ["batch", str(manifest), "--out", str(out)])
     # Every file written before the kill is complete (atomic writes) and kept.
     computed = len(TWO_GROUPS) - len(written)
     assert f"{computed} computed, {len(written)} skipped" in out0
@@ -176,14 +177,14 @@ def test_a_rerun_after_a_killed_process_resumes_and_completes(tmp_path):
     _check_optimal(rows, TWO_GROUPS)
 
 
-def test_processes_with_different_inputs_stop_together(manifest, tmp_path):
+def test_processes_with_different_inputs_stop_together(manifest, tmp_path, spawn):
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"jobs": JOBS[:2]}))
 
     def change(i, argv):  # process 1 reads another manifest
         return [str(other) if a == str(manifest) and i == 1 else a for a in argv]
 
-    procs = _start(["batch", str(manifest), "--out", str(tmp_path / "out")], change=change)
+    procs = _start(spawn, ["batch", str(manifest), "--out", str(tmp_path / "out")], change=change)
     for code, _, err in _finish(procs):
         assert code == 2 and "Traceback" not in err
         assert err.strip().splitlines()[-1].endswith(
@@ -193,9 +194,9 @@ def test_processes_with_different_inputs_stop_together(manifest, tmp_path):
 
 
 # --------------------------------------------------------------------------- model curve
-def test_two_processes_estimate_the_digits_model_curve_as_one_does(tmp_path):
+def test_two_processes_estimate_the_digits_model_curve_as_one_does(tmp_path, spawn):
     argv = ["profile", "--model", "digits", "--sequences", "6", "--seed", "3"]
-    (_, out0, _), (_, out1, _) = _run([*argv, "--out", str(tmp_path / "two.json")])
+    (_, out0, _), (_, out1, _) = _run(spawn, [*argv, "--out", str(tmp_path / "two.json")])
     assert json.loads(out0)["out"] == str(tmp_path / "two.json") and out1 == ""
     assert main(["--quiet", *argv, "--out", str(tmp_path / "one.json")]) == 0
     two = json.loads((tmp_path / "two.json").read_text())

@@ -403,6 +403,8 @@ def test_cli_evaluate_scores_exported_and_foreign_files(tmp_path, capsys):
             assert scores["expected_tokens_per_step"] == pytest.approx(
                 [*tokens[:-1], 16 - 32e-4 / (1 - 1e-4), 32e-4 / (1 - 1e-4)], abs=1e-12
             )
+            # MD4's decode is one more step: the output says how many the sampler runs.
+            assert (scores["steps"], scores["sampler_steps"]) == (len(tokens), len(tokens) + 1)
         assert main(argv) == 0
         assert "expected KL" in capsys.readouterr().out
     (tmp_path / "bad.json").write_text(json.dumps({"counts": [2, 6, 8]}))

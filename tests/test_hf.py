@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -176,6 +177,10 @@ def test_cli_text_pairs_through_the_chat_template(bert_dir, tmp_path, capsys):
     assert meta["prompt_tokens_min"] == min(len(w) for w in wrapped)
     assert meta["answers_padded"] == 2 and meta["answers_truncated"] == 1
     assert meta["pad_id"] == tiny_hf.EOS_ID
+    # --sequences 2: the counts are of the two pairs used (7 words cut to 5, 4 padded to 5).
+    assert main([*args, "--sequences", "2", "--force"]) == 0
+    meta = json.loads(out.read_text())["meta"]
+    assert (meta["pairs"], meta["answers_padded"], meta["answers_truncated"]) == (2, 1, 1)
     capsys.readouterr()
 
 
@@ -388,3 +393,223 @@ def test_cli_budget_refuses_what_does_not_combine(markov_dir, chain_pairs, tmp_p
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------- model conventions
+@pytest.fixture(scope="module")
+def dream_dir(tmp_path_factory):
+    return tiny_hf.save_markov_model(tmp_path_factory.mktemp("dream") / "model", TRANSITION,
+                                     dream=True)
+
+
+@pytest.fixture(scope="module")
+def deaf_dir(tmp_path_factory):
+    """Accepts attention_mask but ignores it, as Fast-dLLM's copy of LLaDA."""
+    return tiny_hf.save_markov_model(tmp_path_factory.mktemp("deaf") / "model", TRANSITION,
+                                     ignore_mask=True)
+
+
+def test_dream_conventions_come_from_its_config_and_give_the_exact_curve(dream_dir, markov_dir,
+                                                                         chain_pairs):
+    # Dream-like: model_type "Dream", output i predicts position i + 1, and its attention
+    # refuses a 2-D int mask. Read its way, the curve is the closed form; read unshifted, not.
+    prompts, answers, _ = chain_pairs
+    scorer, _ = hf_scorer(str(dream_dir), mask_id=3, trust_remote_code=True)
+    assert scorer.shifted and scorer.attention == "4d"
+    exact = np.diff(prompted_chain_curve(TRANSITION, N))
+    mean, se = estimate_curves(scorer, answers, prompts=prompts,
+                               key=jax.random.key(0)).curve("data")
+    assert np.all(np.abs(mean - exact) < 4.5 * se), (mean, exact, se)
+    # Row by row against the unshifted chain model (exact conditionals): equal read Dream's
+    # way, far off read unshifted.
+    plain, _ = hf_scorer(str(markov_dir), mask_id=3, trust_remote_code=True)
+    revealed = np.random.default_rng(9).random((40, N)) < 0.5
+    masked = ~revealed
+    want = plain.token_statistics(prompts[:40], answers[:40], revealed)
+    got = scorer.token_statistics(prompts[:40], answers[:40], revealed)
+    for x, y in zip(got, want, strict=True):
+        np.testing.assert_allclose(x[masked], y[masked], atol=1e-5)
+    unshifted = HFScorer(scorer.model, mask_id=3, shifted=False, check_padding=False)
+    wrong = unshifted.token_statistics(prompts[:40], answers[:40], revealed)[1]
+    assert np.max(np.abs(wrong - want[1])[masked]) > 0.5
+    with pytest.raises(ValueError, match="Expected attn_mask dtype.*--attention-mask"):
+        HFScorer(scorer.model, mask_id=3, attention="2d").token_statistics(
+            prompts[:4], answers[:4], np.zeros((4, N), bool))
+
+
+def test_cli_profile_of_a_dream_like_model(dream_dir, chain_pairs, tmp_path, capsys):
+    _, _, data = chain_pairs
+    out = tmp_path / "p.json"
+    assert main(["--quiet", "profile", "--hf-model", str(dream_dir), "--trust-remote-code",
+                 "--mask-id", "3", "--data", str(data), "--sequences", "200", "--kind", "model",
+                 "--out", str(out)]) == 0
+    meta = json.loads(out.read_text())["meta"]
+    assert meta["shifted_logits"] is True and meta["attention_mask"] == "4d"
+    exact = prompted_chain_curve(TRANSITION, N)
+    assert abs(json.loads(capsys.readouterr().out)["joint_entropy"] - exact[-1]) < (
+        4.5 * meta["joint_entropy_stderr"])
+
+
+def test_a_model_that_ignores_its_attention_mask_is_refused(deaf_dir, chain_pairs, tmp_path,
+                                                            capsys):
+    prompts, answers, data = chain_pairs
+    revealed = np.random.default_rng(7).random((12, N)) < 0.5
+    deaf = HFScorer(load_hf_model(str(deaf_dir), trust_remote_code=True)[0], mask_id=3)
+    assert deaf.attention == "2d"  # its forward takes attention_mask...
+    with pytest.raises(ValueError, match="change when a row is right-padded"):
+        deaf.token_statistics(prompts[:12], answers[:12], revealed)  # ...and ignores it
+    out = tmp_path / "p.json"
+    args = ["profile", "--hf-model", str(deaf_dir), "--trust-remote-code", "--mask-id", "3",
+            "--data", str(data), "--sequences", "16", "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--attention-mask none" in err and len(err.splitlines()) == 1 and not out.exists()
+    # Without a mask, rows are grouped by prompt length: the scores of rows scored alone.
+    grouped = HFScorer(deaf.model, mask_id=3, attention="none")
+    got = grouped.token_statistics(prompts[:12], answers[:12], revealed)
+    alone = [grouped.token_statistics(prompts[i:i + 1], answers[i:i + 1], revealed[i:i + 1])
+             for i in range(12)]
+    for k in range(2):
+        np.testing.assert_allclose(got[k], np.concatenate([a[k] for a in alone]), atol=1e-6)
+    assert main(["--quiet", *args, "--attention-mask", "none"]) == 0
+    capsys.readouterr()
+
+
+def test_mask_id_is_checked_against_the_config_and_the_vocabulary(markov_dir, bert_dir,
+                                                                  chain_pairs, tmp_path,
+                                                                  capsys):
+    model, _ = load_hf_model(str(markov_dir), trust_remote_code=True)
+    with pytest.raises(ValueError, match="mask_token_id = 3; pass --mask-id 3"):
+        HFScorer(model, mask_id=2)
+    HFScorer(model, mask_id=2, force_mask_id=True)  # forced: runs
+    bert, _ = load_hf_model(str(bert_dir))
+    with pytest.raises(ValueError, match="mask id 99 is outside the model.s vocabulary 0..24"):
+        HFScorer(bert, mask_id=99)
+    _, _, data = chain_pairs
+    base = ["profile", "--hf-model", str(markov_dir), "--trust-remote-code", "--data",
+            str(data), "--sequences", "8", "--out", str(tmp_path / "p.json")]
+    assert main([*base, "--mask-id", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--force-mask-id" in err and len(err.splitlines()) == 1
+    # Forced, it runs past the check (and state 2, read as a mask, then breaks the scores).
+    main(["--quiet", *base, "--mask-id", "2", "--force-mask-id"])
+    assert "mask_token_id" not in capsys.readouterr().err
+
+
+def test_no_probe_input_and_no_tokenizer_needed_for_token_ids(tmp_path, chain_pairs,
+                                                              monkeypatch):
+    # A model that refuses inputs shorter than 5 tokens runs on the data (prompt + answer is
+    # at least 5 here); a tokenizer that fails as LLaDA's does without tokenizer files
+    # (KeyError 'LLaDAConfig') leaves token-id data unaffected.
+    import transformers
+
+    prompts, answers, _ = chain_pairs
+    path = tiny_hf.save_markov_model(tmp_path / "m", TRANSITION, min_tokens=5)
+
+    def no_tokenizer(*args, **kwargs):
+        raise KeyError("LLaDAConfig")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", no_tokenizer)
+    scorer, tokenizer = hf_scorer(str(path), mask_id=3, trust_remote_code=True)
+    assert tokenizer is None and scorer.vocab_size == 3
+    ce, _ = scorer.token_statistics(prompts[:6], answers[:6], np.zeros((6, N), bool))
+    assert np.all(np.isfinite(ce))
+
+
+def test_a_load_failure_inside_the_model_code_names_transformers(tmp_path, capsys):
+    import transformers
+
+    from schedopt.hf import TRANSFORMERS_RANGE
+
+    path = tiny_hf.save_markov_model(
+        tmp_path / "m", TRANSITION,
+        fail_on_load="'LLaDAModelLM' object has no attribute 'all_tied_weights_keys'")
+    with pytest.raises(ValueError) as info:
+        load_hf_model(str(path), trust_remote_code=True)
+    message = str(info.value)
+    assert f"transformers {transformers.__version__}" in message
+    assert TRANSFORMERS_RANGE in message and "all_tied_weights_keys" in message
+    # The hf extra pins the same range.
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert f'hf = ["torch>=2.2", "{TRANSFORMERS_RANGE}"]' in pyproject
+
+
+# --------------------------------------------------------------------------- memory
+def test_a_large_vocabulary_is_reduced_in_bounded_chunks(tmp_path, monkeypatch):
+    # V = 120000 (tiny hidden size): the statistics equal a float64 log-softmax of the full
+    # logits computed here, and no chunk handed to the reduction exceeds CHUNK_ELEMENTS.
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    import schedopt.hf as hf
+
+    torch.manual_seed(0)
+    v = 120_000
+    model = BertForMaskedLM(BertConfig(vocab_size=v, hidden_size=4, num_hidden_layers=1,
+                                       num_attention_heads=1, intermediate_size=8,
+                                       max_position_embeddings=32)).eval()
+    with torch.no_grad():
+        model.cls.predictions.decoder.weight.mul_(30.0)
+    seen = []
+    reduce = hf.position_statistics
+
+    def spy(logits, targets):
+        seen.append(tuple(logits.shape))
+        return reduce(logits, targets)
+
+    monkeypatch.setattr(hf, "position_statistics", spy)
+    monkeypatch.setattr(hf, "CHUNK_ELEMENTS", 1_000_000)  # 8 positions per chunk
+    rng = np.random.default_rng(8)
+    prompts = [rng.integers(5, v, size=k) for k in (3, 1, 4, 2, 3)]
+    answers = rng.integers(5, v, size=(5, 6))
+    revealed = rng.random((5, 6)) < 0.4
+    scorer = HFScorer(model, mask_id=4)
+    ce, ent = scorer.token_statistics(prompts, answers, revealed)
+    assert len(seen) > 3 and all(k * w <= 1_000_000 and w == v for k, w in seen)
+    for i, p in enumerate(prompts):
+        ids = np.concatenate([p, np.where(revealed[i], answers[i], 4)])
+        with torch.no_grad():
+            logits = model(input_ids=torch.from_numpy(ids)[None]).logits[0].double().numpy()
+        z = logits[len(p):] - logits[len(p):].max(-1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+        np.testing.assert_allclose(ce[i], -logp[np.arange(6), answers[i]], rtol=1e-4,
+                                   atol=1e-4)
+        np.testing.assert_allclose(ent[i], -(np.exp(logp) * logp).sum(-1), rtol=1e-4,
+                                   atol=1e-4)
+    assert np.ptp(ce) > 1.0
+
+
+def test_out_of_memory_names_batch_size_and_the_fitted_batch_halves(markov_dir, chain_pairs):
+    prompts, answers, _ = chain_pairs
+    model, _ = load_hf_model(str(markov_dir), trust_remote_code=True)
+
+    Tight = tight_module_class()
+    revealed = np.zeros((8, N), bool)
+    explicit = HFScorer(Tight(model, rows=2), mask_id=3, batch_size=4)
+    with pytest.raises(ValueError, match="pass a smaller --batch-size"):
+        explicit.token_statistics(prompts[:8], answers[:8], revealed)
+    fitted = HFScorer(Tight(model, rows=2), mask_id=3)  # fitted to memory, then halved
+    got = fitted.token_statistics(prompts[:8], answers[:8], revealed)
+    want = HFScorer(model, mask_id=3, batch_size=1).token_statistics(prompts[:8], answers[:8],
+                                                                     revealed)
+    for x, y in zip(got, want, strict=True):
+        np.testing.assert_allclose(x, y, atol=1e-6)
+    assert fitted.forward_passes == 8
+
+
+def tight_module_class():
+    """A module class that runs `model` but fails like the CPU allocator above `rows` rows."""
+    import torch
+
+    class Tight(torch.nn.Module):
+        def __init__(self, inner, *, rows):
+            super().__init__()
+            self.inner, self.rows, self.config = inner, rows, inner.config
+
+        def forward(self, input_ids, attention_mask=None):
+            if input_ids.shape[0] > self.rows:
+                raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: "
+                                   "not enough memory: you tried to allocate 40000000000 bytes")
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask)
+
+    return Tight

@@ -6,7 +6,13 @@
 - `save_markov_model(dir, transition)`: a `trust_remote_code` model directory with its own
   configuration and modeling files (as LLaDA and Dream ship), whose logits are the exact
   conditionals of a stationary Markov chain given any revealed positions: the law is known, so
-  prompt-conditioned curves can be checked against closed forms.
+  prompt-conditioned curves can be checked against closed forms. Options reproduce the
+  conventions of real checkpoints: `dream=True` (config.model_type "Dream", output i predicts
+  position i + 1, attention takes only a 4-D bool/float mask, as Dream's sdpa attention),
+  `ignore_mask=True` (accepts `attention_mask` but ignores it, as Fast-dLLM's copy of LLaDA;
+  its outputs are then sharpened by the number of mask tokens in the row, so padding shows),
+  `fail_on_load` (raises inside its own __init__, as LLaDA does under transformers 5) and
+  `min_tokens` (refuses shorter inputs).
 """
 
 from __future__ import annotations
@@ -65,10 +71,19 @@ from transformers import PretrainedConfig
 class MarkovChainConfig(PretrainedConfig):
     model_type = "markov_chain_test"
 
-    def __init__(self, states=3, mask_id=3, **kwargs):
+    def __init__(self, states=3, mask_id=3, shift=False, mask_format="2d", fail_on_load="",
+                 min_tokens=0, **kwargs):
         self.states = states
         self.mask_id = mask_id
+        self.shift = shift
+        self.mask_format = mask_format
+        self.fail_on_load = fail_on_load
+        self.min_tokens = min_tokens
         super().__init__(**kwargs)
+
+
+class DreamLikeConfig(MarkovChainConfig):
+    model_type = "Dream"
 '''
 
 MODELING = '''
@@ -76,7 +91,7 @@ import torch
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import MaskedLMOutput
 
-from .configuration_markov import MarkovChainConfig
+from .configuration_markov import DreamLikeConfig, MarkovChainConfig
 
 
 class MarkovChainModel(PreTrainedModel):
@@ -86,6 +101,8 @@ class MarkovChainModel(PreTrainedModel):
     base_model_prefix = "markov"
 
     def __init__(self, config):
+        if config.fail_on_load:
+            raise AttributeError(config.fail_on_load)
         super().__init__(config)
         self.transition = torch.nn.Parameter(torch.full((config.states, config.states),
                                                         1.0 / config.states))
@@ -101,7 +118,15 @@ class MarkovChainModel(PreTrainedModel):
         pi = vecs[:, torch.argmin((vals - 1).abs())].real
         pi = pi / pi.sum()
         b, length = input_ids.shape
-        if attention_mask is None:
+        if length < self.config.min_tokens:
+            raise RuntimeError(f"inputs must have at least {self.config.min_tokens} tokens")
+        if self.config.mask_format == "4d" and attention_mask is not None:
+            if attention_mask.ndim != 4 or not (attention_mask.dtype == torch.bool
+                                                or attention_mask.is_floating_point()):
+                raise RuntimeError("Expected attn_mask dtype to be bool or float or to match "
+                                   "query dtype")
+            attention_mask = attention_mask[:, 0, -1, :].long()  # the last query's live keys
+        if self.config.mask_format == "ignore" or attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         powers = [torch.eye(s, dtype=p.dtype)]
         for _ in range(length):
@@ -123,11 +148,22 @@ class MarkovChainModel(PreTrainedModel):
                 if right:
                     w = w * powers[right[0] - i][:, ids[right[0]]]
                 out[r, i] = torch.log(w / w.sum())
+        if self.config.mask_format == "ignore":  # padding's mask tokens sharpen every output
+            masked = (input_ids == self.config.mask_id).sum(-1).double()
+            out = torch.log_softmax(out * (1.0 + 0.1 * masked)[:, None, None], dim=-1)
+        if self.config.shift:  # output i predicts position i + 1 (the last output repeats)
+            out = torch.cat([out[:, 1:], out[:, -1:]], dim=1)
         return MaskedLMOutput(logits=out.float())
+
+
+class DreamLikeModel(MarkovChainModel):
+    config_class = DreamLikeConfig
 '''
 
 
-def save_markov_model(path: Path, transition: np.ndarray) -> Path:
+def save_markov_model(path: Path, transition: np.ndarray, *, dream: bool = False,
+                      ignore_mask: bool = False, fail_on_load: str = "",
+                      min_tokens: int = 0) -> Path:
     import torch
     from safetensors.torch import save_file
 
@@ -136,13 +172,21 @@ def save_markov_model(path: Path, transition: np.ndarray) -> Path:
     states = transition.shape[0]
     (path / "configuration_markov.py").write_text(CONFIGURATION)
     (path / "modeling_markov.py").write_text(MODELING)
+    config_class = "DreamLikeConfig" if dream else "MarkovChainConfig"
     config = {
-        "model_type": "markov_chain_test",
+        "model_type": "Dream" if dream else "markov_chain_test",
         "architectures": ["MarkovChainModel"],
-        "auto_map": {"AutoConfig": "configuration_markov.MarkovChainConfig",
-                     "AutoModel": "modeling_markov.MarkovChainModel"},
+        "auto_map": {"AutoConfig": f"configuration_markov.{config_class}",
+                     "AutoModel": "modeling_markov."
+                                  + ("DreamLikeModel" if dream else "MarkovChainModel")},
         "states": states,
         "mask_id": states,
+        "mask_token_id": states,
+        "vocab_size": states,
+        "shift": dream,
+        "mask_format": "4d" if dream else "ignore" if ignore_mask else "2d",
+        "fail_on_load": fail_on_load,
+        "min_tokens": min_tokens,
     }
     (path / "config.json").write_text(json.dumps(config))
     save_file({"transition": torch.tensor(transition, dtype=torch.float32)},

@@ -11,9 +11,10 @@ import argparse
 import contextlib
 import importlib
 import os
-import signal
 import sys
-import threading
+from collections.abc import Iterator
+
+from . import interrupt
 
 # Subcommand modules, in the order their commands appear in --help.
 _MODULES = ("core", "profile", "known", "export", "learned", "plot", "batch")
@@ -46,68 +47,74 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _enable_compilation_cache() -> None:
-    """Keep compiled XLA programs on disk, so repeated commands skip most compile time.
+@contextlib.contextmanager
+def _command_settings(quiet: bool) -> Iterator[None]:
+    """The settings of one command, restored when it returns (main() may be embedded).
 
-    The folder is $SCHEDOPT_CACHE_DIR, else ~/.cache/schedopt/jax; SCHEDOPT_CACHE_DIR=off, or
-    a folder that cannot be made, turns the cache off.
+    Compiled XLA programs are kept on disk, so repeated commands skip most compile time: the
+    folder is $SCHEDOPT_CACHE_DIR, else ~/.cache/schedopt/jax; SCHEDOPT_CACHE_DIR=off, or a
+    folder that cannot be made, turns the cache off. --quiet turns progress bars off.
     """
-    import os
-
     import jax
 
-    if os.environ.get("SCHEDOPT_CACHE_DIR") == "off":
-        return
+    from .. import _progress
+
+    saved = {name: getattr(jax.config, name) for name in _CACHE_SETTINGS}
+    was_quiet = _progress.QUIET
     path = os.environ.get("SCHEDOPT_CACHE_DIR") or os.path.join(
         os.path.expanduser("~"), ".cache", "schedopt", "jax"
     )
     try:
-        os.makedirs(path, exist_ok=True)
-    except OSError:
-        return
-    jax.config.update("jax_compilation_cache_dir", path)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+        if path != "off":
+            with contextlib.suppress(OSError):
+                os.makedirs(path, exist_ok=True)
+                jax.config.update("jax_compilation_cache_dir", path)
+                jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+        _progress.QUIET = was_quiet or quiet
+        yield
+    finally:
+        _progress.QUIET = was_quiet
+        for name, value in saved.items():
+            jax.config.update(name, value)
 
 
-# Whoever reports an interruption first (the main thread's KeyboardInterrupt or the watcher
-# thread woken by the signal) holds this, so the line is printed once.
-_INTERRUPTED = threading.Lock()
+_CACHE_SETTINGS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit code.
 
     0 success; 1 a check that did not pass (verify); 2 bad input or a failure, as one line
-    on stderr; 130 interrupted (Ctrl-C), with no partial output file left behind.
+    on stderr; 130 interrupted (Ctrl-C) and 143 terminated (SIGTERM), with no partial output
+    file left behind (`schedopt.cli.interrupt`).
     """
-    args = build_parser().parse_args(argv)
-    _enable_compilation_cache()
-    if args.quiet:
-        from .. import _progress
+    with interrupt.exit_on_signal():
+        args = build_parser().parse_args(argv)
+        with _command_settings(args.quiet):
+            return _run(args)
 
-        _progress.QUIET = True
-    with _exit_on_interrupt():
-        try:
+
+def _run(args: argparse.Namespace) -> int:
+    """The command's own work; its failures become one line and an exit code."""
+    try:
+        from .outputs import claimed
+
+        with claimed(args):  # no output may be an input; one writer per output
             code = int(args.func(args) or 0)
-            sys.stdout.flush()  # a closed pipe shows here rather than at exit
-            return code
-        except BrokenPipeError:
-            _silence_stdout()  # `schedopt frontier | head -1`: the reader has what it wants
-            return 0
-        except KeyboardInterrupt:
-            if not _INTERRUPTED.acquire(timeout=5):
-                return 130  # the watcher thread reported it and is ending the process
-            print("schedopt: interrupted", file=sys.stderr)
-            return 130
-        except (ValueError, OSError) as e:
-            _error(args.command, _first_line(e))
-            return 2
-        except Exception as e:  # a case no check caught: still one line, not a traceback
-            if os.environ.get("SCHEDOPT_DEBUG"):
-                raise
-            _error(args.command, f"unexpected {type(e).__name__}: {_first_line(e)} (a bug: "
-                   "please report it; SCHEDOPT_DEBUG=1 shows the traceback)")
-            return 2
+        sys.stdout.flush()  # a closed pipe shows here rather than at exit
+        return code
+    except BrokenPipeError:
+        _silence_stdout()  # `schedopt frontier | head -1`: the reader has what it wants
+        return 0
+    except (ValueError, OSError) as e:
+        _error(args.command, _first_line(e))
+        return 2
+    except Exception as e:  # a case no check caught: still one line, not a traceback
+        if os.environ.get("SCHEDOPT_DEBUG"):
+            raise
+        _error(args.command, f"unexpected {type(e).__name__}: {_first_line(e)} (a bug: "
+               "please report it; SCHEDOPT_DEBUG=1 shows the traceback)")
+        return 2
 
 
 def _first_line(e: BaseException) -> str:
@@ -127,67 +134,6 @@ def _silence_stdout() -> None:
         os.close(devnull)
     except (OSError, ValueError, AttributeError):
         pass
-
-
-@contextlib.contextmanager
-def _exit_on_interrupt():
-    """Make Ctrl-C stop a command at once, with exit code 130 and no partial files.
-
-    Python runs a SIGINT handler only between bytecodes of the main thread, and a long
-    XLA computation (or compilation) is one C++ call, so KeyboardInterrupt would wait
-    until it returns. Instead the C-level handler writes the signal to a pipe
-    (`signal.set_wakeup_fd`), and a watcher thread removes the temporary files of any
-    write in progress (finished outputs were renamed into place whole, others are
-    untouched) and ends the process with os._exit(130), skipping an interpreter
-    shutdown that could wait for, or crash in, XLA's threads. Outside the main thread
-    (where signals cannot be set) it does nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    read_fd, write_fd = os.pipe()
-    os.set_blocking(write_fd, False)
-    try:
-        previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-    except ValueError:
-        os.close(read_fd)
-        os.close(write_fd)
-        yield
-        return
-    previous_handler = signal.getsignal(signal.SIGINT)
-    if previous_handler is signal.SIG_DFL:  # (an ignored SIGINT, as under nohup, stays so)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    def watch() -> None:
-        while True:
-            try:
-                data = os.read(read_fd, 64)
-            except OSError:
-                return
-            if not data:
-                return  # the command finished and closed the pipe
-            if signal.SIGINT in data:
-                from .. import _io
-
-                if not _INTERRUPTED.acquire(blocking=False):
-                    return  # the main thread caught it first and reports it
-                _io.remove_partial_files()
-                try:
-                    os.write(2, b"schedopt: interrupted\n")
-                finally:
-                    os._exit(130)
-
-    watcher = threading.Thread(target=watch, name="schedopt-interrupt", daemon=True)
-    watcher.start()
-    try:
-        yield
-    finally:
-        signal.set_wakeup_fd(previous_fd)
-        if previous_handler is not None:
-            signal.signal(signal.SIGINT, previous_handler)
-        os.close(write_fd)  # the watcher reads end-of-file and returns
-        watcher.join()
-        os.close(read_fd)
 
 
 def load_profile(path: str, regularize: bool = False):

@@ -88,6 +88,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         lambda inputs: _fingerprint(inputs, (args.regularize, args.fast)),
         "the manifest and its profiles",
     )
+    _refuse_overwriting_inputs(manifest, out, jobs, names)
     rows: list[dict | None] = [None] * len(jobs)
     finished = np.zeros(len(jobs), np.int32)
     if writer:
@@ -121,6 +122,19 @@ def _run_batch(args: argparse.Namespace) -> int:
         _io.atomic_write(out / "summary.csv", _csv(rows))
         print(f"{len(todo)} computed, {len(jobs) - len(todo)} skipped -> {out / 'summary.csv'}")
     return 0
+
+
+def _refuse_overwriting_inputs(manifest: Path, out: Path, jobs: list[dict],
+                               names: list[str]) -> None:
+    """No job's schedule file, nor summary.csv, may be the manifest or a job's profile."""
+    from .outputs import refuse_overlap
+
+    written = {f"jobs[{i}]'s schedule": out / name for i, name in enumerate(names)}
+    written["the summary"] = out / "summary.csv"
+    read = {"the manifest": manifest}
+    read.update({f"jobs[{i}].profile": manifest.parent / job["profile"]
+                 for i, job in enumerate(jobs)})
+    refuse_overlap(written, read, fix='give the job another "name" or the batch another --out')
 
 
 def _read_jobs(manifest: Path, regularize: bool) -> tuple[list, list, list[int], list[str]]:
@@ -265,7 +279,7 @@ def _finished(path: Path, profile, steps: int, job: dict):
 
 def _groups(todo: list[int], profiles: list, budgets: list[int]) -> list[list[int]]:
     """Jobs by (n, budget bucket): each group is one `optimize_batch` call and one save."""
-    from ..optimize import bucket
+    from ..relaxed import bucket
 
     groups: dict[tuple[int, int], list[int]] = {}
     for i in todo:

@@ -60,11 +60,18 @@ def register(sub) -> None:
 
 
 def whole_number_arg(text: str) -> int:
+    """A flag's whole number: "16", or "16.0" / "1e3" when exact (never truncated)."""
+    from ..checks import is_whole
+
+    try:
+        return int(text)
+    except ValueError:
+        pass
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not value.is_integer():
+    if not is_whole(value):
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
     return int(value)
 
@@ -89,9 +96,15 @@ def certificate(schedule) -> str:
 def run_optimize(args: argparse.Namespace) -> int:
     from .._io import check_output_path
     from ..exact import optimal_schedule
-    from ..optimize import optimize
+    from ..relaxed import optimize
 
     check_output_path(args.out)
+    from . import rules
+
+    if rules.is_rule_costs(args.profile):  # a ranking rule's step costs (theory §13)
+        from .learned import load_model_and_data
+
+        return rules.run_optimize(args, load_model_and_data)
     if optimize_variant(args):  # random-count grid or semi-autoregressive blocks
         return 0
     profile = load_profile(args.profile, args.regularize)

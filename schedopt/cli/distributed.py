@@ -57,6 +57,12 @@ def start(args: argparse.Namespace) -> bool:
                timeout=args.init_timeout, label=f"schedopt {args.command}")
     if jax.process_index() != 0:
         _progress.QUIET = True
+    else:  # the one writer locks the outputs; a failure stops every process at once
+        from ..distributed import exit_on_error
+        from .outputs import lock_outputs
+
+        with exit_on_error(f"schedopt {args.command}"):
+            lock_outputs(args)
     return True
 
 

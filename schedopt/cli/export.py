@@ -17,7 +17,12 @@ def register(sub) -> None:
         "The container follows the output's extension: .json, .csv or .npz.",
     )
     p.add_argument("--schedule", required=True, metavar="S.json", help="schedule or time grid")
-    p.add_argument("--format", required=True, choices=("counts", "maskgit", "alpha", "timesteps"))
+    p.add_argument(
+        "--format", required=True, choices=("counts", "maskgit", "alpha", "timesteps"),
+        help="counts: tokens per step (LLaDA, Fast-dLLM, diffusers, dllm); maskgit: mask "
+        "ratios (MaskGIT, aMUSEd); alpha: the alpha grid (Dream, dllm, MDLM); timesteps: "
+        "times for an alpha schedule (MD4, MDLM, SEDD); docs/export.md",
+    )
     p.add_argument(
         "--block-length",
         type=int,
@@ -41,7 +46,8 @@ def register(sub) -> None:
         "--convention",
         choices=("md4", "loglinear"),
         default="md4",
-        help="timesteps only: md4 (alpha = (1-2eps) a(t) + eps) or loglinear (MDLM/SEDD)",
+        help="timesteps only: md4 (alpha = (1-2eps) a(t) + eps) or loglinear (MDLM/SEDD) "
+        "(default md4)",
     )
     p.add_argument("--out", required=True, metavar="FILE", help=".json, .csv or .npz to write")
     p.set_defaults(func=run)

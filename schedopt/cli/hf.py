@@ -23,6 +23,19 @@ from pathlib import Path
 DEFAULT_FULL_GRID = 256  # up to this n the curve is estimated at every revealed count
 
 
+class _DefaultBatch(int):
+    """256, the --batch-size default, told apart from a 256 given on the command line (with
+    --hf-model the default means: fit the rows per pass to the free memory)."""
+
+
+DEFAULT_BATCH = _DefaultBatch(256)
+
+
+def batch_size_given(args: argparse.Namespace) -> bool:
+    """Whether --batch-size was given rather than left at its default."""
+    return not isinstance(args.batch_size, _DefaultBatch)
+
+
 def add_hf_arguments(parser: argparse.ArgumentParser, *, block_length: bool = True) -> None:
     """Options for a Hugging Face model on a JSONL file of prompt/answer pairs."""
     g = parser.add_argument_group("Hugging Face model (--hf-model) on prompt/answer pairs")
@@ -31,6 +44,15 @@ def add_hf_arguments(parser: argparse.ArgumentParser, *, block_length: bool = Tr
     g.add_argument("--trust-remote-code", action="store_true",
                    help="run the modeling code shipped with the model (LLaDA, Dream)")
     g.add_argument("--mask-id", type=int, metavar="ID", help="the model's mask token id")
+    g.add_argument("--force-mask-id", action="store_true",
+                   help="use --mask-id although the model's config names another mask token")
+    g.add_argument("--shifted-logits", action=argparse.BooleanOptionalAction, default=None,
+                   help="output i predicts position i + 1, as in Dream and other models adapted "
+                   "from autoregressive ones (default: from the config's model_type)")
+    g.add_argument("--attention-mask", choices=("auto", "2d", "4d", "none"), default="auto",
+                   help="the mask the model's forward takes: 2d int [B, L], 4d bool "
+                   "[B, 1, L, L], or none (rows grouped by prompt length, never padded); "
+                   "default auto: 4d for Dream, else 2d when its forward takes attention_mask")
     g.add_argument("--pad-id", type=int, metavar="ID",
                    help="token that pads short answers to --answer-length (default: the "
                    "tokenizer's EOS, as LLaDA pads)")
@@ -71,7 +93,10 @@ def load(args: argparse.Namespace):
         scorer, tokenizer = hf_scorer(args.hf_model, mask_id=args.mask_id,
                                       trust_remote_code=args.trust_remote_code,
                                       device=args.device, dtype=args.dtype,
-                                      batch_size=args.batch_size)
+                                      batch_size=args.batch_size if batch_size_given(args)
+                                      else None, shifted=args.shifted_logits,
+                                      attention=args.attention_mask,
+                                      force_mask_id=args.force_mask_id)
     except ImportError as e:
         raise ValueError(str(e)) from None
     pad_id = args.pad_id
@@ -86,7 +111,8 @@ def load(args: argparse.Namespace):
     if len(pairs) < 2:
         raise ValueError(f"{args.data!r} holds {len(pairs)} pair; give at least 2 for intervals")
     info = {"model": str(args.hf_model), "data": str(args.data), "mask_id": args.mask_id,
-            "pad_id": pad_id, **pairs.summary()}
+            "pad_id": pad_id, "shifted_logits": scorer.shifted,
+            "attention_mask": scorer.attention, **pairs.summary()}
     return scorer, pairs, info
 
 
@@ -100,13 +126,19 @@ def checkpoint_path(args: argparse.Namespace, out: str) -> Path:
     from .. import _io
 
     path, about = Path(f"{out}.partial.npz"), Path(f"{out}.partial.json")
+    # The mask id changes every score but not the data's fingerprint: it is recorded here.
     run = {"hf_model": str(args.hf_model), "kind": args.kind, "dtype": args.dtype,
-           "block_length": args.block_length, "trust_remote_code": args.trust_remote_code}
+           "block_length": args.block_length, "trust_remote_code": args.trust_remote_code,
+           "mask_id": args.mask_id}
     if not args.resume:
         path.unlink(missing_ok=True)
-    elif path.exists() and about.exists() and json.loads(about.read_text()) != run:
-        raise ValueError(f"{str(path)!r} was written for other options "
-                         f"({json.loads(about.read_text())}); drop --resume to start afresh")
+    elif path.exists() and about.exists():
+        saved = _io.read_json(about, "checkpoint options")
+        if saved != run:
+            changed = sorted(k for k in run if not isinstance(saved, dict)
+                             or saved.get(k) != run[k])
+            raise ValueError(f"{str(path)!r} was written for other options (changed: "
+                             f"{', '.join(changed)}); drop --resume to start afresh")
     _io.write_json(about, run)
     return path
 

@@ -1,7 +1,7 @@
 """CLI for known distributions: `profile --distribution`, `verify`, `demo`.
 
-    schedopt profile --distribution markov --transition P.npy --length 128 --out P.json
-    schedopt verify --distribution markov --transition P.npy --length 128 --schedule S.json
+    schedopt profile --distribution markov --transition transition.npy --length 128 --out P.json
+    schedopt verify --distribution markov --transition transition.npy --length 128 --schedule S.json
     schedopt demo --out demo-out
 """
 
@@ -30,7 +30,8 @@ def add_distribution_arguments(parser: argparse.ArgumentParser) -> None:
     """--distribution and its parameter files (.npy or .json), plus --samples."""
     g = parser.add_argument_group("known distribution (parameter files are .npy or .json)")
     g.add_argument("--distribution", choices=DISTRIBUTIONS, help="a known distribution")
-    g.add_argument("--transition", metavar="P.npy", help="markov, hmm: row-stochastic matrix")
+    g.add_argument("--transition", metavar="transition.npy",
+                   help="markov, hmm: row-stochastic matrix")
     g.add_argument("--emission", metavar="E.npy", help="hmm: emission matrix [K hidden, V]")
     g.add_argument("--length", type=int, metavar="N", help="markov, hmm, code: sequence length")
     g.add_argument("--weights", metavar="W.npy", help="mixture: component weights [K]")
@@ -102,7 +103,7 @@ def register(sub) -> None:
         "schedule's sampler on a random partition, and compare the Monte Carlo KL with the "
         "KL predicted from the profile (for a law without an exact profile, from its curve "
         "measured on the same sequences and orders: a paired check). Exit code 0 if the "
-        "95%% interval of the difference holds 0, 1 if not (verdict DISAGREES, or "
+        "95% interval of the difference holds 0, 1 if not (verdict DISAGREES, or "
         "inconclusive when heavy tails make the interval untrustworthy); docs/checks.md.",
     )
     add_distribution_arguments(p)
@@ -268,7 +269,7 @@ def run_demo(args: argparse.Namespace) -> int:
     import jax
 
     from .. import compare
-    from ..optimize import optimize
+    from ..relaxed import optimize
     from ..sampler import verify
     from ..schedules import uniform
     from . import format_table
@@ -340,7 +341,7 @@ def budget_table(profile, budgets) -> list[dict]:
     """Expected KL (nats) of each method (`schedopt.compare.METHODS`) at each budget T, one
     dict per T: one frontier pass and one batched evaluation, plus the optimizer per T."""
     from .. import compare
-    from ..optimize import optimize
+    from ..relaxed import optimize
 
     table = compare.budget_table(profile, max(budgets))
     rows = []

@@ -14,7 +14,6 @@ from .distributed import add_distributed_arguments
 DATASETS = ("digits", "text", "hmm")
 
 
-
 def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = False,
                         kind: bool = True) -> None:
     """--model, --data, --kind (when `kind`), --sequences, --split, --batch-size."""
@@ -42,10 +41,11 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = Fal
         "--split", choices=("test", "valid", "train"), default="test",
         help="which split to measure on (default: test, the held-out split)",
     )
-    group.add_argument("--batch-size", type=int, default=256, metavar="B",
-                       help="rows per forward pass (default 256)")
     from . import hf
 
+    group.add_argument("--batch-size", type=int, default=hf.DEFAULT_BATCH, metavar="B",
+                       help="rows per forward pass (default 256; with --hf-model: as many as "
+                       "fit in half the free memory, at most 256)")
     hf.add_hf_arguments(parser)
 
 
@@ -131,12 +131,15 @@ def register(sub) -> None:
         "predicts (theory §9 and 11). The two should agree within their intervals.",
     )
     add_model_arguments(p, required=False, kind=False)
-    p.add_argument("--schedule", action="append", required=True, metavar="S.json",
+    p.add_argument("--schedule", action="append", default=None, metavar="S.json",
                    help="a schedule file (repeat for several)")
     p.add_argument("--seed", type=int, default=0, help="random seed for the orders (default 0)")
     p.add_argument("--orders", type=int, default=1, metavar="R",
                    help="random orders per sequence for the NLLs (default 1; more = tighter)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    from . import rules
+
+    rules.add_rule_arguments(p)
     add_distributed_arguments(p)
     p.set_defaults(func=run_nll)
 
@@ -152,6 +155,16 @@ def run_nll(args: argparse.Namespace) -> int:
 
 def _run_nll(args: argparse.Namespace) -> int:
     import jax
+
+    from . import rules
+
+    if rules.wants_rule(args):  # state-dependent unmasking: exact by teacher forcing (§13)
+        return rules.run(args, load_model_and_data)
+    if getattr(args, "per_sequence", None) is not None:
+        raise ValueError("--per-sequence is written for --unmask-order, --threshold or "
+                         "--entropy-bound; add one of them")
+    if not args.schedule:
+        raise ValueError("nll needs --schedule S.json (or --threshold / --entropy-bound)")
 
     if args.hf_model is not None:
         if args.model is not None:

@@ -52,6 +52,9 @@ def register(sub) -> None:
         "--target-steps", type=int, nargs="+", default=[4, 8, 16, 32], metavar="T",
         help="the step budgets the --max-forward-passes estimate aims at (default 4 8 16 32)",
     )
+    p.add_argument("--unmask-order", default=None, metavar="RULE",
+                   help="with --model or --hf-model: step costs for count schedules of a "
+                   "ranking rule (confidence|margin|entropy|left-to-right; theory §13)")
     p.add_argument("--out", required=True, metavar="P.json", help="profile file to write")
     p.add_argument("--seed", type=int, default=0, help="random seed for Monte Carlo (default 0)")
     add_distributed_arguments(p)
@@ -79,6 +82,10 @@ def _run(args: argparse.Namespace) -> int:
 
     if is_writer():
         check_output_path(args.out)
+    if getattr(args, "unmask_order", None) is not None:  # a ranking rule's step costs (§13)
+        from . import rules
+
+        return rules.run_profile(args, learned.load_model_and_data)
     if getattr(args, "hf_model", None):
         if any(getattr(args, name, None) for name in ("distribution", "model", "from_loss_curve")):
             raise ValueError("give one source of the curve: --distribution, --model, "

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..checks import whole_number
+from ..checks import BYTES_PER_TOKEN, check_fits, whole_number
 from ..precision import float64
 from ..profile import EntropyProfile
 
@@ -140,7 +140,7 @@ class Distribution(abc.ABC):
         """
         from ..estimate import estimate_curves
 
-        samples = check_count(samples, "samples")
+        samples = check_samples(samples, self.n)
         key = jax.random.key(0) if key is None else key
         k_data, k_order = jax.random.split(key)
         data = self.sample(samples, key=k_data)
@@ -210,13 +210,23 @@ def entropy_nats(p: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def check_length(n: Any, name: str = "n") -> int:
-    """A sequence length: a whole number >= 1 (see `schedopt.checks.whole_number`)."""
-    return whole_number(n, name, minimum=1, unit="tokens")
+    """A sequence length: a whole number >= 1 whose curves fit in memory (see
+    `schedopt.checks.whole_number` and `check_fits`)."""
+    n = whole_number(n, name, minimum=1, unit="tokens")
+    return check_fits(n, name, bytes_each=BYTES_PER_TOKEN, unit="tokens", why="its curves")
 
 
 def check_count(num: Any, name: str) -> int:
     """A number of samples or sequences: a whole number >= 1."""
     return whole_number(num, name, minimum=1)
+
+
+def check_samples(num: Any, n: int, name: str = "samples") -> int:
+    """A number of sampled sequences of n tokens whose tokens, orders and scores fit in
+    memory (about 32 bytes per token of each sequence)."""
+    num = check_count(num, name)
+    return check_fits(num, name, bytes_each=32 * (n + 1), unit="sequences",
+                      why=f"{n}-token sequences, their orders and scores")
 
 
 def check_probabilities(p: Any, name: str, ndim: int) -> np.ndarray:

@@ -16,7 +16,7 @@ class StdlibConvConfig(PretrainedConfig):
 
 class StdlibConvForMaskedLM(PreTrainedModel):
     config_class = StdlibConvConfig
-    base_model_prefix = "conv"
+    base_model_prefix = "stdlib_conv"  # not a prefix of any weight name (transformers 4 strips it)
 
     def __init__(self, config):
         super().__init__(config)
