@@ -13,11 +13,11 @@ Two solvers share the grid of run starts of g (docs/theory.md §4):
 - "optax": the optimizer of `schedopt.optimize` with one start and fewer gradient steps, its
   repair iterated to a fixed point on the same grid; not certified.
 
-`certify="auto"` (the default) is exact on CPU, and on an accelerator when the grid has at most
-`AUTO_EXACT_GRID` points; `certify=True` always, `False` never. The batch axis is sharded over every device with
-`jax.sharding` (a one-axis `Mesh` and a `NamedSharding`), padded to a multiple of the device
-count; each problem's arithmetic is independent of the others, so the schedules are the same
-on 1 device as on 8.
+`certify="auto"` (the default) is exact on CPU, and on an accelerator when the grid has at
+most `AUTO_EXACT_GRID` points; `certify=True` always, `False` never. The batch axis is sharded
+over every device with `jax.sharding` (a one-axis `Mesh` and a `NamedSharding`), padded to a
+multiple of the device count; each problem's arithmetic is independent of the others, so the
+schedules are the same on 1 device as on 8.
 
 Several processes (a TPU pod, a GPU cluster, workstations): after
 `schedopt.distributed.initialize` in every process, which all run the same call on the same

@@ -28,9 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from . import lagrangian
 from .checks import check_steps
 from .divergence import flat_tolerance
-from . import lagrangian
 from .envelope import envelope_frontier
 from .precision import float64
 from .profile import EntropyProfile

@@ -29,13 +29,23 @@ import numpy as np
 _MAX_CHORDS = 200
 
 
-@numba.njit(cache=True)
+def _compiled(function):
+    """`numba.njit` with its on-disk cache where numba can write one (beside this file or in
+    the user's cache folder), and without it elsewhere: numba refuses `cache=True` at import
+    when no cache folder is writable (a read-only install under a read-only home)."""
+    try:
+        return numba.njit(cache=True)(function)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return numba.njit(function)
+
+
+@_compiled
 def _better(c1, s1, c2, s2, c3, s3):
     """True when line 2 is nowhere strictly below lines 1 and 3 (s1 > s2 > s3)."""
     return (c3 - c1) * (s1 - s2) <= (c2 - c1) * (s1 - s3)
 
 
-@numba.njit(cache=True)
+@_compiled
 def penalised(x, h, g, lam):
     """The penalised optimum on a grid: (P(lam), steps, parent int64[m + 1]).
 
@@ -76,7 +86,8 @@ def penalised(x, h, g, lam):
             if ptr >= size:
                 ptr = size - 1
         q = x[j]
-        while ptr + 1 < size and inter[ptr + 1] + g[hull[ptr + 1]] * q <= inter[ptr] + g[hull[ptr]] * q:
+        while (ptr + 1 < size
+               and inter[ptr + 1] + g[hull[ptr + 1]] * q <= inter[ptr] + g[hull[ptr]] * q):
             ptr += 1
         a = hull[ptr]
         value[j] = inter[ptr] + g[a] * q - h[j]
@@ -85,7 +96,7 @@ def penalised(x, h, g, lam):
     return value[m], count[m], parent
 
 
-@numba.njit(cache=True)
+@_compiled
 def _path(parent):
     """int64[k + 1] grid indices of the cuts, 0 first and m last."""
     m = parent.shape[0] - 1
@@ -102,7 +113,7 @@ def _path(parent):
     return out
 
 
-@numba.njit(cache=True)
+@_compiled
 def path_cost(x, h, g, path):
     """The KL of the blocks between consecutive grid indices of `path` (first form, §3)."""
     total = 0.0
@@ -113,7 +124,7 @@ def path_cost(x, h, g, path):
     return total
 
 
-@numba.njit(cache=True)
+@_compiled
 def splice(p, q, steps):
     """A path with exactly `steps` blocks from paths p (k_p <= T) and q (k_q >= T blocks).
 
@@ -190,7 +201,7 @@ def solve(x, h, g, steps: int, tol: float):
     return float(path_cost(x, h, g, path)), best_lb, best_lam, path
 
 
-@numba.njit(cache=True)
+@_compiled
 def layered_frontier(x, h, g, depth):
     """float64[depth]: f(t) for t = 1..depth by the layered O(depth m) hull DP on a grid.
 

@@ -4,6 +4,9 @@ Independent routes: `brute_force_optimum` (every composition of n into T parts) 
 `quadratic_dp_optimum` (the O(T n^2) DP over all blocks, no Monge shortcut, no grid).
 """
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from helpers import brute_force_optimum, kl_from_curve, quadratic_dp_optimum, rough_curve
@@ -76,3 +79,28 @@ def test_large_budget_is_certified_at_n_131072():
     assert bool(schedule.certified) and len(schedule.tokens_per_step) == 4096
     gap = float(schedule.expected_kl) - float(schedule.lower_bound)
     assert abs(gap) <= 1e-9 * float(schedule.expected_kl) + 1e-9  # rounding only
+
+
+def test_solver_loads_where_numba_cannot_write_a_cache(spawn):
+    """A read-only install under a read-only home: numba has no cache folder, so `cache=True`
+    would refuse at import; the solver compiles without a cache and still finds the optimum."""
+    rng = np.random.default_rng(3)
+    entropy = _entropy(np.sort(rng.uniform(0, 2, 8))[::-1])
+    optimum = brute_force_optimum(entropy, 3)
+    code = (
+        "import numpy as np, numba.core.caching as c\n"
+        "def read_only(self):\n"
+        "    raise PermissionError('read-only file system')\n"
+        "c._CacheLocator.ensure_cache_path = read_only  # every cache folder is read-only\n"
+        "from schedopt.exact import optimal_tokens\n"
+        f"entropy = np.array({entropy.tolist()!r})\n"
+        "bound, tokens = optimal_tokens(entropy, 3)\n"
+        "print(*tokens.tolist())\n"
+    )
+    proc = spawn([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                 text=True)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    tokens = [int(t) for t in out.split()]
+    assert len(tokens) == 3 and sum(tokens) == 8
+    assert abs(kl_from_curve(entropy, tokens) - optimum) <= 1e-9 * max(1.0, optimum)
