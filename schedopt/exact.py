@@ -337,6 +337,20 @@ def optimal_tokens(entropy: np.ndarray, steps: int) -> tuple[float, np.ndarray]:
     return float(bound), spread_cuts(starts[path[1:-1]], n, steps)
 
 
+def fewest_optimal_steps(entropy: np.ndarray, threshold: float) -> int:
+    """The least T whose optimal KL is at most `threshold` (nats, >= 0), for H float[n + 1].
+
+    The multiplier search of `schedopt.lagrangian.fewest_steps` on the grid of run starts:
+    O(r) per multiplier (r the number of runs of g), however large T is.
+    """
+    entropy = np.asarray(entropy, np.float64)
+    starts = run_starts(entropy)
+    if starts.size - 1 <= 1:  # one run: every schedule has KL 0
+        return 1
+    x, h, g = _grid_arrays(entropy, starts)
+    return lagrangian.fewest_steps(x, h, g, float(threshold), float(flat_tolerance(entropy)))
+
+
 def _grid_arrays(entropy: np.ndarray, starts: np.ndarray):
     """(x, H, g) float64 on the unpadded grid of `starts` (the numba solvers' input)."""
     g = np.diff(entropy)

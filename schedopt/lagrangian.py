@@ -252,3 +252,50 @@ def layered_frontier(x, h, g, depth):
         out[t - 1] = cur[m]
         prev, cur = cur, prev
     return out
+
+
+def fewest_steps(x, h, g, threshold: float, tol: float) -> int:
+    """The least number of blocks T whose optimum on the grid is at most `threshold` (nats).
+
+    The optimum f(T) is convex and non-increasing in T (docs/theory.md §4.4), so the search
+    walks the multiplier by chords as `solve` does, keeping a hull vertex p above the
+    threshold and one q at or below it. When no penalised optimum lies below the chord, f is
+    linear from k_p to k_q and the answer is read off the line, then confirmed by `solve` at
+    that T and the one before (rounding can move a threshold that sits on the line by one).
+
+    Args:
+        x, h, g: the grid (see `penalised`), float64, m intervals.
+        threshold: the KL to reach, >= 0 (f(m) = 0 on the grid of run starts).
+        tol: the rounding tolerance on a KL (nats), as for `solve`.
+    """
+    m = x.shape[0] - 1
+    p = np.array([0, m], np.int64)
+    kl_p = float(path_cost(x, h, g, p))
+    if kl_p <= threshold:
+        return 1
+    _, _, parent = penalised(x, h, g, 0.0)
+    q = _path(parent)
+    kl_q = float(path_cost(x, h, g, q))
+    for _ in range(_MAX_CHORDS):
+        kp, kq = p.shape[0] - 1, q.shape[0] - 1
+        if kq - kp <= 1:
+            return kq
+        lam = (kl_p - kl_q) / (kq - kp)
+        value, _, parent = penalised(x, h, g, lam)
+        r = _path(parent)
+        kr = r.shape[0] - 1
+        if value >= kl_p + lam * kp - tol or kr <= kp or kr >= kq:
+            break  # f is linear on [k_p, k_q]
+        kl_r = float(path_cost(x, h, g, r))
+        if kl_r <= threshold:
+            q, kl_q = r, kl_r
+        else:
+            p, kl_p = r, kl_r
+    kp, kq = p.shape[0] - 1, q.shape[0] - 1
+    lam = (kl_p - kl_q) / (kq - kp)
+    steps = min(max(kp + int(np.ceil((kl_p - threshold) / lam)), kp + 1), kq)
+    while steps < kq and solve(x, h, g, steps, tol)[0] > threshold:
+        steps += 1
+    while steps - 1 > kp and solve(x, h, g, steps - 1, tol)[0] <= threshold:
+        steps -= 1
+    return steps

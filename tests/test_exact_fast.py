@@ -104,3 +104,33 @@ def test_solver_loads_where_numba_cannot_write_a_cache(spawn):
     tokens = [int(t) for t in out.split()]
     assert len(tokens) == 3 and sum(tokens) == 8
     assert abs(kl_from_curve(entropy, tokens) - optimum) <= 1e-9 * max(1.0, optimum)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("seed", range(3))
+def test_fewest_steps_equals_enumeration(kind, seed):
+    """The least T reaching a target, against the brute-force optimum of every T; targets on
+    the frontier's values themselves (ties), between them, and below every positive one."""
+    from schedopt.compare import fewest_steps_optimal
+
+    rng = np.random.default_rng(10 + seed)
+    n = int(rng.integers(1, 11))
+    entropy = _entropy(_adversarial(rng, n, kind))
+    optima = [brute_force_optimum(entropy, t) for t in range(1, n + 1)]
+    positive = [v for v in optima if v > 1e-9]
+    targets = positive + [0.5 * v for v in positive] + [1e-6, optima[0] * 2 + 1.0]
+    for target in targets:
+        slack = 1e-12 * (1 + target)
+        expected = 1 + next(t for t, v in enumerate(optima) if v <= target + slack)
+        assert fewest_steps_optimal(EntropyProfile(entropy=entropy), target) == expected
+
+
+def test_fewest_steps_on_a_long_curve_equals_the_quadratic_dp():
+    rng = np.random.default_rng(5)
+    entropy = _entropy(rough_curve(rng, 97, "noisy"))
+    from schedopt.compare import fewest_steps_optimal
+
+    optima = [quadratic_dp_optimum(entropy, t) for t in range(1, 98)]
+    for target in (optima[0] * 0.9, optima[5], optima[20] * 1.01, optima[40] * 0.99, 1e-9):
+        expected = 1 + next(t for t, v in enumerate(optima) if v <= target * (1 + 1e-12) + 1e-12)
+        assert fewest_steps_optimal(EntropyProfile(entropy=entropy), target) == expected
