@@ -15,6 +15,11 @@ Then the exact frontier (`frontier`) at n = 131072 for every T <= 4096 on the sm
 on the chain.
 
     python scripts/bench_exact.py [--repeats 3]
+    python scripts/bench_exact.py --jax-dp     # only: the vmapped JAX DP against numba, CPU
+
+`--jax-dp` times, at n = 4096 on the chain and its regularised version, the JAX DP of
+`schedopt.exact` (one curve, and a batch of 32 through one vmapped call) against the numba
+Lagrangian solver, to choose the CPU path (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -106,11 +111,43 @@ def curves(n: int) -> dict[str, schedopt.EntropyProfile]:
     }
 
 
+def jax_against_numba() -> None:
+    """The vmapped JAX DP on the run grid against the numba Lagrangian solver, per curve."""
+    import jax
+
+    from schedopt import exact
+
+    for curve, profile in curves(4096).items():
+        if curve == "smooth":
+            continue
+        h = np.asarray(profile.entropy, np.float64)
+        starts = exact.run_starts(h)
+        for steps in (64, 512):
+            padded = 1 << (steps - 1).bit_length()
+            with jax.enable_x64(True):
+                grid = exact.make_grid(h, starts)
+                batch = jax.tree.map(lambda a: np.stack([a] * 32), grid)
+                vmapped = jax.jit(jax.vmap(
+                    lambda g: exact.solve_on_grid(g, steps, padded)))  # noqa: B023
+                one, _ = timed(lambda: jax.block_until_ready(
+                    exact._solve_on_grid(grid, steps, padded)), 4)  # noqa: B023
+                many, _ = timed(lambda: jax.block_until_ready(vmapped(batch)), 3)  # noqa: B023
+            optimal_tokens(h, steps)
+            numba_time, _ = timed(lambda: optimal_tokens(h, steps), 4)  # noqa: B023
+            print(f"{curve}, n = 4096, {starts.size - 1} runs, T = {steps}: JAX DP "
+                  f"{one * 1e3:.1f} ms one curve, {many / 32 * 1e3:.1f} ms per curve vmapped "
+                  f"x32; numba Lagrangian {numba_time * 1e3:.2f} ms", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--optax-max-n", type=int, default=32768)
+    parser.add_argument("--jax-dp", action="store_true", help="only the JAX DP against numba")
     args = parser.parse_args()
+    if args.jax_dp:
+        jax_against_numba()
+        return
 
     print("| curve | n | T | certified (ms) | solver alone (ms) | hull DP (ms) | "
           "hull / certified | abs(KL - hull DP) (nats) | certify=False (ms) | "
