@@ -1,5 +1,10 @@
 """The exact solver: a dynamic program over integer schedules, and the KL-vs-steps frontier.
 
+`optimal_schedule`, `optimal_tokens`, `frontier` and `fewest_optimal_steps` run the compiled
+host solvers of `schedopt.lagrangian` on the grid of run starts (docs/theory.md §4.4); the JAX
+DP below (`grid_layer`, `solve_on_grid`) serves vmapped batches on an accelerator
+(`schedopt.batch`) and the envelope frontier's fallback.
+
 docs/theory.md §4. With F_t(b) the least KL of unmasking the first b positions in t steps,
 
     F_t(b) = min_{a < b} F_{t-1}(a) + C(a, b),   C(a, b) = (b - a) g_a - (H_b - H_a).
