@@ -6,16 +6,18 @@ and solves each group with one jit-compiled `jax.vmap`, in chunks of a power of 
 problems sized to about 128 MB: no Python loop over problems, and memory O(chunk * (n + T)).
 Two solvers share the grid of run starts of g (docs/theory.md §4):
 
-- "exact": the DP of `schedopt.exact` on the grid (certified). Regularised estimates have few
-  runs (a few hundred at n = 1024), where the DP is as fast as the optimizer.
+- "exact": certified. On CPU, the Lagrangian solver of `schedopt.lagrangian` (numba), one
+  problem at a time: O(m log(1/eps)) for any T, faster than the optimizer at every size
+  measured (docs/benchmarks.md). On an accelerator, the vmapped divide-and-conquer DP of
+  `schedopt.exact` on the padded grid.
 - "optax": the optimizer of `schedopt.optimize` with one start and fewer gradient steps, its
   repair iterated to a fixed point on the same grid; not certified.
 
-`certify="auto"` (the default) takes the DP when the grid has at most `AUTO_EXACT_GRID`
-points; `certify=True` always, `False` never. The batch axis is sharded over every device with
-`jax.sharding` (a one-axis `Mesh` and a `NamedSharding`), padded to a multiple of the device
-count; each problem's arithmetic is independent of the others, so the schedules are the same
-on 1 device as on 8.
+`certify="auto"` (the default) is exact on CPU, and on an accelerator when the grid has at
+most `AUTO_EXACT_GRID` points; `certify=True` always, `False` never. The batch axis is sharded
+over every device with `jax.sharding` (a one-axis `Mesh` and a `NamedSharding`), padded to a
+multiple of the device count; each problem's arithmetic is independent of the others, so the
+schedules are the same on 1 device as on 8.
 
 Several processes (a TPU pod, a GPU cluster, workstations): after
 `schedopt.distributed.initialize` in every process, which all run the same call on the same
@@ -38,7 +40,15 @@ from . import _progress
 from .checks import check_steps, whole_number
 from .distributed import to_host
 from .divergence import kl_of_tokens
-from .exact import CutGrid, grid_size, make_grid, run_starts, solve_on_grid, spread_cuts
+from .exact import (
+    CutGrid,
+    grid_size,
+    make_grid,
+    optimal_tokens,
+    run_starts,
+    solve_on_grid,
+    spread_cuts,
+)
 from .precision import float64
 from .profile import EntropyProfile
 from .relaxed import bucket, default_optimizer, kl_of_cuts, solve
@@ -75,9 +85,9 @@ def optimize_batch(
             with a cosine-decayed learning rate, as `optimize`).
         num_iterations: gradient steps per problem ("optax" solver).
         window: half-width (grid points) of the exact repair window, moved until a fixed point.
-        certify: True: solve every problem with the exact DP (certified); False: with the
-            optimizer; "auto": the DP where the grid of run starts is small
-            (`AUTO_EXACT_GRID`), the optimizer elsewhere.
+        certify: True: solve every problem exactly (certified); False: with the optimizer;
+            "auto": exactly on CPU (the Lagrangian solver is the fastest route there), and on
+            an accelerator where the grid of run starts is small (`AUTO_EXACT_GRID`).
         quiet: no progress bar over the groups.
 
     Returns:
@@ -107,6 +117,7 @@ def optimize_batch(
 def _optimize_batch(profiles, budgets, settings, certify, quiet) -> list[Schedule]:
     results: list[Schedule | None] = [None] * len(profiles)
     groups: dict[tuple, list] = {}
+    solved: dict[tuple, list] = {}
     for i, (profile, t) in enumerate(zip(profiles, budgets, strict=True)):
         entropy = np.asarray(profile.entropy, np.float64)
         starts = run_starts(entropy)
@@ -116,7 +127,12 @@ def _optimize_batch(profiles, budgets, settings, certify, quiet) -> list[Schedul
             results[i] = _schedule(tokens, kl, "exact", None, kl)
             continue
         m = grid_size(starts.size - 1)
-        exact = certify is True or (certify == "auto" and m <= AUTO_EXACT_GRID)
+        on_cpu = jax.default_backend() == "cpu"
+        exact = certify is True or (certify == "auto" and (on_cpu or m <= AUTO_EXACT_GRID))
+        if exact and on_cpu:  # the compiled CPU solver beats the vmapped DP here
+            bound, tokens = optimal_tokens(entropy, int(t))
+            solved.setdefault((profile.n, bucket(t)), []).append((i, entropy, tokens, bound))
+            continue
         key = (profile.n, bucket(t), m, "exact" if exact else "optax")
         groups.setdefault(key, []).append((i, entropy, make_grid(entropy, starts, m)))
     for (n, padded, _, solver), members in _progress.progress(
@@ -144,7 +160,20 @@ def _optimize_batch(profiles, budgets, settings, certify, quiet) -> list[Schedul
                 bound = max(float(value[row]), 0.0) if solver == "exact" else None
                 rel = None if relaxed[row] is None else float(relaxed[row])
                 results[i] = _schedule(tokens[row, :t], kl_i, solver, rel, bound)
+    for (_, padded), members in solved.items():
+        _finish_solved(results, members, padded)
     return results  # type: ignore[return-value]
+
+
+def _finish_solved(results: list, members: list, padded: int) -> None:
+    """Schedules for problems solved on the host: their KLs in one batched call per group
+    (the budgets padded with zero-size steps, so one compiled program serves the group)."""
+    tokens = np.zeros((len(members), padded), np.int64)
+    for row, (_, _, t, _) in enumerate(members):
+        tokens[row, : t.size] = t
+    kl = np.asarray(kl_of_tokens(np.stack([e for _, e, _, _ in members]), tokens))
+    for row, (i, _, t, bound) in enumerate(members):
+        results[i] = _schedule(t, max(float(kl[row]), 0.0), "exact", None, max(bound, 0.0))
 
 
 def grid_fields(grid: CutGrid) -> tuple:

@@ -9,7 +9,7 @@ import numpy as np
 
 from .checks import check_steps
 from .divergence import evaluate_kl
-from .exact import frontier, optimal_schedule
+from .exact import fewest_optimal_steps, frontier, optimal_schedule
 from .profile import EntropyProfile
 from .relaxed import bucket, optimize
 from .schedules import (
@@ -129,13 +129,10 @@ def _reaches(kl, target_kl: float):
 
 
 def fewest_steps_optimal(profile: EntropyProfile, target_kl: float) -> int:
-    """The fewest steps any schedule needs for KL <= target_kl (growing frontier passes)."""
-    budget = min(64, profile.n)
-    while True:
-        hits = np.nonzero(_reaches(frontier(profile, budget), target_kl))[0]
-        if hits.size:
-            return int(hits[0]) + 1
-        budget = min(4 * budget, profile.n)  # T = n always reaches KL 0
+    """The fewest steps any schedule needs for KL <= target_kl (nats): a search on the
+    multiplier of the step count (`schedopt.exact.fewest_optimal_steps`), O(n) per multiplier
+    for any answer."""
+    return fewest_optimal_steps(profile.entropy, target_kl * (1 + _SLACK) + _SLACK)
 
 
 def _fewest_optimized(profile: EntropyProfile, target_kl: float, optimum: int) -> int:

@@ -1,5 +1,10 @@
 """The exact solver: a dynamic program over integer schedules, and the KL-vs-steps frontier.
 
+`optimal_schedule`, `optimal_tokens`, `frontier` and `fewest_optimal_steps` run the compiled
+host solvers of `schedopt.lagrangian` on the grid of run starts (docs/theory.md §4.4); the JAX
+DP below (`grid_layer`, `solve_on_grid`) serves vmapped batches on an accelerator
+(`schedopt.batch`) and the envelope frontier's fallback.
+
 docs/theory.md §4. With F_t(b) the least KL of unmasking the first b positions in t steps,
 
     F_t(b) = min_{a < b} F_{t-1}(a) + C(a, b),   C(a, b) = (b - a) g_a - (H_b - H_a).
@@ -28,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from . import lagrangian
 from .checks import check_steps
 from .divergence import flat_tolerance
 from .envelope import envelope_frontier
@@ -39,8 +45,6 @@ from .schedules import Schedule
 # share one compiled loop body, padded to a common width; deeper levels get a body each. This
 # keeps compile time low (about five bodies for any m) at a few percent of extra work.
 _SHALLOW_FRACTION = 8
-# `frontier` switches to the envelope method (`fast_frontier`) above this many runs of g.
-ENVELOPE_RUNS = 1 << 14
 # Grids are padded to a power of two of at least this many points.
 _MIN_GRID = 16
 
@@ -282,7 +286,8 @@ def frontier(profile: EntropyProfile, max_steps: int) -> np.ndarray:
     Returns:
         float64[max_steps]: entry T - 1 is the least expected KL (nats) of any T-step schedule.
         Non-increasing in T; zero from the number of runs of g on (T = n at the latest).
-        Curves with more than `ENVELOPE_RUNS` runs use `fast_frontier` (same values).
+        Computed by the layered hull DP of `schedopt.lagrangian` on the grid of run starts
+        (O(max_steps r), r the number of runs of g).
     """
     max_steps = check_steps(max_steps, profile.n)
     entropy = np.asarray(profile.entropy, np.float64)
@@ -290,19 +295,10 @@ def frontier(profile: EntropyProfile, max_steps: int) -> np.ndarray:
     runs = starts.size - 1
     out = np.zeros(max_steps)
     depth = min(max_steps, runs)
-    if runs > ENVELOPE_RUNS:  # long smooth curves: O(n) certified envelopes per layer
-        out[:depth] = fast_frontier(profile, depth)
-    elif depth:
-        out[:depth] = _frontier_on(entropy, starts, depth)
+    if depth:
+        out[:depth] = lagrangian.layered_frontier(*_grid_arrays(entropy, starts), depth)
     # Differences of H can leave -1e-15 where the optimum is 0; the KL is never negative.
     return np.maximum(out, 0.0)
-
-
-@float64
-def _frontier_on(entropy: np.ndarray, starts: np.ndarray, depth: int) -> np.ndarray:
-    # Padded to a power of two of layers as well, so budgets share compiled programs.
-    layers = 1 << (depth - 1).bit_length()
-    return np.asarray(grid_frontier(make_grid(entropy, starts), layers))[:depth]
 
 
 def optimal_schedule(profile: EntropyProfile, steps: int) -> Schedule:
@@ -328,16 +324,42 @@ def optimal_schedule(profile: EntropyProfile, steps: int) -> Schedule:
 
 @float64
 def optimal_tokens(entropy: np.ndarray, steps: int) -> tuple[float, np.ndarray]:
-    """(the least KL, int64[T] tokens per step) of the exact optimum, for H float[n + 1]."""
+    """(the dual lower bound on the least KL, int64[T] tokens per step of the exact optimum).
+
+    For H float[n + 1]. Runs the Lagrangian search of `schedopt.lagrangian` on the grid of run
+    starts: O(r log(1/eps)) for any T, r the number of runs of g. The returned bound is
+    P(lam) - lam T for the final multiplier (docs/theory.md §4.4); the schedule's KL meets it
+    up to rounding.
+    """
     entropy = np.asarray(entropy, np.float64)
     n = entropy.shape[0] - 1
     starts = run_starts(entropy)
     runs = starts.size - 1
     if steps >= runs:  # a cut at every run start: every block is flat, KL 0
         return 0.0, spread_cuts(starts[1:-1], n, steps)
-    padded = grid_size(steps)
-    value, cuts = _solve_on_grid(make_grid(entropy, starts), np.int32(steps), padded)
-    return float(value), spread_cuts(np.asarray(cuts)[: steps - 1], n, steps)
+    x, h, g = _grid_arrays(entropy, starts)
+    _, bound, _, path = lagrangian.solve(x, h, g, steps, float(flat_tolerance(entropy)))
+    return float(bound), spread_cuts(starts[path[1:-1]], n, steps)
+
+
+def fewest_optimal_steps(entropy: np.ndarray, threshold: float) -> int:
+    """The least T whose optimal KL is at most `threshold` (nats, >= 0), for H float[n + 1].
+
+    The multiplier search of `schedopt.lagrangian.fewest_steps` on the grid of run starts:
+    O(r) per multiplier (r the number of runs of g), however large T is.
+    """
+    entropy = np.asarray(entropy, np.float64)
+    starts = run_starts(entropy)
+    if starts.size - 1 <= 1:  # one run: every schedule has KL 0
+        return 1
+    x, h, g = _grid_arrays(entropy, starts)
+    return lagrangian.fewest_steps(x, h, g, float(threshold), float(flat_tolerance(entropy)))
+
+
+def _grid_arrays(entropy: np.ndarray, starts: np.ndarray):
+    """(x, H, g) float64 on the unpadded grid of `starts` (the numba solvers' input)."""
+    g = np.diff(entropy)
+    return starts.astype(np.float64), entropy[starts], g[starts[:-1]]
 
 
 def full_grid(entropy: jnp.ndarray) -> CutGrid:

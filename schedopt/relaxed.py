@@ -14,8 +14,9 @@ and repaired by a dynamic program restricted to a window of grid points around e
 re-centred until the cuts stop moving (a fixed point: no simultaneous move of the cuts by up
 to `window` grid points lowers the KL). Working on the run grid lets the repair jump across
 the long plateaus of regularised estimates, where the relaxed objective has no gradient. The
-start with the least exact KL wins, and the exact DP on the same grid certifies it (or, in the
-rare case it finds better, replaces it).
+start with the least exact KL wins, and the exact solver (`schedopt.exact.optimal_tokens`, the
+Lagrangian search of `schedopt.lagrangian`, O(m log(1/eps)) for any T) certifies it (or, in
+the rare case it finds better, replaces it).
 
 Budgets are padded to the next power of two (zero-width steps) and grids to a power of two of
 points, so one compiled program serves many problems.
@@ -41,9 +42,6 @@ NUM_ITERATIONS = 400
 LEARNING_RATE = 0.1
 WINDOW = 8  # the repair searches +- WINDOW grid points around each rounded cut
 _MAX_REPAIR_ROUNDS = 64
-# The exact DP certifies a result when steps * m * log2(m) is at most this (m the grid size):
-# n = 32768 at T = 512 on a smooth curve, a few seconds.
-CERTIFY_BUDGET = 1 << 28
 # Results within this (relative and absolute, nats) of the DP's optimum count as optimal.
 TOLERANCE = 1e-9
 
@@ -76,8 +74,8 @@ def optimize(
             rate from 0.1). Pass the same object again to reuse the compiled program.
         num_iterations: gradient steps on the relaxed objective.
         window: half-width (grid points) of the exact repair's search window around each cut.
-        certify: run the exact DP to certify the result when it is affordable
-            (`CERTIFY_BUDGET`); the DP's schedule replaces the optimizer's if it is better.
+        certify: run the exact solver to certify the result (always affordable: it costs
+            less than the optimizer); its schedule replaces the optimizer's if it is better.
 
     Returns:
         A `Schedule` with its exact expected KL (float64), the relaxed objective before
@@ -114,8 +112,7 @@ def _optimize_host(profile, steps, optimizer, num_iterations, window, certify) -
     )
     tokens = np.diff(np.concatenate([[0], np.asarray(cuts)[: steps - 1], [n]]))
     kl = float(kl)
-    m = grid.slope.shape[0]
-    if not certify or steps * m * max(m.bit_length(), 1) > CERTIFY_BUDGET:
+    if not certify:
         return Schedule.from_tokens(profile, tokens, "optax", relaxed_kl=float(relaxed))
     optimum, exact_tokens = optimal_tokens(entropy, steps)
     optimum = max(optimum, 0.0)

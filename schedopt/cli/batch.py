@@ -39,8 +39,9 @@ def register(sub) -> None:
     p.add_argument(
         "--fast",
         action="store_true",
-        help="solve problems with many runs of g by the optimizer alone (faster, but not "
-        "certified optimal); by default every job is solved and certified by the exact DP",
+        help="on an accelerator, solve problems with many runs of g by the optimizer alone "
+        "(faster there, but not certified optimal); on CPU, and by default, every job is "
+        "solved and certified by the exact solver",
     )
     add_distributed_arguments(p)
     p.set_defaults(func=run_batch)
