@@ -50,6 +50,7 @@ _STOPPING = threading.Lock()  # held by the thread that ends the process: one li
 # After a peer's connection drops, wait this long before blaming it: when every process stops
 # on the same error, each should report its own error, not the others' exits.
 _PEER_GRACE = 2.0
+_SUCCEEDED = threading.Event()  # this process's command has finished with exit code 0
 
 
 def initialize(
@@ -198,6 +199,15 @@ def same_everywhere(read: Callable[[], T], fingerprint: Callable[[T], bytes], wh
     return result
 
 
+def succeeded() -> None:
+    """Say that this process's command has finished, with exit code 0.
+
+    A peer that dies after this (during JAX's shutdown barrier, say) no longer fails the
+    finished work: the process ends at once with exit code 0 instead of the peer's error.
+    """
+    _SUCCEEDED.set()
+
+
 @contextlib.contextmanager
 def exit_on_error(label: str, note: str = "") -> Iterator[None]:
     """In a run of several processes, end this process at once on any error.
@@ -277,7 +287,8 @@ def _stop(line: str, code: int) -> None:
     """Print `line` on stderr and end the process now (no atexit, no shutdown barrier)."""
     if not _STOPPING.acquire(blocking=threading.current_thread() is threading.main_thread()):
         return  # another thread is already ending the process
-    print(line, file=sys.stderr, flush=True)
+    if line:
+        print(line, file=sys.stderr, flush=True)
     with contextlib.suppress(Exception):
         sys.stdout.flush()
     os._exit(code)
@@ -360,6 +371,8 @@ def _await_bye(conn: socket.socket, peer: int | None, n: int, label: str) -> Non
     if peer is None and b"\n" in data and head.isdigit():
         peer = int(head)
     time.sleep(_PEER_GRACE)
+    if _SUCCEEDED.is_set():  # our work is done and written: skip the barrier with the dead
+        _stop("", 0)
     who = f"process {peer} of {n}" if peer is not None else f"one of the {n} processes"
     _stop(f"{label}: error: {who} stopped before the end (killed or failed; see its own "
           "output); rerun the command on every process", 2)

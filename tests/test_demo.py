@@ -98,7 +98,7 @@ def test_verify_predicted_vs_sampled(chain_files, capsys, predict_from):
         (["profile", "--distribution", "markov", "--transition", "{bad}", "--length", "4"],
          "transition[0] sums to 1.1"),
         (["profile", "--distribution", "markov", "--transition", "{good}", "--length", "0"],
-         "n must be"),
+         "--length must be"),
         (["profile", "--distribution", "table", "--joint", "{big}"], "65536"),
         (["profile", "--distribution", "code", "--q", "4", "--k", "1", "--length", "3"], "prime"),
         (["verify", "--distribution", "markov", "--transition", "{good}", "--length", "5",

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Iterator
 
-from . import interrupt
+from . import distributed, interrupt
 
 # Subcommand modules, in the order their commands appear in --help.
 _MODULES = ("core", "profile", "known", "export", "learned", "decode", "plot", "batch")
@@ -102,6 +102,8 @@ def _run(args: argparse.Namespace) -> int:
         with claimed(args):  # no output may be an input; one writer per output
             code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here rather than at exit
+        if code == 0:
+            distributed.succeeded()
         return code
     except BrokenPipeError:
         _silence_stdout()  # `schedopt frontier | head -1`: the reader has what it wants

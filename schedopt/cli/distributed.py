@@ -34,6 +34,17 @@ def add_distributed_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_STARTED = False  # set by `start` when this process joined a run of several
+
+
+def succeeded() -> None:
+    """The command returned 0: a peer dying from now on must not fail this process."""
+    if _STARTED:
+        from ..distributed import succeeded as done
+
+        done()
+
+
 def start(args: argparse.Namespace) -> bool:
     """Join the multi-process run the arguments ask for; True when there is one.
 
@@ -42,6 +53,7 @@ def start(args: argparse.Namespace) -> bool:
     "connected to N peer ranks") goes to stderr, so that stdout holds only the command's
     own output.
     """
+    global _STARTED
     wanted = args.distributed or any(
         getattr(args, name) is not None for name in ("coordinator", "num_processes", "process_id")
     )
@@ -55,6 +67,7 @@ def start(args: argparse.Namespace) -> bool:
     _stdout_for_python_only()
     initialize(args.coordinator, args.num_processes, args.process_id,
                timeout=args.init_timeout, label=f"schedopt {args.command}")
+    _STARTED = True
     if jax.process_index() != 0:
         _progress.QUIET = True
     else:  # the one writer locks the outputs; a failure stops every process at once
