@@ -138,13 +138,13 @@ def test_resume_after_the_data_changed_is_refused(hf_run, spawn):
     file that has changed since: refused, and the checkpoint is kept."""
     argv, out = hf_run
     data = Path(argv[argv.index("--data") + 1])
-    data.write_text(data.read_text() * 40)  # enough batches to be interrupted mid-way
+    data.write_text(data.read_text() * 200)  # enough batches to be interrupted mid-way
     proc = spawn(cli_argv(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _wait_for(Path(f"{out}.partial.json"), proc)  # written just before the first batch
-    time.sleep(1.0)
+    time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
-    if proc.returncode == 0:
+    if proc.returncode == 0 or out.exists():  # (a signal at exit, after the output, is -15)
         pytest.skip("the estimate finished before it could be interrupted")
     assert proc.returncode == 128 + signal.SIGTERM, stderr.decode()
     assert Path(f"{out}.partial.npz").exists()
