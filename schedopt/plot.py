@@ -295,6 +295,44 @@ def plot_report(
     return drawn.areas
 
 
+def plot_equal_passes(result: Any, ax: Any = None) -> Any:
+    """Held-out excess NLL against mean forward passes, one line per decoder.
+
+    Args:
+        result: a `schedopt.equal_passes.EqualPasses`.
+        ax: matplotlib Axes (default: a new figure).
+
+    Returns:
+        The Axes. Each point is a decoder at one budget, at its measured mean passes, with
+        the paired 95% interval of its excess over confidence at one token per step.
+    """
+    ax = _axes(ax, (6.4, 4.2))
+    decoders = list(dict.fromkeys(r.decoder for r in result.rows))
+    for index, decoder in enumerate(decoders):
+        rows = sorted((r for r in result.rows if r.decoder == decoder),
+                      key=lambda r: r.passes_mean)
+        x = [r.passes_mean for r in rows]
+        y = np.asarray([r.excess for r in rows])
+        spread = np.abs(np.asarray([r.excess_interval for r in rows]).T - y)
+        ax.errorbar(x, y, yerr=spread, color=_COLORS[index % len(_COLORS)], marker="o",
+                    ms=4, lw=1.2, capsize=3, label=decoder)
+    budgets = sorted({r.budget for r in result.rows})
+    passes = [r.passes_mean for r in result.rows]
+    ax.set_xscale("log")
+    ax.set_xlim(min(passes) / 1.25, max(passes) * 1.25)
+    ax.set_xticks(budgets, [str(b) for b in budgets])
+    ax.minorticks_off()
+    ax.axhline(0.0, color="black", lw=0.8, alpha=0.5)
+    ax.set_xlabel("mean forward passes per sequence")
+    ax.set_ylabel("excess NLL over confidence, 1 token/step (nats)")
+    blocks = "" if result.block_length is None else f", blocks of {result.block_length}"
+    ax.set_title(f"decoders at equal passes: {result.sequences} held-out sequences, "
+                 f"n = {result.n}{blocks}", fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
 def save_png(figure: Any, path: str | os.PathLike) -> Path:
     """Render a figure to PNG bytes and write them atomically (no partial file on failure)."""
     buffer = io.BytesIO()

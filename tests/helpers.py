@@ -214,3 +214,67 @@ def subset_entropy(table: np.ndarray, subset) -> float:
     m = table.sum(axis=others) if others else table
     m = m[m > 0]
     return float(-np.sum(m * np.log(m)))
+
+
+def state_conditional(joint, state, i):
+    """p(x_i = . | state) from the table, state a dict position -> token."""
+    n = joint.ndim
+    index = tuple(state.get(j, slice(None)) for j in range(n))
+    sub = joint[index]  # axes: the unrevealed positions, in order
+    free = [j for j in range(n) if j not in state]
+    marg = sub.sum(axis=tuple(a for a, j in enumerate(free) if j != i))
+    return marg / marg.sum()
+
+
+def _reference_pick(rule, joint, state, count):
+    """The positions one step of `rule` reveals at `state`, following theory §13 directly."""
+    n = joint.ndim
+    masked = [i for i in range(n) if i not in state]
+    if rule.block_length is not None:
+        first = min(i // rule.block_length for i in masked)
+        masked = [i for i in masked if i // rule.block_length == first]
+    cond = {i: state_conditional(joint, state, i) for i in masked}
+    ent = {i: -sum(p * math.log(p) for p in cond[i] if p > 0) for i in masked}
+    top = {i: sorted(cond[i], reverse=True) for i in masked}
+    score = {
+        "confidence": lambda i: top[i][0], "threshold": lambda i: top[i][0],
+        "margin": lambda i: top[i][0] - top[i][1],
+        "entropy": lambda i: -ent[i], "entropy-bound": lambda i: -ent[i],
+        "left-to-right": lambda i: -i,
+    }[rule.name]
+    ranked = sorted(masked, key=lambda i: (-score(i), i))
+    if rule.name == "threshold":
+        k = max(1, sum(top[i][0] > rule.tau for i in masked))
+    elif rule.name == "entropy-bound":
+        k = 1
+        while k < len(ranked):
+            hs = [ent[i] for i in ranked[:k + 1]]
+            if sum(hs) - max(hs) > rule.gamma:
+                break
+            k += 1
+    else:
+        k = min(count, len(ranked))
+    return ranked[:k], cond
+
+
+def sampler_tree(rule, joint: np.ndarray, counts) -> dict:
+    """{output tuple: (probability under the state-dependent sampler `rule`, steps)}, by
+    enumerating its trajectories on the table law `joint` (counts: tokens per step, or None
+    for the adaptive rules; `rule` needs only .name, .block_length, .tau, .gamma)."""
+    n, out = joint.ndim, {}
+
+    def visit(state, prob, step):
+        if len(state) == n:
+            key = tuple(state[i] for i in range(n))
+            assert key not in out  # each output is reached by one trajectory only
+            out[key] = (prob, step)
+            return
+        count = None if counts is None else counts[step]
+        pick, cond = _reference_pick(rule, joint, state, count)
+        for values in itertools.product(range(joint.shape[0]), repeat=len(pick)):
+            q = prob * math.prod(cond[i][v] for i, v in zip(pick, values, strict=True))
+            if q > 0:
+                visit(state | dict(zip(pick, values, strict=True)), q, step + 1)
+
+    visit({}, 1.0, 0)
+    return out

@@ -12,6 +12,7 @@ import math
 import jax
 import numpy as np
 import pytest
+from helpers import sampler_tree, state_conditional
 
 from schedopt.distributions import Table
 from schedopt.rules import (
@@ -27,67 +28,6 @@ from schedopt.rules import (
 def _joint(v, n, seed):
     rng = np.random.default_rng(seed)
     return rng.dirichlet(np.full(v ** n, 0.3), size=1)[0].reshape((v,) * n)
-
-
-def _conditional(joint, state, i):
-    """p(x_i = . | state) from the table, state a dict position -> token."""
-    n = joint.ndim
-    index = tuple(state.get(j, slice(None)) for j in range(n))
-    sub = joint[index]  # axes: the unrevealed positions, in order
-    free = [j for j in range(n) if j not in state]
-    marg = sub.sum(axis=tuple(a for a, j in enumerate(free) if j != i))
-    return marg / marg.sum()
-
-
-def _reference_pick(rule, joint, state, count):
-    n = joint.ndim
-    masked = [i for i in range(n) if i not in state]
-    if rule.block_length is not None:
-        first = min(i // rule.block_length for i in masked)
-        masked = [i for i in masked if i // rule.block_length == first]
-    cond = {i: _conditional(joint, state, i) for i in masked}
-    ent = {i: -sum(p * math.log(p) for p in cond[i] if p > 0) for i in masked}
-    top = {i: sorted(cond[i], reverse=True) for i in masked}
-    score = {
-        "confidence": lambda i: top[i][0], "threshold": lambda i: top[i][0],
-        "margin": lambda i: top[i][0] - top[i][1],
-        "entropy": lambda i: -ent[i], "entropy-bound": lambda i: -ent[i],
-        "left-to-right": lambda i: -i,
-    }[rule.name]
-    ranked = sorted(masked, key=lambda i: (-score(i), i))
-    if rule.name == "threshold":
-        k = max(1, sum(top[i][0] > rule.tau for i in masked))
-    elif rule.name == "entropy-bound":
-        k = 1
-        while k < len(ranked):
-            hs = [ent[i] for i in ranked[:k + 1]]
-            if sum(hs) - max(hs) > rule.gamma:
-                break
-            k += 1
-    else:
-        k = min(count, len(ranked))
-    return ranked[:k], cond
-
-
-def _tree(rule, joint, counts):
-    """{output tuple: (probability under the sampler, steps)} by enumerating trajectories."""
-    n, out = joint.ndim, {}
-
-    def visit(state, prob, step):
-        if len(state) == n:
-            key = tuple(state[i] for i in range(n))
-            assert key not in out  # each output is reached by one trajectory only
-            out[key] = (prob, step)
-            return
-        count = None if counts is None else counts[step]
-        pick, cond = _reference_pick(rule, joint, state, count)
-        for values in itertools.product(range(joint.shape[0]), repeat=len(pick)):
-            q = prob * math.prod(cond[i][v] for i, v in zip(pick, values, strict=True))
-            if q > 0:
-                visit(state | dict(zip(pick, values, strict=True)), q, step + 1)
-
-    visit({}, 1.0, 0)
-    return out
 
 
 CASES = [
@@ -108,7 +48,7 @@ def test_teacher_forcing_is_the_sampler_law(rule, counts):
     joint = _joint(v, n, seed=len(str(rule)))
     table = Table(joint)
     seqs = np.asarray(list(itertools.product(range(v), repeat=n)), np.int32)
-    tree = _tree(rule, joint, counts)
+    tree = sampler_tree(rule, joint, counts)
     assert sum(p for p, _ in tree.values()) == pytest.approx(1.0, abs=1e-9)
     r = rule_nll(table.log_conditionals, seqs, rule, counts, batch_size=27)
     q = np.asarray([tree[tuple(s)][0] for s in seqs])
@@ -136,7 +76,7 @@ def test_random_rule_matches_schedule_nll_mean():
             st, lp = {}, 0.0
             for group in ([perm[0], perm[1]], [perm[2]]):
                 for i in group:
-                    lp += math.log(_conditional(joint, st, i)[s[i]])
+                    lp += math.log(state_conditional(joint, st, i)[s[i]])
                 for i in group:
                     st[i] = int(s[i])
             out[tuple(s)] = lp

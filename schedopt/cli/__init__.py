@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from . import distributed, interrupt
 
 # Subcommand modules, in the order their commands appear in --help.
-_MODULES = ("core", "profile", "known", "export", "learned", "decode", "plot", "batch")
+_MODULES = ("core", "profile", "known", "export", "learned", "decode", "passes", "plot", "batch")
 
 
 class _Parser(argparse.ArgumentParser):

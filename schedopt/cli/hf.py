@@ -82,28 +82,36 @@ def add_hf_arguments(parser: argparse.ArgumentParser, *, block_length: bool = Tr
 
 def load(args: argparse.Namespace):
     """(scorer, pairs, info) from the --hf-model options and --data, --sequences."""
-    from ..pairs import read_pairs
-
     if not args.data:
         raise ValueError("--hf-model needs --data pairs.jsonl (prompt_ids/answer_ids or text)")
     if args.sequences is not None and args.sequences < 2:
         raise ValueError(f"--sequences must be at least 2 (for an interval), got {args.sequences}")
     scorer, tokenizer = load_scorer(args)
-    pad_id = args.pad_id
-    if pad_id is None and tokenizer is not None:
-        pad_id = tokenizer.eos_token_id
-    pairs = read_pairs(args.data, answer_length=args.answer_length, pad_id=pad_id,
-                       vocab_size=scorer.vocab_size, tokenizer=tokenizer,
-                       prompt_field=args.prompt_field, answer_field=args.answer_field,
-                       chat_template=args.chat_template)
-    if args.sequences is not None:
-        pairs = pairs.head(args.sequences)
-    if len(pairs) < 2:
-        raise ValueError(f"{args.data!r} holds {len(pairs)} pair; give at least 2 for intervals")
+    pairs, pad_id = read_data(args, scorer, tokenizer, args.data, args.sequences)
     info = {"model": str(args.hf_model), "data": str(args.data), "mask_id": args.mask_id,
             "pad_id": pad_id, "shifted_logits": scorer.shifted,
             "attention_mask": scorer.attention, **pairs.summary()}
     return scorer, pairs, info
+
+
+def read_data(args: argparse.Namespace, scorer, tokenizer, path: str,
+              sequences: int | None = None):
+    """(Pairs, pad id) of the JSONL file `path`, read as the --hf-model options say; the
+    first `sequences` pairs when given (at least 2 are needed)."""
+    from ..pairs import read_pairs
+
+    pad_id = args.pad_id
+    if pad_id is None and tokenizer is not None:
+        pad_id = tokenizer.eos_token_id
+    pairs = read_pairs(path, answer_length=args.answer_length, pad_id=pad_id,
+                       vocab_size=scorer.vocab_size, tokenizer=tokenizer,
+                       prompt_field=args.prompt_field, answer_field=args.answer_field,
+                       chat_template=args.chat_template)
+    if sequences is not None:
+        pairs = pairs.head(sequences)
+    if len(pairs) < 2:
+        raise ValueError(f"{path!r} holds {len(pairs)} pair; give at least 2 for intervals")
+    return pairs, pad_id
 
 
 def load_scorer(args: argparse.Namespace):
