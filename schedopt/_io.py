@@ -374,6 +374,7 @@ def is_version(value: Any, version: int) -> bool:
 
 # The fields of each schedule-like file (docs/formats.md, docs/export.md); any other field is
 # refused, so that a misspelt key is not silently ignored.
+PROFILE_FIELDS = ("format", "version", "n", "unit", "revealed", "entropy", "stderr", "meta")
 SCHEDULE_FIELDS = ("format", "version", "n", "steps", "tokens_per_step", "expected_kl", "unit",
                    "method", "meta", "certified_optimal", "lower_bound")
 TIME_GRID_FIELDS = ("format", "version", "n", "steps", "alpha", "expected_kl", "unit", "sampler",

@@ -234,6 +234,7 @@ class EntropyProfile:
         """
         obj = _io.check_format(_io.read_json(path, "profile"), path, FORMAT, VERSION)
         _io.require_keys(obj, path, ("n", "revealed", "entropy"))
+        _io.check_fields(obj, path, _io.PROFILE_FIELDS, "schedopt.profile file")
         name = repr(str(path))
         if obj.get("unit", "nats") not in ("nats", "bits"):
             raise ValueError(f"{name} has unit {obj['unit']!r}; use 'nats' or 'bits'")

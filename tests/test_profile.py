@@ -100,6 +100,9 @@ def _write(path, obj):
         ({"format": "schedopt.profile", "version": 1, "n": 2, "revealed": [0, 1, 2],
           "entropy": [0, 1]}, "2 entropy values for 3 revealed counts"),
         ({"format": "schedopt.profile", "version": 1, "n": 2}, "lacks the required key"),
+        ({"format": "schedopt.profile", "version": 1, "n": 2, "revealed": [0, 1, 2],
+          "entropy": [0, 1, 1.5], "std_err": [0.1, 0.1, 0]},
+         "unknown field.s. 'std_err' for a schedopt.profile file"),
     ],
 )
 def test_bad_files_get_one_clear_sentence(tmp_path, content, message):

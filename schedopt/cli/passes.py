@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     import jax
 
     from .. import _progress
+    from ..checks import check_steps
     from ..equal_passes import equal_passes
 
     if args.plot is not None:
@@ -61,7 +62,11 @@ def run(args: argparse.Namespace) -> int:
 
         check_png_path(args.plot)
     orders = [o.strip() for o in args.orders.split(",") if o.strip()]
+    if args.tune_sequences is not None and args.tune_sequences < 2:
+        raise ValueError(f"--tune-sequences must be at least 2, got {args.tune_sequences}")
     model, data, tune, info = _load(args)
+    for steps in args.steps:
+        check_steps(steps, data["answers"].shape[1], name="--steps")
     result = equal_passes(model, data["answers"], tune["answers"], args.steps,
                           key=jax.random.key(args.seed), prompts=data["prompts"],
                           tune_prompts=tune["prompts"], block_length=args.block_length,

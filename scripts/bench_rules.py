@@ -1,0 +1,132 @@
+"""Speed of exact rule scoring: forward passes per second against a bare loop of the model.
+
+Scoring a count rule (`schedopt.rules.rule_nll`, confidence with LLaDA's stock counts) makes
+T batched model calls per batch of sequences, and the ordered-rule profile
+(`schedopt.rule_schedules.rule_step_costs`) n calls. Each is timed against a bare loop that
+makes the same number of model calls on inputs of the same shape and nothing else (for the
+Hugging Face model: its forward under inference_mode; for the JAX model: its jitted logits
+function), on the shipped text model (PyTorch, through `HFScorer`) and the digits model (JAX).
+
+    python scripts/bench_rules.py            # medians of 5 repeats
+
+Prints a markdown table: calls, seconds (median), calls per second, and the ratio of schedopt's
+rate to the bare loop's (the target is at least 0.9).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parent.parent / "schedopt" / "data"
+
+
+def _median_seconds(fn, repeats: int) -> float:
+    fn()  # warm up (compilation, allocator)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def _text(steps: int, repeats: int) -> list[tuple]:
+    import torch
+
+    from schedopt.heldout import llada_stock
+    from schedopt.hf import hf_scorer
+    from schedopt.pairs import read_pairs
+    from schedopt.rule_schedules import rule_step_costs
+    from schedopt.rules import OrderRule, rule_nll
+
+    torch.set_num_threads(2)
+    record = json.loads((DATA / "stdlib_mlm" / "training.json").read_text())
+    scorer, _ = hf_scorer(str(DATA / "stdlib_mlm"), mask_id=record["mask_id"], batch_size=96,
+                          trust_remote_code=True)
+    pairs = read_pairs(DATA / "stdlib_test.jsonl", vocab_size=scorer.vocab_size)
+    m, n = pairs.answers.shape
+    counts = llada_stock(n, steps).tokens_per_step
+    rule = OrderRule("confidence")
+    length = n + max(p.size for p in pairs.prompts)
+    ids = torch.randint(0, scorer.vocab_size, (m, length))
+    mask = torch.ones(m, length, dtype=torch.long)
+
+    def bare(calls):
+        def run():
+            with torch.inference_mode():
+                for _ in range(calls):
+                    scorer.model(input_ids=ids, attention_mask=mask)
+        return run
+
+    score = lambda: rule_nll(scorer, pairs.answers, rule, counts,  # noqa: E731
+                             prompts=pairs.prompts, batch_size=m, reference=False)
+    costs = lambda: rule_step_costs(scorer, pairs.answers, rule,  # noqa: E731
+                                    prompts=pairs.prompts, batch_size=m)
+    return [("text model (torch)", f"rule_nll, T = {steps}", m, steps,
+             _median_seconds(score, repeats), _median_seconds(bare(steps), repeats)),
+            ("text model (torch)", "rule_step_costs", m, n,
+             _median_seconds(costs, repeats), _median_seconds(bare(n), repeats))]
+
+
+def _digits(steps: int, repeats: int, m: int) -> list[tuple]:
+    import jax
+    import jax.numpy as jnp
+
+    from schedopt.data import load_dataset
+    from schedopt.heldout import llada_stock
+    from schedopt.models import load_checkpoint, logits_fn
+    from schedopt.rule_schedules import rule_step_costs
+    from schedopt.rules import OrderRule, rule_nll
+
+    model, _ = load_checkpoint("digits")
+    fn = logits_fn(model)
+    data = load_dataset("digits").split("test")[:m]
+    n = data.shape[1]
+    counts = llada_stock(n, steps).tokens_per_step
+    rule = OrderRule("confidence")
+    jitted = jax.jit(fn)
+    tokens = jnp.asarray(data, jnp.int32)
+    revealed = jnp.asarray(np.random.default_rng(0).random(data.shape) < 0.5)
+
+    def bare(calls):
+        def run():
+            for _ in range(calls):
+                out = jitted(tokens, revealed)
+            out.block_until_ready()
+        return run
+
+    score = lambda: rule_nll(fn, data, rule, counts, batch_size=m,  # noqa: E731
+                             reference=False)
+    costs = lambda: rule_step_costs(fn, data, rule, batch_size=m)  # noqa: E731
+    return [("digits (JAX)", f"rule_nll, T = {steps}", m, steps,
+             _median_seconds(score, repeats), _median_seconds(bare(steps), repeats)),
+            ("digits (JAX)", "rule_step_costs", m, n,
+             _median_seconds(costs, repeats), _median_seconds(bare(n), repeats))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--digits-batch", type=int, default=128)
+    args = parser.parse_args()
+    rows = _text(args.steps, args.repeats) + _digits(args.steps, args.repeats,
+                                                     args.digits_batch)
+    print("| model | what | batch | calls | schedopt (s) | bare loop (s) | schedopt calls/s | "
+          "bare calls/s | ratio |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for model, what, batch, calls, ours, bare in rows:
+        print(f"| {model} | {what} | {batch} | {calls} | {ours:.3f} | {bare:.3f} | "
+              f"{calls / ours:.1f} | {calls / bare:.1f} | {bare / ours:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
