@@ -53,6 +53,8 @@ _EXPORTS = {
     "Schedule": "schedules",
     "cosine": "schedules",
     "dtc_schedule": "schedules",
+    "eds": "schedules",
+    "pyramid": "schedules",
     "tc_schedule": "schedules",
     "uniform": "schedules",
 }
