@@ -35,7 +35,8 @@ class Schedule:
         tokens_per_step: int64[T], each >= 1, summing to n.
         expected_kl: the exact expected KL (nats, float64) under the profile it was built for;
             for meta["curve"] == RAW_CURVE, the predicted NLL excess, which may be negative.
-        method: how it was made ("optax", "exact", "uniform", "cosine", "tc", "dtc", ...).
+        method: how it was made ("optax", "exact", "uniform", "cosine", "eds", "pyramid", "tc",
+            "dtc", ...).
         relaxed_kl: the optimizer's relaxed objective (nats) before rounding, if any.
         certified: True when an exact solver proved that no T-step schedule has a lower KL
             (within 1e-9 relative or absolute).

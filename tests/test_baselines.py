@@ -148,3 +148,59 @@ def test_fewest_steps_of_the_new_rows_by_a_plain_loop():
     want = next(t for t in range(1, 129)
                 if kl_from_curve(CHAIN, pyramid_tokens(128, t)[0]) <= 5)
     assert fewest["pyramid"] == want
+
+
+# --------------------------------------------------------------------------- KLUB
+def _path_kl_frozen_within_steps(joint, alpha):
+    """KL between the path laws of the exact reverse masked process and the one whose
+    conditionals are frozen at each step's start (the quantity Jump Your Steps bound with
+    Girsanov's theorem as KLUB), by enumeration: every sequence x, every step assignment of the
+    tokens (token in step k with probability alpha_k - alpha_{k-1}, independently) and every
+    order of reveals (uniform: within a step, reveal times are i.i.d.). Reveal times and
+    orders have the same law under both processes, so the log-ratio is the values' alone."""
+    import itertools
+
+    n, vocab, steps = joint.ndim, joint.shape[0], len(alpha) - 1
+    cache = {}
+
+    def cond(x, i, known):
+        key = (i, known, tuple(x[j] for j in known), x[i])
+        if key not in cache:
+            axes = tuple(j for j in range(n) if j != i and j not in known)
+            m = joint.sum(axis=axes) if axes else joint
+            keep = sorted((*known, i))  # remaining axes in index order
+            index = tuple(x[j] for j in keep)
+            row = tuple(x[j] if j != i else slice(None) for j in keep)
+            cache[key] = m[index] / m[row].sum()
+        return cache[key]
+
+    total = 0.0
+    orders = list(itertools.permutations(range(n)))
+    for x in itertools.product(range(vocab), repeat=n):
+        px = joint[x]
+        if px == 0:
+            continue
+        for step in itertools.product(range(1, steps + 1), repeat=n):
+            pa = np.prod([alpha[k] - alpha[k - 1] for k in step])
+            if pa == 0:
+                continue
+            ratio = 0.0
+            for order in orders:
+                for pos, i in enumerate(order):
+                    before = tuple(sorted(j for j in range(n) if step[j] < step[i]
+                                          or (step[j] == step[i] and order.index(j) < pos)))
+                    start = tuple(sorted(j for j in range(n) if step[j] < step[i]))
+                    ratio += math.log(cond(x, i, before) / cond(x, i, start))
+            total += px * pa * ratio / len(orders)
+    return total
+
+
+@pytest.mark.parametrize("alpha", [[0.0, 0.4, 1.0], [0.0, 0.25, 0.6, 1.0]])
+def test_klub_with_exact_conditionals_is_the_random_count_kl(alpha):
+    from helpers import entropy_curve_from_table, random_table
+
+    joint = random_table(np.random.default_rng(7), 4, 2)
+    profile = EntropyProfile.from_entropy(entropy_curve_from_table(joint))
+    want = _path_kl_frozen_within_steps(joint, alpha)
+    assert float(schedopt.expected_kl_binomial(profile, np.asarray(alpha))) == pytest.approx(
+        want, rel=1e-9, abs=1e-12)
