@@ -37,6 +37,7 @@ _EXPORTS = {
     "relaxed_kl": "divergence",
     "estimate_profile": "estimate",
     "frontier": "exact",
+    "jys_grid": "jys",
     "optimal_schedule": "exact",
     "export_schedule": "export",
     "read_schedule_file": "export",

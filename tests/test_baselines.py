@@ -204,3 +204,47 @@ def test_klub_with_exact_conditionals_is_the_random_count_kl(alpha):
     want = _path_kl_frozen_within_steps(joint, alpha)
     assert float(schedopt.expected_kl_binomial(profile, np.asarray(alpha))) == pytest.approx(
         want, rel=1e-9, abs=1e-12)
+
+
+# --------------------------------------------------------------------------- JYS's search
+def test_mean_conditional_entropy_is_a_binomial_average():
+    from schedopt.binomial import mean_conditional_entropy
+
+    g, n = np.diff(CHAIN), 128
+    for a in (0.0, 0.3, 0.77, 1.0):
+        want = sum(math.comb(n - 1, t) * a**t * (1 - a) ** (n - 1 - t) * g[t] for t in range(n))
+        assert float(mean_conditional_entropy(MARKOV, a)) == pytest.approx(want, rel=1e-10)
+
+
+def _scan_best(alpha, k):
+    """Brute force: the KL-least point strictly inside (alpha[k], alpha[k+1]), others fixed."""
+    cs = np.linspace(alpha[k], alpha[k + 1], 4001)[1:-1]
+    grids = np.stack([np.insert(alpha, k + 1, c) for c in cs])
+    kl = np.asarray(schedopt.expected_kl_binomial(MARKOV, grids))
+    return float(kl.min())
+
+
+def test_jys_splits_each_interval_at_its_best_point():
+    from schedopt.jys import jys_grid
+
+    two = np.asarray(jys_grid(MARKOV, 2).alpha)
+    four = jys_grid(MARKOV, 4)
+    alpha4 = np.asarray(four.alpha)
+    np.testing.assert_allclose(alpha4[[0, 2, 4]], two, atol=1e-12)  # coarse points are kept
+    kl2 = float(schedopt.expected_kl_binomial(MARKOV, two))
+    assert kl2 <= _scan_best(np.array([0.0, 1.0]), 0) + 1e-9
+    # Each new point, with the other new point removed, beats every point of a dense scan.
+    for k, at in ((1, 1), (3, 2)):  # its index in alpha4, and once the other is removed
+        without = np.delete(alpha4, 4 - k)
+        kl = float(schedopt.expected_kl_binomial(MARKOV, without))
+        assert kl <= _scan_best(np.delete(without, at), at - 1) + 1e-9
+    best = float(schedopt.optimize_binomial(MARKOV, 4).expected_kl)
+    assert float(four.expected_kl) >= best - 1e-9
+
+
+@pytest.mark.parametrize("steps", [0, 3, 6, 2.5, True])
+def test_jys_needs_a_power_of_two(steps):
+    from schedopt.jys import jys_grid
+
+    with pytest.raises(ValueError, match="power of two"):
+        jys_grid(MARKOV, steps)
