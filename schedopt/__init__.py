@@ -37,6 +37,7 @@ _EXPORTS = {
     "relaxed_kl": "divergence",
     "estimate_profile": "estimate",
     "frontier": "exact",
+    "jys_grid": "jys",
     "optimal_schedule": "exact",
     "export_schedule": "export",
     "read_schedule_file": "export",
@@ -53,6 +54,8 @@ _EXPORTS = {
     "Schedule": "schedules",
     "cosine": "schedules",
     "dtc_schedule": "schedules",
+    "eds": "schedules",
+    "pyramid": "schedules",
     "tc_schedule": "schedules",
     "uniform": "schedules",
 }

@@ -186,9 +186,30 @@ def _batched_kl_binomial(entropy: jnp.ndarray, alpha: jnp.ndarray) -> jnp.ndarra
 def _expected_kl_binomial(entropy: jnp.ndarray, alpha: jnp.ndarray) -> jnp.ndarray:
     """E KL for entropy float64[n + 1] and a grid float64[T + 1] (second form above)."""
     n = entropy.shape[0] - 1
+    return n * jnp.sum(jnp.diff(alpha) * _mean_g(entropy, alpha[:-1])) - entropy[-1]
+
+
+@float64
+def mean_conditional_entropy(profile: EntropyProfile, fraction: Any) -> np.ndarray:
+    """E_{t ~ Bin(n - 1, a)} [g_t] (nats) for each revealed fraction a in [0, 1].
+
+    Step (a, b) of a random-count grid costs n (b - a) times this at a (theory §6), so the
+    expected KL is their sum minus H_n.
+    """
+    a = np.asarray(fraction, np.float64)
+    if not np.all((a >= 0) & (a <= 1)):
+        raise ValueError(f"fractions must lie in [0, 1], got {a.min()} .. {a.max()}")
+    entropy = jnp.asarray(profile.entropy)
+    return np.asarray(_mean_g(entropy, jnp.asarray(a).ravel())).reshape(a.shape)
+
+
+@jax.jit
+def _mean_g(entropy: jnp.ndarray, fraction: jnp.ndarray) -> jnp.ndarray:
+    """E_{t ~ Bin(n - 1, a)} [g_t] for each a of float[m]."""
+    n = entropy.shape[0] - 1
     g = jnp.diff(entropy)
-    start = alpha[:-1, None]
-    t = jnp.arange(n, dtype=alpha.dtype)
+    start = fraction[:, None]
+    t = jnp.arange(n, dtype=fraction.dtype)
     # Double where: the pmf at alpha = 0 (or 1) is a point mass, and the masked branch keeps
     # log(0) out of the gradient.
     inside = (start > 0) & (start < 1)
@@ -196,10 +217,9 @@ def _expected_kl_binomial(entropy: jnp.ndarray, alpha: jnp.ndarray) -> jnp.ndarr
     log_pmf = (
         gammaln(n * 1.0) - gammaln(t + 1) - gammaln(n - t) + xlogy(t, a) + xlog1py(n - 1 - t, -a)
     )
-    point = jnp.where(start >= 1, t == n - 1, t == 0).astype(alpha.dtype)
+    point = jnp.where(start >= 1, t == n - 1, t == 0).astype(fraction.dtype)
     pmf = jnp.where(inside, jnp.exp(log_pmf), point)
-    mean_g = pmf @ g
-    return n * jnp.sum(jnp.diff(alpha) * mean_g) - entropy[-1]
+    return pmf @ g
 
 
 # --------------------------------------------------------------------------- the optimizer

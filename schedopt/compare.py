@@ -19,6 +19,10 @@ from .schedules import (
     cosine,
     cosine_tokens,
     dtc_schedule,
+    eds,
+    eds_tokens,
+    pyramid,
+    pyramid_tokens,
     tc_schedule,
     uniform,
     uniform_tokens,
@@ -30,23 +34,30 @@ _SLACK = 1e-12
 
 # The methods every comparison reports, under these names (compare, frontier, plot, the batch
 # CLI and the demo): the optimizer, the exact optimum, and the baselines of docs/theory.md §5.
-METHODS = ("optimized", "optimal", "uniform", "cosine", "tc", "dtc")
+# "uniform" is also LLaDA's stock schedule without blocks (`heldout.llada_stock` builds it from
+# `uniform_tokens`), so it has no row of its own.
+METHODS = ("optimized", "optimal", "uniform", "cosine", "eds", "pyramid", "tc", "dtc")
 LABELS = {
     "optimized": "optimized (optax)",
     "optimal": "exact optimum (DP)",
-    "uniform": "uniform",
-    "cosine": "cosine",
+    "uniform": "uniform (LLaDA stock)",
+    "cosine": "cosine (MaskGIT)",
+    "eds": "EDS",
+    "pyramid": "pyramid",
     "tc": "TC",
     "dtc": "DTC",
 }
-BASELINES = ("uniform", "cosine", "tc", "dtc")
+BASELINES = ("uniform", "cosine", "eds", "pyramid", "tc", "dtc")
+# Baselines that may use fewer steps than the budget (their steps are reported).
+WITHIN_BUDGET = ("pyramid", "tc", "dtc")
 
 
 def schedules_at_budget(profile: EntropyProfile, steps: int) -> dict[str, Schedule]:
     """Every method's schedule for a T-step budget, keyed by `METHODS`.
 
-    TC and DTC are indexed by a target eps rather than T: the most accurate one that fits in
-    T steps is used (it may use fewer steps).
+    TC and DTC are indexed by a target eps rather than T, the pyramid by an integer factor:
+    the most accurate TC/DTC schedule and the pyramid of the largest factor that fit in T steps
+    are used (they may use fewer steps).
     """
     steps = check_steps(steps, profile.n)
     return {
@@ -54,6 +65,8 @@ def schedules_at_budget(profile: EntropyProfile, steps: int) -> dict[str, Schedu
         "optimal": optimal_schedule(profile, steps),
         "uniform": uniform(profile, steps),
         "cosine": cosine(profile, steps),
+        "eds": eds(profile, steps),
+        "pyramid": pyramid(profile, steps),
         "tc": correlation_schedule_within(profile, steps, "tc"),
         "dtc": correlation_schedule_within(profile, steps, "dtc"),
     }
@@ -63,15 +76,17 @@ def budget_table(profile: EntropyProfile, max_steps: int) -> dict[str, tuple]:
     """The KL of the optimum and of each baseline at every budget T = 1..K.
 
     Returns:
-        {"optimal", "uniform", "cosine", "tc", "dtc"} -> (int64[K] steps used, float64[K] KL in
-        nats); entry T - 1 is the method's schedule for budget T (TC and DTC: the most
-        accurate one within T steps, which may use fewer).
+        every name of `METHODS` but "optimized" -> (int64[K] steps used, float64[K] KL in
+        nats); entry T - 1 is the method's schedule for budget T (`WITHIN_BUDGET`'s: the one
+        of `schedules_at_budget`, which may use fewer steps).
     """
     max_steps = check_steps(max_steps, profile.n)
     n, budgets = profile.n, range(1, max_steps + 1)
     families = {
         "uniform": [uniform_tokens(n, t) for t in budgets],
         "cosine": [cosine_tokens(n, t) for t in budgets],
+        "eds": [eds_tokens(profile.entropy, t) for t in budgets],
+        "pyramid": [pyramid_tokens(n, t)[0] for t in budgets],
     }
     for kind in ("tc", "dtc"):
         zeta, family = 1, []
@@ -98,9 +113,10 @@ def fewest_steps(
 ) -> dict[str, int]:
     """The fewest steps each method needs for an expected KL <= target_kl (nats).
 
-    Exact for the optimum (one frontier pass), the optimizer, uniform and cosine (every T is
-    scored until one reaches the target); TC and DTC report the steps of the schedule that
-    guarantees target_kl.
+    Exact for the optimum (one frontier pass), the optimizer, uniform, cosine, EDS and the
+    pyramid (every budget T is scored until one reaches the target; a pyramid that reaches it
+    uses exactly T steps, since a smaller budget would give the same one); TC and DTC report
+    the steps of the schedule that guarantees target_kl.
 
     Args:
         profile: the entropy profile.
@@ -118,6 +134,10 @@ def fewest_steps(
         "optimal": lambda: optimum,
         "uniform": lambda: fewest_steps_scanning(profile, target_kl, uniform_tokens),
         "cosine": lambda: fewest_steps_scanning(profile, target_kl, cosine_tokens),
+        "eds": lambda: fewest_steps_scanning(
+            profile, target_kl, lambda n, t: eds_tokens(profile.entropy, t)),
+        "pyramid": lambda: fewest_steps_scanning(
+            profile, target_kl, lambda n, t: pyramid_tokens(n, t)[0]),
         "tc": lambda: tc_schedule(profile, target_kl).steps,
         "dtc": lambda: dtc_schedule(profile, target_kl).steps,
     }
@@ -146,7 +166,8 @@ def _fewest_optimized(profile: EntropyProfile, target_kl: float, optimum: int) -
 def fewest_steps_scanning(
     profile: EntropyProfile, target_kl: float, tokens: Callable[[int, int], np.ndarray]
 ) -> int:
-    """Score T = 1, 2, ... in vmapped batches (zero-padded schedules) until one reaches it."""
+    """Score budgets T = 1, 2, ... in vmapped batches (zero-padded schedules, which may use
+    fewer than T steps) until one reaches it."""
     n = profile.n
     lo = 1
     while lo <= n:
@@ -154,7 +175,8 @@ def fewest_steps_scanning(
         width = bucket(hi - 1)
         batch = np.zeros((hi - lo, width), dtype=np.int64)
         for row, steps in enumerate(range(lo, hi)):
-            batch[row, :steps] = tokens(n, steps)
+            s = tokens(n, steps)
+            batch[row, : s.size] = s
         hits = np.nonzero(_reaches(np.asarray(evaluate_kl(profile.entropy, batch)), target_kl))[0]
         if hits.size:
             return lo + int(hits[0])

@@ -26,7 +26,7 @@ import numpy as np
 
 from . import _io
 from .checks import check_steps, check_tokens_per_step
-from .compare import LABELS, budget_table
+from .compare import LABELS, WITHIN_BUDGET, budget_table
 from .divergence import expected_kl
 from .profile import EntropyProfile
 from .schedules import Schedule
@@ -36,8 +36,8 @@ from .schedules import Schedule
 _METHOD_NAMES = {**LABELS, "optax": LABELS["optimized"], "exact": LABELS["optimal"]}
 _COLORS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown",
            "tab:pink", "tab:olive", "tab:cyan")
-_BASELINE_COLORS = {"uniform": "tab:gray", "cosine": "tab:olive", "tc": "tab:brown",
-                    "dtc": "tab:pink"}
+_BASELINE_COLORS = {"uniform": "tab:gray", "cosine": "tab:olive", "eds": "tab:cyan",
+                    "pyramid": "tab:purple", "tc": "tab:brown", "dtc": "tab:pink"}
 _DPI = 110
 
 
@@ -160,7 +160,7 @@ def plot_frontier(
     curves = budget_table(profile, max_steps)
     drawn = []
     for name, (steps, kl) in curves.items():
-        if name in ("tc", "dtc"):  # each distinct TC/DTC schedule once, at the steps it uses
+        if name in WITHIN_BUDGET:  # each distinct schedule once, at the steps it uses
             steps, first = np.unique(steps, return_index=True)
             kl = kl[first]
         keep = kl > 0
@@ -170,7 +170,7 @@ def plot_frontier(
                     zorder=3)
         else:
             ax.plot(steps[keep], kl[keep], color=_BASELINE_COLORS[name], lw=1.2,
-                    marker="." if name in ("tc", "dtc") else None, label=LABELS[name])
+                    marker="." if name in WITHIN_BUDGET else None, label=LABELS[name])
     for index, (s, label) in enumerate(zip(tokens, labels, strict=True)):
         kl = float(expected_kl(profile, s))
         if kl > 0:

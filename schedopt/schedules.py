@@ -35,7 +35,8 @@ class Schedule:
         tokens_per_step: int64[T], each >= 1, summing to n.
         expected_kl: the exact expected KL (nats, float64) under the profile it was built for;
             for meta["curve"] == RAW_CURVE, the predicted NLL excess, which may be negative.
-        method: how it was made ("optax", "exact", "uniform", "cosine", "tc", "dtc", ...).
+        method: how it was made ("optax", "exact", "uniform", "cosine", "eds", "pyramid", "tc",
+            "dtc", ...).
         relaxed_kl: the optimizer's relaxed objective (nats) before rounding, if any.
         certified: True when an exact solver proved that no T-step schedule has a lower KL
             (within 1e-9 relative or absolute).
@@ -191,6 +192,97 @@ def cosine_tokens(n: int, steps: int) -> np.ndarray:
     return -np.diff(np.asarray(masked, dtype=np.int64))
 
 
+def eds_tokens(entropy, steps: int) -> np.ndarray:
+    """Steps equally spaced in cumulative information (EDS, arXiv 2602.06849), on a curve.
+
+    schedopt's reading of the rule: the k-th cut N_k (k = 1..T-1) is the first revealed count
+    j at which the average entropy curve H reaches k/T of H_n (H_j >= k/T H_n, to a relative
+    1e-12 for float rounding), so every step reveals about H_n / T nats. The cuts are then
+    forced strictly increasing with N_k in [k, n - (T - k)], so that exactly T steps each
+    reveal at least one token. A flat curve (H_n = 0) gives the uniform schedule.
+
+    Args:
+        entropy: float[n + 1], H_0 = 0, H_1, ..., H_n in nats (`EntropyProfile.entropy`); a
+            curve that is not monotone is read through its running maximum.
+        steps: T, 1 <= T <= n.
+
+    Returns:
+        int64[T] tokens per step, summing to n.
+
+    References:
+        "Equally spaced in cumulative information", arXiv 2602.06849. The paper could not be
+        read from where this was written; the definition above is schedopt's reading of its
+        title rule, not a checked transcription.
+    """
+    h = np.maximum.accumulate(np.asarray(entropy, np.float64))
+    n = h.size - 1
+    if not h[-1] > 0:
+        return uniform_tokens(n, steps)
+    targets = h[-1] * np.arange(1, steps) / steps
+    cuts = np.searchsorted(h, targets * (1 - 1e-12), side="left")
+    counts = [0]
+    for k, cut in enumerate(cuts, start=1):
+        counts.append(min(max(int(cut), counts[-1] + 1), n - (steps - k)))
+    counts.append(n)
+    return np.diff(np.asarray(counts, np.int64))
+
+
+def pyramid_tokens_for_factor(n: int, factor: int) -> np.ndarray:
+    """The pyramid of LLaDA's issue 93: i // factor + 1 tokens at step i = 0, 1, ... until n
+    tokens are placed (the last step takes the remainder)."""
+    tokens, placed, i = [], 0, 0
+    while placed < n:
+        tokens.append(min(i // factor + 1, n - placed))
+        placed += tokens[-1]
+        i += 1
+    return np.asarray(tokens, np.int64)
+
+
+def _pyramid_length(n: int, factor: int) -> int:
+    # Run r (r = 0, 1, ...) is `factor` steps of r + 1 tokens; m full runs hold f m (m + 1) / 2.
+    lo, hi = 0, math.isqrt(2 * n) + 1  # the most full runs that hold fewer than n tokens
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if factor * mid * (mid + 1) // 2 < n else (lo, mid - 1)
+    left = n - factor * lo * (lo + 1) // 2
+    return lo * factor + -(-left // (lo + 1))
+
+
+def pyramid_tokens(n: int, steps: int) -> tuple[np.ndarray, int | None]:
+    """The pyramidal rule of LLaDA's issue 93 for a budget of `steps` steps.
+
+    The pyramid with integer factor f >= 1 reveals i // f + 1 tokens at step i
+    (`pyramid_tokens_for_factor`); its length grows with f. The largest f whose pyramid fits
+    in T steps is used (it may use fewer than T steps, as TC does). When even f = 1 needs
+    more than T steps (T below about sqrt(2n)), no factor fits and the same linear ramp is
+    scaled to T steps: step i gets (i + 1) n / (T (T + 1) / 2) tokens, rounded by largest
+    remainders (ties to the later step), so the counts are non-decreasing, each >= 1, and
+    sum to n.
+
+    Args:
+        n: sequence length.
+        steps: the budget T, 1 <= T <= n.
+
+    Returns:
+        (int64 tokens per step; the factor f, or None for the scaled ramp).
+
+    References:
+        LLaDA issue 93, https://github.com/ML-GSAI/LLaDA/issues/93.
+    """
+    if _pyramid_length(n, 1) > steps:
+        quota = np.arange(1, steps + 1) * n / (steps * (steps + 1) / 2)
+        tokens = np.floor(quota).astype(np.int64)
+        short = n - int(tokens.sum())
+        order = np.lexsort((-np.arange(steps), -(quota - tokens)))
+        tokens[order[:short]] += 1
+        return tokens, None
+    lo, hi = 1, n  # factor n reveals one token per step: n steps, which always fit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if _pyramid_length(n, mid) <= steps else (lo, mid - 1)
+    return pyramid_tokens_for_factor(n, lo), lo
+
+
 def tc_tokens(n: int, eps: float, tc_bound: float) -> np.ndarray:
     """Chen-Cong-Li's TC schedule (App. D): big steps first, then single tokens."""
     return tc_tokens_for_zeta(n, _zeta(eps, tc_bound))
@@ -252,6 +344,22 @@ def cosine(profile: EntropyProfile, steps: int) -> Schedule:
     """MaskGIT's cosine schedule with its expected KL under `profile`."""
     steps = check_steps(steps, profile.n)
     return Schedule.from_tokens(profile, cosine_tokens(profile.n, steps), "cosine")
+
+
+def eds(profile: EntropyProfile, steps: int) -> Schedule:
+    """Steps equally spaced in cumulative information (`eds_tokens`) under `profile`."""
+    steps = check_steps(steps, profile.n)
+    return Schedule.from_tokens(profile, eds_tokens(profile.entropy, steps), "eds")
+
+
+def pyramid(profile: EntropyProfile, steps: int) -> Schedule:
+    """LLaDA issue 93's pyramid within `steps` steps (`pyramid_tokens`) under `profile`.
+
+    Its meta holds the factor used (None for the ramp scaled to T steps).
+    """
+    steps = check_steps(steps, profile.n)
+    tokens, factor = pyramid_tokens(profile.n, steps)
+    return Schedule.from_tokens(profile, tokens, "pyramid", meta={"factor": factor})
 
 
 def tc_schedule(profile: EntropyProfile, eps: float, tc_bound: float | None = None) -> Schedule:

@@ -75,7 +75,7 @@ def test_budget_table_on_the_worked_example(chain):
                                atol=1e-6)
     assert curves["uniform"][1][7] == pytest.approx(8.867725, abs=1e-6)
     assert curves["cosine"][1][7] == pytest.approx(7.857830, abs=1e-6)
-    for name in ("uniform", "cosine", "tc", "dtc"):
+    for name in ("uniform", "cosine", "eds", "pyramid", "tc", "dtc"):
         steps, kl = curves[name]
         assert np.all(steps <= 16)
         # An independent score of each baseline schedule is not available here, but none
@@ -87,10 +87,20 @@ def test_budget_table_on_the_worked_example(chain):
 
 
 def tokens(name, steps):
-    from schedopt.schedules import correlation_tokens_within, cosine_tokens, uniform_tokens
+    from schedopt.schedules import (
+        correlation_tokens_within,
+        cosine_tokens,
+        eds_tokens,
+        pyramid_tokens,
+        uniform_tokens,
+    )
 
     if name in ("tc", "dtc"):
         return correlation_tokens_within(128, steps, name)[0]
+    if name == "eds":
+        return eds_tokens(CHAIN, steps)
+    if name == "pyramid":
+        return pyramid_tokens(128, steps)[0]
     return (uniform_tokens if name == "uniform" else cosine_tokens)(128, steps)
 
 

@@ -364,7 +364,7 @@ def run_frontier(args: argparse.Namespace) -> int:
     for row in rows:
         row["ratio"] = row["uniform"] / row["optimal"] if row["optimal"] > 0 else None
     print(format_table(rows, ("steps", *_METHODS, "ratio"),
-                 ("T", "optimal", "uniform", "cosine", "TC", "DTC", "uniform / optimal")))
+                       ("T", *(_SHORT.get(k, k) for k in _METHODS), "uniform / optimal")))
     if args.target_kl is not None:
         print(f"\nfewest steps to reach expected KL <= {args.target_kl:g} nats")
         fewest = [{"method": m, "steps": s} for m, s in result["fewest_steps"].items()]
@@ -374,18 +374,20 @@ def run_frontier(args: argparse.Namespace) -> int:
     return 0
 
 
-_METHODS = ("optimal", "uniform", "cosine", "tc", "dtc")
+_METHODS = ("optimal", "uniform", "cosine", "eds", "pyramid", "tc", "dtc")
+_SHORT = {"eds": "EDS", "tc": "TC", "dtc": "DTC"}  # column heads of the frontier table
 
 
 def frontier_table(profile, max_steps: int) -> dict:
     """Lists over T = 1..K: "steps", "<method>_kl" for each of `_METHODS`, and
-    "tc_steps"/"dtc_steps" (the steps the TC/DTC schedule within T steps really uses)."""
-    from ..compare import budget_table
+    "<method>_steps" for the methods that may use fewer steps than the budget
+    (`schedopt.compare.WITHIN_BUDGET`: pyramid, TC, DTC)."""
+    from ..compare import WITHIN_BUDGET, budget_table
 
     table = {"steps": list(range(1, max_steps + 1))}
     for name, (steps, kl) in budget_table(profile, max_steps).items():
         table[f"{name}_kl"] = [float(v) for v in kl]
-        if name in ("tc", "dtc"):
+        if name in WITHIN_BUDGET:
             table[f"{name}_steps"] = [int(t) for t in steps]
     return table
 
@@ -402,7 +404,8 @@ def _frontier_csv(result: dict) -> str:
     if "target_kl" in result:
         info["target_kl"] = result["target_kl"]
         info.update({f"fewest_{k}": v for k, v in result["fewest_steps"].items()})
-    columns = ["steps", *(f"{k}_kl" for k in _METHODS), "tc_steps", "dtc_steps"]
+    columns = ["steps", *(f"{k}_kl" for k in _METHODS), "pyramid_steps", "tc_steps",
+               "dtc_steps"]
     lines = ["# schedopt.frontier " + " ".join(f"{k}={v}" for k, v in info.items()),
              ",".join(columns)]
     for i in range(result["max_steps"]):

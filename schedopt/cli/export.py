@@ -162,21 +162,25 @@ def evaluate_file(args: argparse.Namespace, profile) -> bool:
 
 
 def random_count_rows(profile, steps: int, exact_kl: float) -> list[dict]:
-    """`schedopt compare` rows: the best random-count grid and MD4's cosine grid."""
+    """`schedopt compare` rows: the best random-count grid, Jump Your Steps' search (when T is
+    a power of two) and MD4's cosine grid."""
     import math
 
     import numpy as np
 
     from ..binomial import expected_kl_binomial, optimize_binomial
+    from ..jys import jys_grid
 
     k = np.arange(steps + 1)
     cosine = 1e-4 + (1 - 2e-4) * (1 - np.cos(np.pi / 2 * k / steps))
     cosine[0], cosine[-1] = 0.0, 1.0
+    grids = [("random counts, optimized grid", optimize_binomial(profile, steps).expected_kl)]
+    if steps & (steps - 1) == 0:
+        grids.append(("random counts, JYS search", jys_grid(profile, steps).expected_kl))
+    grids.append(("random counts, MD4 cosine grid", expected_kl_binomial(profile, cosine)))
     rows = []
-    for name, kl in [
-        ("random counts, optimized grid", float(optimize_binomial(profile, steps).expected_kl)),
-        ("random counts, MD4 cosine grid", float(expected_kl_binomial(profile, cosine))),
-    ]:
+    for name, kl in grids:
+        kl = float(kl)
         ratio = kl / exact_kl if exact_kl > 0 else (1.0 if kl == 0 else math.inf)
         rows.append(
             {
