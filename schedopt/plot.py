@@ -308,13 +308,14 @@ def plot_equal_passes(result: Any, ax: Any = None) -> Any:
     """
     ax = _axes(ax, (6.4, 4.2))
     decoders = list(dict.fromkeys(r.decoder for r in result.rows))
+    colors = (*_COLORS, "tab:gray", "black")  # up to 11 decoders, each its own color
     for index, decoder in enumerate(decoders):
         rows = sorted((r for r in result.rows if r.decoder == decoder),
                       key=lambda r: r.passes_mean)
         x = [r.passes_mean for r in rows]
         y = np.asarray([r.excess for r in rows])
         spread = np.abs(np.asarray([r.excess_interval for r in rows]).T - y)
-        ax.errorbar(x, y, yerr=spread, color=_COLORS[index % len(_COLORS)], marker="o",
+        ax.errorbar(x, y, yerr=spread, color=colors[index % len(colors)], marker="o",
                     ms=4, lw=1.2, capsize=3, label=decoder)
     budgets = sorted({r.budget for r in result.rows})
     passes = [r.passes_mean for r in result.rows]
@@ -329,7 +330,7 @@ def plot_equal_passes(result: Any, ax: Any = None) -> Any:
     ax.set_title(f"decoders at equal passes: {result.sequences} held-out sequences, "
                  f"n = {result.n}{blocks}", fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax
 
 

@@ -35,7 +35,15 @@ def main() -> int:
     parser.add_argument("--digits-tune", type=int, default=128, metavar="M")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--plot", default=None, metavar="OUT.png",
+                        help="draw the first setting's frontier (schedopt.plot.plot_equal_passes)")
+    parser.add_argument("--replot", default=None, metavar="TABLE.json",
+                        help="only redraw --plot from a --json file this script wrote")
     args = parser.parse_args()
+    if args.replot:
+        setting = json.loads(Path(args.replot).read_text())[args.settings[0]]
+        _plot(setting, args.plot)
+        return 0
     orders = args.orders.split(",")
     results = {}
     for setting in args.settings:
@@ -54,6 +62,8 @@ def main() -> int:
                   f"[{best.vs_stock_interval[0]:+.2f}, {best.vs_stock_interval[1]:+.2f}]")
             print(f"- T = {budget}: best {best.decoder} at {best.passes_mean:.2f} passes, "
                   f"excess {best.excess:.2f}{vs}")
+        if args.plot and setting == args.settings[0]:
+            _plot(results[setting], args.plot)
         if args.json:  # after each setting, so a long run keeps what it measured
             Path(args.json).write_text(json.dumps(results, indent=1, default=float) + "\n")
     return 0
@@ -90,6 +100,17 @@ def _run(setting: str, orders: list[str], args):
                           prompts=test.prompts, tune_prompts=tune.prompts, block_length=block,
                           orders=orders, batch_size=256, quiet=False)
     return result, "text model" + (", blocks of 32" if block else "")
+
+
+def _plot(setting: dict, path: str) -> None:
+    """Draw one setting's rows (as `EqualPasses.to_json` wrote them) with plot_equal_passes."""
+    import types
+
+    from schedopt.plot import plot_equal_passes, save_png
+
+    rows = [types.SimpleNamespace(**r) for r in setting["rows"]]
+    result = types.SimpleNamespace(**{**setting, "rows": rows})
+    save_png(plot_equal_passes(result).figure, path)
 
 
 def _markdown(result) -> str:
