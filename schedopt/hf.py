@@ -336,7 +336,7 @@ class HFScorer:
         cols = lengths[:, None] + np.arange(n)[None, :]
         if self.shifted:  # output q - 1 predicts position q (position 0 reads output 0)
             cols = np.maximum(cols - 1, 0)
-        rows = np.broadcast_to(np.arange(b)[:, None], (b, n)).ravel()
+        rows = np.repeat(np.arange(b), n)  # a fresh array: torch warns on a read-only view
         cols, targets = cols.ravel(), torch.from_numpy(answers.ravel()).to(logits.device)
         step = max(1, CHUNK_ELEMENTS // self.vocab_size)
         parts: dict[str, list] = {}
