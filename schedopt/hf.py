@@ -136,7 +136,7 @@ def _first_line(e: BaseException) -> str:
 STATISTICS = ("cross_entropy", "entropy", "log_top1", "log_top2")
 
 
-def position_statistics(logits: Any, targets: Any) -> dict[str, Any]:
+def position_statistics(logits: Any, targets: Any, count: int = 4) -> dict[str, Any]:
     """Per-position statistics of one chunk of logits, on their device.
 
     The one place where logits are reduced. Computed in float32 whatever the model's dtype.
@@ -144,6 +144,7 @@ def position_statistics(logits: Any, targets: Any) -> dict[str, Any]:
     Args:
         logits: float tensor [..., V], already shifted and sliced to the answer positions.
         targets: int64 tensor [...], the true answer tokens.
+        count: the first `count` of `STATISTICS` to compute (2: no top-2 search).
 
     Returns:
         float32 tensors [...] (nats), keyed as `STATISTICS`: "cross_entropy" -log p(target),
@@ -153,12 +154,17 @@ def position_statistics(logits: Any, targets: Any) -> dict[str, Any]:
     import torch
 
     logp = torch.log_softmax(logits.float(), dim=-1)
-    ce = -logp.gather(-1, targets[..., None])[..., 0]
+    out = {"cross_entropy": -logp.gather(-1, targets[..., None])[..., 0]}
+    if count > 2:
+        top = torch.topk(logp, min(2, logp.shape[-1]), dim=-1).values
+        out["log_top1"] = top[..., 0]
+        out["log_top2"] = (top[..., 1] if top.shape[-1] > 1
+                           else torch.full_like(top[..., 0], -torch.inf))
     p = logp.exp()
-    ent = -torch.where(p > 0, p * logp, torch.zeros_like(p)).sum(-1)
-    top = torch.topk(logp, min(2, logp.shape[-1]), dim=-1).values
-    top2 = top[..., 1] if top.shape[-1] > 1 else torch.full_like(top[..., 0], -torch.inf)
-    return {"cross_entropy": ce, "entropy": ent, "log_top1": top[..., 0], "log_top2": top2}
+    # p log p, with 0 log 0 = 0: a -inf logit (p = 0) is clamped to a finite log first. In
+    # place, to hold one [k, V] buffer besides logp (this is the hot loop of rule scoring).
+    out["entropy"] = -p.mul_(logp.clamp_(min=torch.finfo(logp.dtype).min)).sum(-1)
+    return {name: out[name] for name in STATISTICS[:count]}
 
 
 def _is_out_of_memory(e: BaseException) -> bool:
@@ -323,24 +329,28 @@ class HFScorer:
                              f"{out.shape[-1]} logits per position")
         return out
 
-    def _reduce(self, logits: Any, lengths: np.ndarray, answers: np.ndarray,
-                draw: Any = None) -> dict:
+    def _reduce(self, logits: Any, lengths: np.ndarray, answers: np.ndarray, count: int,
+                draw: Any = None, wanted: np.ndarray | None = None) -> dict:
         """Statistics [b, n] (float64, host) from logits [b, L, V], in chunks of positions.
 
         With `draw` (logits chunk [k, V] -> (the logits drawn from, tokens int64[k])), the
         statistics are of the distribution drawn from, cross_entropy is of the drawn token,
         and "token" holds the draws (int64 [b, n]); `answers` then only gives the shape.
+        With `wanted` (bool [b, n]) only those positions are reduced; the others hold NaN
+        (token 0).
         """
         torch, _ = _import()
         b, n = answers.shape
         cols = lengths[:, None] + np.arange(n)[None, :]
         if self.shifted:  # output q - 1 predicts position q (position 0 reads output 0)
             cols = np.maximum(cols - 1, 0)
-        rows = np.repeat(np.arange(b), n)  # a fresh array: torch warns on a read-only view
-        cols, targets = cols.ravel(), torch.from_numpy(answers.ravel()).to(logits.device)
+        flat = (np.arange(b * n) if wanted is None
+                else np.flatnonzero(np.asarray(wanted, bool).ravel()))
+        rows, cols = flat // n, cols.ravel()[flat]
+        targets = torch.from_numpy(answers.ravel()[flat]).to(logits.device)
         step = max(1, CHUNK_ELEMENTS // self.vocab_size)
         parts: dict[str, list] = {}
-        for lo in range(0, b * n, step):
+        for lo in range(0, flat.size, step):
             r = torch.from_numpy(rows[lo:lo + step]).to(logits.device)
             c = torch.from_numpy(cols[lo:lo + step]).to(logits.device)
             chunk = logits[r, c, : self.vocab_size]  # [k, V]: the only copy, k * V bounded
@@ -348,11 +358,18 @@ class HFScorer:
             if draw is not None:
                 chunk, target = draw(chunk)
                 parts.setdefault("token", []).append(target.cpu())
-            for name, value in position_statistics(chunk, target).items():
+            for name, value in position_statistics(chunk, target, count).items():
                 parts.setdefault(name, []).append(value.double().cpu())
-        return {name: torch.cat(v).numpy().reshape(b, n) for name, v in parts.items()}
+        out = {}
+        for name in STATISTICS[:count] + (("token",) if draw is not None else ()):
+            full = np.zeros(b * n, np.int64) if name == "token" else np.full(b * n, np.nan)
+            if flat.size:
+                full[flat] = torch.cat(parts[name]).numpy()
+            out[name] = full.reshape(b, n)
+        return out
 
-    def _score(self, prompts, shown: np.ndarray, answers: np.ndarray, draw: Any = None) -> dict:
+    def _score(self, prompts, shown: np.ndarray, answers: np.ndarray, count: int,
+               draw: Any = None, wanted: np.ndarray | None = None) -> dict:
         """One forward pass over right-padded rows, reduced to statistics [b, n]."""
         b, n = answers.shape
         lengths = np.asarray([len(p) for p in prompts], np.int64)
@@ -363,7 +380,7 @@ class HFScorer:
             ids[i, : lengths[i]] = p
             ids[i, lengths[i] : lengths[i] + n] = shown[i]
             live[i, : lengths[i] + n] = True
-        return self._reduce(self._forward(ids, live), lengths, answers, draw)
+        return self._reduce(self._forward(ids, live), lengths, answers, count, draw, wanted)
 
     def _rows_per_pass(self, length: int) -> int:
         """Rows that fit: the logits [rows, length, V] plus as much again for the model's
@@ -376,7 +393,8 @@ class HFScorer:
         per_row = 2 * length * self.vocab_size * max(itemsize, 4)
         return int(np.clip(_free_bytes(torch, self.device) // 2 // per_row, 1, MAX_AUTO_ROWS))
 
-    def _scored_in_passes(self, prompts, shown, answers, draw: Any = None) -> dict:
+    def _scored_in_passes(self, prompts, shown, answers, count: int, draw: Any = None,
+                          wanted: np.ndarray | None = None) -> dict:
         """Statistics of all rows, in passes of `_rows_per_pass` rows (halved on OOM)."""
         b, n = answers.shape
         size = self._rows_per_pass(max(len(p) for p in prompts) + n)
@@ -385,7 +403,8 @@ class HFScorer:
         while lo < b:
             part = slice(lo, min(b, lo + size))
             try:
-                stats = self._score(prompts[part], shown[part], answers[part], draw)
+                stats = self._score(prompts[part], shown[part], answers[part], count, draw,
+                                    None if wanted is None else wanted[part])
             except (RuntimeError, MemoryError) as e:
                 if not _is_out_of_memory(e):
                     raise
@@ -403,7 +422,7 @@ class HFScorer:
             lo = part.stop
         return out
 
-    def _check_padding_changes_nothing(self, prompts, shown, answers, got: dict,
+    def _check_padding_changes_nothing(self, prompts, shown, answers, got: dict, count: int,
                                        draw: Any = None) -> None:
         """Re-score the most padded rows alone; refuse when padding moved a score."""
         lengths = np.asarray([len(p) for p in prompts])
@@ -412,7 +431,7 @@ class HFScorer:
         self._check_padding = False
         worst = 0.0
         for i in np.argsort(lengths, kind="stable")[:PADDING_CHECK_ROWS]:
-            alone = self._score([prompts[i]], shown[i:i + 1], answers[i:i + 1], draw)
+            alone = self._score([prompts[i]], shown[i:i + 1], answers[i:i + 1], count, draw)
             masked = shown[i] == self.mask_id
             for name, value in alone.items():
                 if draw is not None and name in ("token", "cross_entropy"):
@@ -441,9 +460,11 @@ class HFScorer:
     ) -> tuple[np.ndarray, ...]:
         """float64[B, n] cross-entropy, entropy, log top-1 and log top-2 probability (nats).
 
-        What the state-dependent unmasking rules of `schedopt.rules` rank by.
+        What the state-dependent unmasking rules of `schedopt.rules` rank by: given at the
+        masked positions only (NaN where `revealed`, whose logits are never reduced: a rule
+        chooses among masked positions, and this halves the work on average).
         """
-        return self._statistics(prompts, answers, revealed, 4)
+        return self._statistics(prompts, answers, revealed, 4, masked_only=True)
 
     def sampled_statistics(
         self, prompts: Sequence[np.ndarray], state: np.ndarray, revealed: np.ndarray, *,
@@ -461,7 +482,8 @@ class HFScorer:
         Returns:
             (tokens int64[B, n], cross_entropy, entropy, log_top1, log_top2 float64[B, n]):
             the statistics are those of the distribution drawn from, cross_entropy that of
-            the drawn token (nats).
+            the drawn token (nats); at masked positions only, as `rule_statistics` (token 0
+            and NaN where `revealed`).
         """
         torch, _ = _import()
 
@@ -472,13 +494,14 @@ class HFScorer:
             picked = torch.multinomial(torch.softmax(scaled, dim=-1), 1, generator=generator)
             return scaled, picked[:, 0]
 
-        out = self._statistics(prompts, state, revealed, 4, draw)
+        out = self._statistics(prompts, state, revealed, 4, draw, masked_only=True)
         return (out[-1].astype(np.int64), *out[:-1])
 
-    def _statistics(self, prompts, answers, revealed, count: int,
-                    draw: Any = None) -> tuple[np.ndarray, ...]:
+    def _statistics(self, prompts, answers, revealed, count: int, draw: Any = None,
+                    masked_only: bool = False) -> tuple[np.ndarray, ...]:
         """The first `count` of `STATISTICS` for every row, float64[B, n] each (then the
-        drawn tokens, with `draw`: see `_reduce`)."""
+        drawn tokens, with `draw`: see `_reduce`); with `masked_only`, NaN at revealed
+        positions, which are then not reduced at all."""
         answers = np.asarray(answers, np.int64)
         b, n = answers.shape
         prompts = [np.asarray(p, np.int64) for p in prompts]
@@ -491,10 +514,12 @@ class HFScorer:
         stats: dict[str, np.ndarray] = {}
         for rows in groups:
             part_prompts = [prompts[i] for i in rows]
-            got = self._scored_in_passes(part_prompts, shown[rows], answers[rows], draw)
+            wanted = ~np.asarray(revealed, bool)[rows] if masked_only else None
+            got = self._scored_in_passes(part_prompts, shown[rows], answers[rows], count, draw,
+                                         wanted)
             if self._check_padding and self.attention != "none":
                 self._check_padding_changes_nothing(part_prompts, shown[rows], answers[rows],
-                                                    got, draw)
+                                                    got, count, draw)
             for name, value in got.items():
                 stats.setdefault(name, np.zeros((b, n), value.dtype))[rows] = value
         names = STATISTICS[:count] + (("token",) if draw is not None else ())

@@ -31,6 +31,7 @@ function through `jax_statistics`, a `schedopt.conditioning.TokenScorer` through
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -195,14 +196,23 @@ def logit_statistics(logits: jax.Array, tokens: jax.Array) -> tuple[jax.Array, .
     return ce, ent, top[..., 0], top[..., 1]
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _model_statistics(logits_fn, tokens: jax.Array, revealed: jax.Array):
+    # logits_fn is static: JAX's own cache keeps one compiled program per model function, so
+    # repeated calls with the same function (every rule_nll, rule_step_costs) compile once.
+    return logit_statistics(logits_fn(tokens, revealed), tokens)
+
+
 def jax_statistics(logits_fn) -> Callable[..., PositionStats]:
     """A JAX `logits_fn(tokens, revealed)` as a statistics function (prompts, answers, revealed).
 
     The vocabulary is reduced inside one jitted call, so only [B, n] arrays reach the host.
     """
-    @jax.jit
-    def stats(tokens, revealed):
-        return logit_statistics(logits_fn(tokens, revealed), tokens)
+    try:
+        hash(logits_fn)
+        stats = functools.partial(_model_statistics, logits_fn)
+    except TypeError:  # an unhashable callable: compiled for this call only
+        stats = jax.jit(functools.partial(_model_statistics.__wrapped__, logits_fn))
 
     def run(prompts: np.ndarray, answers: np.ndarray, revealed: np.ndarray) -> PositionStats:
         p = prompts.shape[1]

@@ -5,7 +5,8 @@ T batched model calls per batch of sequences, and the ordered-rule profile
 (`schedopt.rule_schedules.rule_step_costs`) n calls. Each is timed against a bare loop that
 makes the same number of model calls on inputs of the same shape and nothing else (for the
 Hugging Face model: its forward under inference_mode; for the JAX model: its jitted logits
-function), on the shipped text model (PyTorch, through `HFScorer`) and the digits model (JAX).
+function), on the shipped text model (PyTorch, through `HFScorer`), a randomly initialised BERT
+of a realistic shape (6 layers of width 512, a 32768-token vocabulary) and the digits model (JAX).
 
     python scripts/bench_rules.py            # medians of 5 repeats
 
@@ -75,6 +76,39 @@ def _text(steps: int, repeats: int) -> list[tuple]:
              _median_seconds(costs, repeats), _median_seconds(bare(n), repeats))]
 
 
+def _bert(steps: int, repeats: int, m: int) -> list[tuple]:
+    """A randomly initialised BERT masked LM of a realistic shape (timing only)."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    from schedopt.heldout import llada_stock
+    from schedopt.hf import HFScorer
+    from schedopt.rules import OrderRule, rule_nll
+
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    v, n, p = 32768, 64, 16
+    model = BertForMaskedLM(BertConfig(vocab_size=v, hidden_size=512, num_hidden_layers=6,
+                                       num_attention_heads=8, intermediate_size=2048)).eval()
+    scorer = HFScorer(model, mask_id=v - 1, batch_size=m)
+    rng = np.random.default_rng(0)
+    answers = rng.integers(0, v - 1, size=(m, n))
+    prompts = list(rng.integers(0, v - 1, size=(m, p)))
+    counts = llada_stock(n, steps).tokens_per_step
+    ids = torch.from_numpy(rng.integers(0, v, size=(m, p + n)))
+    mask = torch.ones(m, p + n, dtype=torch.long)
+
+    def bare():
+        with torch.inference_mode():
+            for _ in range(steps):
+                model(input_ids=ids, attention_mask=mask)
+
+    score = lambda: rule_nll(scorer, answers, OrderRule("confidence"), counts,  # noqa: E731
+                             prompts=prompts, batch_size=m, reference=False)
+    return [(f"BERT 6 x 512, V = {v} (torch)", f"rule_nll, T = {steps}", m, steps,
+             _median_seconds(score, repeats), _median_seconds(bare, repeats))]
+
+
 def _digits(steps: int, repeats: int, m: int) -> list[tuple]:
     import jax
     import jax.numpy as jnp
@@ -116,9 +150,11 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--digits-batch", type=int, default=128)
+    parser.add_argument("--bert-batch", type=int, default=16)
     args = parser.parse_args()
-    rows = _text(args.steps, args.repeats) + _digits(args.steps, args.repeats,
-                                                     args.digits_batch)
+    rows = (_text(args.steps, args.repeats)
+            + _bert(args.steps, args.repeats, args.bert_batch)
+            + _digits(args.steps, args.repeats, args.digits_batch))
     print("| model | what | batch | calls | schedopt (s) | bare loop (s) | schedopt calls/s | "
           "bare calls/s | ratio |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -113,3 +113,29 @@ def test_bad_schedule_length():
         rule_nll(table.log_conditionals, seqs, OrderRule("confidence"), [2, 2])
     with pytest.raises(ValueError, match="give no schedule"):
         rule_nll(table.log_conditionals, seqs, ThresholdRule(0.9), [2, 1])
+
+
+def test_a_model_function_is_compiled_once_across_calls():
+    """Scoring the same JAX model again reuses its compiled statistics (no retrace), and an
+    unhashable callable still works (compiled per call)."""
+    table = Table(_joint(3, 3, 1))
+    traces = []
+
+    def fn(tokens, revealed):
+        traces.append(tokens.shape)  # runs only while JAX traces
+        return table.log_conditionals(tokens, revealed)
+
+    seqs = np.asarray(list(itertools.product(range(3), repeat=3)), np.int32)
+    first = rule_nll(fn, seqs, OrderRule("confidence"), [2, 1], batch_size=27)
+    again = rule_nll(fn, seqs, OrderRule("confidence"), [2, 1], batch_size=27)
+    assert len(traces) == 1
+    np.testing.assert_array_equal(first.per_sequence, again.per_sequence)
+
+    class Unhashable:
+        __hash__ = None
+
+        def __call__(self, tokens, revealed):
+            return table.log_conditionals(tokens, revealed)
+
+    other = rule_nll(Unhashable(), seqs, OrderRule("confidence"), [2, 1], batch_size=27)
+    np.testing.assert_allclose(other.per_sequence, first.per_sequence, rtol=1e-12)
