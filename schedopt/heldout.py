@@ -16,8 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .schedules import Schedule, uniform_tokens
-
-_Z95 = 1.959963984540054
+from .stats import Z95
 
 
 def llada_stock(n: int, steps: int, block_length: int | None = None) -> Schedule:
@@ -65,5 +64,5 @@ def paired_difference(nll: np.ndarray, reference: np.ndarray) -> tuple[float, fl
     d = np.asarray(nll, np.float64) - np.asarray(reference, np.float64)
     if d.ndim != 1 or d.size < 2:
         raise ValueError(f"need per-sequence NLLs of two or more sequences, got shape {d.shape}")
-    half = _Z95 * d.std(ddof=1) / math.sqrt(d.size)
+    half = Z95 * d.std(ddof=1) / math.sqrt(d.size)
     return float(d.mean()), float(d.mean() - half), float(d.mean() + half)

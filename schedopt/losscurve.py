@@ -41,9 +41,9 @@ import numpy as np
 from . import _io
 from .checks import BYTES_PER_TOKEN, check_fits
 from .profile import EntropyProfile, isotonic_nonincreasing
+from .stats import Z95
 
 HEADER = ("mask_ratio", "cross_entropy", "stderr")
-_Z95 = 1.959963984540054
 # A pooled stretch whose chi-square p-value falls below this is reported as non-monotone.
 _REJECT_P = 0.01
 
@@ -305,7 +305,7 @@ def profile_from_loss_curve(
         "extrapolated_revealed": [int(j) for j in outside],
         "joint_entropy_stderr": joint_se,
         "joint_entropy_interval": (None if joint_se is None else
-                                   [joint - _Z95 * joint_se, joint + _Z95 * joint_se]),
+                                   [joint - Z95 * joint_se, joint + Z95 * joint_se]),
     }
     return EntropyProfile.from_conditional_entropy(
         curve, np.arange(n), n=n, stderr=curve_se, meta={**info, **(meta or {})}

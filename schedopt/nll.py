@@ -16,7 +16,6 @@ sequence, so their difference (the excess) has a much smaller interval than eith
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,8 +28,7 @@ from .data import check_sequences
 from .precision import float64
 from .sampler import schedule_log_likelihood
 from .schedules import Schedule
-
-_Z95 = 1.959963984540054  # two-sided 95% normal quantile
+from .stats import Z95, standard_error
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,12 +65,12 @@ class ScheduleNLL:
     @property
     def interval(self) -> tuple[float, float]:
         """95% confidence interval of the T-step NLL."""
-        return self.nll - _Z95 * self.stderr, self.nll + _Z95 * self.stderr
+        return self.nll - Z95 * self.stderr, self.nll + Z95 * self.stderr
 
     @property
     def excess_interval(self) -> tuple[float, float]:
         """95% confidence interval of the excess over one token per step."""
-        return self.excess - _Z95 * self.excess_stderr, self.excess + _Z95 * self.excess_stderr
+        return self.excess - Z95 * self.excess_stderr, self.excess + Z95 * self.excess_stderr
 
     def to_json(self) -> dict[str, Any]:
         """Everything but `per_sequence`, plus the two intervals, as JSON-able values."""
@@ -184,9 +182,9 @@ def schedules_nll(
         nll = reference if s.size == n else per_sequence(s)
         excess = nll - reference
         out.append(ScheduleNLL(
-            nll=float(nll.mean()), stderr=_sem(nll),
-            one_by_one=float(reference.mean()), one_by_one_stderr=_sem(reference),
-            excess=float(excess.mean()), excess_stderr=_sem(excess),
+            nll=float(nll.mean()), stderr=standard_error(nll),
+            one_by_one=float(reference.mean()), one_by_one_stderr=standard_error(reference),
+            excess=float(excess.mean()), excess_stderr=standard_error(excess),
             steps=int(s.size), sequences=m, orders=int(orders),
             forward_passes=orders * m * (int(s.size) + (n if s.size < n else 0)),
             per_sequence=nll,
@@ -211,10 +209,6 @@ def predicted_excess(estimate, schedule: Schedule | Any, kind: str = "data"
         (mean, stderr) in nats per sequence.
     """
     return estimate.expected_kl(_tokens_per_step(schedule, estimate.n, 0), kind)
-
-
-def _sem(values: np.ndarray) -> float:
-    return float(values.std(ddof=1) / math.sqrt(values.size))
 
 
 def _tokens_per_step(schedule: Schedule | Any, n: int, index: int) -> np.ndarray:

@@ -40,8 +40,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .stats import Z95, standard_error
+
 ORDERS = ("random", "confidence", "margin", "entropy", "left-to-right")
-_Z95 = 1.959963984540054
 
 
 class PositionStats(NamedTuple):
@@ -333,11 +334,11 @@ class RuleNLL:
 
     @property
     def interval(self) -> tuple[float, float]:
-        return self.nll - _Z95 * self.stderr, self.nll + _Z95 * self.stderr
+        return self.nll - Z95 * self.stderr, self.nll + Z95 * self.stderr
 
     @property
     def excess_interval(self) -> tuple[float, float]:
-        return self.excess - _Z95 * self.excess_stderr, self.excess + _Z95 * self.excess_stderr
+        return self.excess - Z95 * self.excess_stderr, self.excess + Z95 * self.excess_stderr
 
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
@@ -346,10 +347,6 @@ class RuleNLL:
         out["interval"] = list(self.interval)
         out["excess_interval"] = list(self.excess_interval)
         return out
-
-
-def _sem(v: np.ndarray) -> float:
-    return float(v.std(ddof=1) / math.sqrt(v.size))
 
 
 def one_by_one_rule(rule: Rule) -> OrderRule:
@@ -429,8 +426,8 @@ def rule_nll(model, data: Any, rule: Rule, counts: Any = None, *, key: jax.Array
         raise ValueError("the model gave infinite or NaN log-probabilities for the data; "
                          "check the model")
     ex = nll - ref
-    return RuleNLL(rule=rule, nll=float(nll.mean()), stderr=_sem(nll),
+    return RuleNLL(rule=rule, nll=float(nll.mean()), stderr=standard_error(nll),
                    one_by_one=float(ref.mean()), excess=float(ex.mean()),
-                   excess_stderr=_sem(ex), passes_mean=float(passes.mean()),
+                   excess_stderr=standard_error(ex), passes_mean=float(passes.mean()),
                    passes_std=float(passes.std(ddof=1)), sequences=m, per_sequence=nll,
                    per_sequence_passes=passes, reference=ref)
