@@ -129,6 +129,15 @@ def test_cli_block_file_optimize_compare_evaluate_frontier_plot(tmp_path, capsys
     rows = {r["method"]: r for r in json.loads(capsys.readouterr().out)["schedules"]}
     stock = excess(g[0], [2, 2]) + excess(g[1], [2, 2])
     assert rows["LLaDA stock"]["expected_kl"] == pytest.approx(stock, abs=1e-9)
+    # EDS, 2 steps per block of 4: cut at the first j with H_j >= H_4 / 2, kept in 1..3.
+    h = np.asarray(blocks.entropy)
+    cuts = [min(max(next(j for j in range(5) if h[b, j] >= h[b, 4] / 2), 1), 3) for b in (0, 1)]
+    eds = excess(g[0], [cuts[0], 4 - cuts[0]]) + excess(g[1], [cuts[1], 4 - cuts[1]])
+    assert rows["equal split, EDS counts"]["expected_kl"] == pytest.approx(eds, abs=1e-9)
+    # Pyramid: no factor fits 4 tokens in 2 steps (f = 1 is 1, 2, 1), so the ramp (i + 1) 4 / 3
+    # = 1.33, 2.67 rounded by largest remainders: [1, 3] in each block.
+    pyramid = excess(g[0], [1, 3]) + excess(g[1], [1, 3])
+    assert rows["equal split, pyramid counts"]["expected_kl"] == pytest.approx(pyramid, abs=1e-9)
     assert rows["optimized (raw curves)"]["expected_kl"] == pytest.approx(best, abs=1e-9)
     assert rows["optimized (raw curves)"]["expected_kl"] <= rows[
         "optimized (regularised curves)"]["expected_kl"] + 1e-12

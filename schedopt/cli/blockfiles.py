@@ -106,10 +106,12 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def schedules_at_budget(blocks, steps: int, raw: bool) -> dict:
     """Block schedules at T steps: optimized (raw and regularised curves), equal splits with
-    optimal, uniform and cosine counts, and LLaDA's stock schedule (equal split, uniform)."""
+    optimal, cosine, EDS and pyramid counts (EDS on each block's own curve; the pyramid of the
+    largest factor that fits each block's steps), and LLaDA's stock schedule (equal split,
+    uniform)."""
     from ..blocks import BlockProfiles, optimize_blocks
     from ..heldout import llada_stock
-    from ..schedules import cosine_tokens
+    from ..schedules import cosine_tokens, eds_tokens, pyramid_tokens
     from ..unregularized import optimize_blocks_unregularized
 
     regular = BlockProfiles.from_profiles([p.regularize() for p in blocks.profiles])
@@ -124,6 +126,9 @@ def schedules_at_budget(blocks, steps: int, raw: bool) -> dict:
         out["equal split, optimized counts"] = solve(blocks if raw else regular, steps,
                                                      equal_split=True).tokens_per_step
         out["equal split, cosine counts"] = np.tile(cosine_tokens(length, per), b)
+        out["equal split, EDS counts"] = np.concatenate(
+            [eds_tokens(h, per) for h in np.asarray(blocks.entropy, np.float64)])
+        out["equal split, pyramid counts"] = np.tile(pyramid_tokens(length, per)[0], b)
         out["LLaDA stock"] = llada_stock(blocks.n, steps, length).tokens_per_step
     return {k: np.asarray(v) for k, v in out.items()}
 
