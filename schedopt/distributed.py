@@ -51,6 +51,11 @@ _STOPPING = threading.Lock()  # held by the thread that ends the process: one li
 # on the same error, each should report its own error, not the others' exits.
 _PEER_GRACE = 2.0
 _SUCCEEDED = threading.Event()  # this process's command has finished with exit code 0
+# On process 0: the peers' open watch connections, whether more may still connect, and
+# whether it is stopping on an error; `_WATCHED` guards them and is notified on each change.
+_PEERS: set[socket.socket] = set()
+_WATCH = {"accepting": False, "releasing": False}
+_WATCHED = threading.Condition()
 
 
 def initialize(
@@ -284,14 +289,39 @@ def _reachable(host: str, port: int) -> bool:
 
 
 def _stop(line: str, code: int) -> None:
-    """Print `line` on stderr and end the process now (no atexit, no shutdown barrier)."""
+    """Print `line` on stderr and end the process now (no atexit, no shutdown barrier).
+
+    Process 0 first lets its peers go (`_release_peers`): it hosts JAX's coordination
+    service, and a peer that loses it aborts with a C++ stack trace.
+    """
     if not _STOPPING.acquire(blocking=threading.current_thread() is threading.main_thread()):
         return  # another thread is already ending the process
     if line:
         print(line, file=sys.stderr, flush=True)
     with contextlib.suppress(Exception):
         sys.stdout.flush()
+    if code != 0:
+        _release_peers()
     os._exit(code)
+
+
+def _release_peers() -> None:
+    """On process 0: tell every connected peer to stop, and wait until they have gone.
+
+    Each peer stops with its own error if it has one (within `_PEER_GRACE`), else with one
+    line naming process 0; the wait is bounded, so a stuck peer cannot hold process 0.
+    """
+    with _WATCHED:
+        _WATCH["releasing"] = True  # a peer that connects from now on is told at once
+        peers = list(_PEERS)
+    for conn in peers:
+        with contextlib.suppress(OSError):
+            conn.sendall(b"stop")
+    deadline = time.monotonic() + _PEER_GRACE + 3.0
+    with _WATCHED:
+        while (_PEERS or _WATCH["accepting"]) and _WATCHED.wait(
+                max(0.0, deadline - time.monotonic())):
+            pass
 
 
 def _detected_coordinator() -> str | None:
@@ -331,10 +361,19 @@ def _watch_peers(coordinator: str | None, label: str) -> None:
                     conn, _ = server.accept()
                     conn.settimeout(None)
                     peers.append(conn)
+                    with _WATCHED:
+                        _PEERS.add(conn)
+                        if _WATCH["releasing"]:
+                            with contextlib.suppress(OSError):
+                                conn.sendall(b"stop")
                     threading.Thread(target=_await_bye, args=(conn, None, n, label),
                                      daemon=True).start()
             server.close()
+            with _WATCHED:
+                _WATCH["accepting"] = False
+                _WATCHED.notify_all()
 
+        _WATCH["accepting"] = True
         threading.Thread(target=accept, daemon=True).start()
         atexit.register(lambda: [_say_bye(c) for c in list(peers)])
         return
@@ -356,15 +395,19 @@ def _await_bye(conn: socket.socket, peer: int | None, n: int, label: str) -> Non
     """Wait for the peer's goodbye; a connection that drops without one means it died.
 
     A peer first sends its process id and a newline (process 0 learns who it is), then
-    "bye" when it ends normally.
+    "bye" when it ends normally. Process 0 sends "stop" when it ends on an error.
     """
     data = b""
     with contextlib.suppress(OSError):
-        while b"bye" not in data:
+        while b"bye" not in data and b"stop" not in data:
             chunk = conn.recv(64)
             if not chunk:
                 break
             data += chunk
+    if peer is None:  # on process 0: this peer has gone (or is going)
+        with _WATCHED:
+            _PEERS.discard(conn)
+            _WATCHED.notify_all()
     if b"bye" in data:
         return
     head = data.split(b"\n", 1)[0]
@@ -374,8 +417,9 @@ def _await_bye(conn: socket.socket, peer: int | None, n: int, label: str) -> Non
     if _SUCCEEDED.is_set():  # our work is done and written: skip the barrier with the dead
         _stop("", 0)
     who = f"process {peer} of {n}" if peer is not None else f"one of the {n} processes"
-    _stop(f"{label}: error: {who} stopped before the end (killed or failed; see its own "
-          "output); rerun the command on every process", 2)
+    why = "stopped on an error (see" if b"stop" in data else "stopped before the end (killed " \
+        "or failed; see"
+    _stop(f"{label}: error: {who} {why} its own output); rerun the command on every process", 2)
 
 
 def _say_bye(conn: socket.socket) -> None:

@@ -78,6 +78,24 @@ def test_batch_resumes_by_skipping_finished_jobs(manifest, tmp_path, capsys):
     assert [r["status"] for r in _summary(out)] == ["skipped", "computed", "skipped", "skipped"]
 
 
+def test_a_rerun_after_a_profile_changed_recomputes_its_jobs(manifest, tmp_path, capsys):
+    """Finished files are skipped only for the profile they were computed from: a changed
+    curve (the file's digest differs) recomputes its jobs, against the brute-force optimum."""
+    out = tmp_path / "out"
+    assert main(["--quiet", "batch", str(manifest), "--out", str(out)]) == 0
+    other = np.concatenate([[0.0], np.cumsum(1.0 / (1.0 + np.arange(12)) ** 0.6)])
+    EntropyProfile.from_entropy(other).save(tmp_path / "profiles" / "curve.json")
+    capsys.readouterr()
+    assert main(["--quiet", "batch", str(manifest), "--out", str(out)]) == 0
+    assert "2 computed, 2 skipped" in capsys.readouterr().out
+    rows = _summary(out)
+    assert [r["status"] for r in rows] == ["skipped", "computed", "skipped", "computed"]
+    for job, row in zip(JOBS, rows, strict=True):
+        entropy = other if "curve" in job["profile"] else CHAIN
+        assert float(row["expected_kl"]) == pytest.approx(
+            brute_force_optimum(entropy, int(row["steps"])), rel=1e-9, abs=1e-12)
+
+
 @pytest.mark.parametrize(
     "jobs, message",
     [

@@ -193,6 +193,31 @@ def test_processes_with_different_inputs_stop_together(manifest, tmp_path, spawn
     assert not (tmp_path / "out").exists()
 
 
+def test_a_multi_process_run_whose_output_is_being_written_stops_at_once(manifest, tmp_path,
+                                                                         spawn):
+    """Another writer holds --out (its lock): process 0 refuses in one line naming it, process 1
+    stops with it, and nothing is written."""
+    from schedopt import _io
+
+    out = tmp_path / "out"
+    held = _io.OutputLock.acquire(out)  # this test process is the other writer
+    try:
+        procs = _start(spawn, ["batch", str(manifest), "--out", str(out)])
+        results = _finish(procs)
+    finally:
+        held.release()
+    for code, _, err in results:  # no abort from JAX's runtime on process 1
+        assert code == 2 and "Traceback" not in err and "Check failure" not in err, err[-2000:]
+    # Gloo's C++ note on connecting may come before or after the error line
+    last0, last1 = ([line for line in err.splitlines() if line.startswith("schedopt")][-1]
+                    for _, _, err in results)
+    assert last0.startswith("schedopt batch: error: process 0 of 2: another schedopt process "
+                            f"(pid {os.getpid()}) is writing {str(out)!r}")
+    assert last1 == ("schedopt batch: error: process 0 of 2 stopped on an error (see its own "
+                     "output); rerun the command on every process")
+    assert not out.exists()
+
+
 # --------------------------------------------------------------------------- model curve
 def test_two_processes_estimate_the_digits_model_curve_as_one_does(tmp_path, spawn):
     argv = ["profile", "--model", "digits", "--sequences", "6", "--seed", "3"]
