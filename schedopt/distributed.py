@@ -417,9 +417,9 @@ def _await_bye(conn: socket.socket, peer: int | None, n: int, label: str) -> Non
     if _SUCCEEDED.is_set():  # our work is done and written: skip the barrier with the dead
         _stop("", 0)
     who = f"process {peer} of {n}" if peer is not None else f"one of the {n} processes"
-    why = "stopped on an error (see" if b"stop" in data else "stopped before the end (killed " \
-        "or failed; see"
-    _stop(f"{label}: error: {who} {why} its own output); rerun the command on every process", 2)
+    why = ("stopped on an error (see its own output)" if b"stop" in data
+           else "stopped before the end (killed or failed; see its own output)")
+    _stop(f"{label}: error: {who} {why}; rerun the command on every process", 2)
 
 
 def _say_bye(conn: socket.socket) -> None:
