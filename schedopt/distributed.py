@@ -352,15 +352,12 @@ def _watch_peers(coordinator: str | None, label: str) -> None:
                                       socket.AF_INET, dualstack_ipv6=dual)
     port = int(broadcast(np.asarray(server.getsockname()[1] if server else 0, np.int32)))
     if me == 0:
-        peers: list[socket.socket] = []
-
         def accept() -> None:
             server.settimeout(60)
             with contextlib.suppress(OSError):
                 for _ in range(n - 1):
                     conn, _ = server.accept()
                     conn.settimeout(None)
-                    peers.append(conn)
                     with _WATCHED:
                         _PEERS.add(conn)
                         if _WATCH["releasing"]:
@@ -375,7 +372,7 @@ def _watch_peers(coordinator: str | None, label: str) -> None:
 
         _WATCH["accepting"] = True
         threading.Thread(target=accept, daemon=True).start()
-        atexit.register(lambda: [_say_bye(c) for c in list(peers)])
+        atexit.register(_say_bye_to_peers)
         return
     if coordinator is None:
         return
@@ -420,6 +417,14 @@ def _await_bye(conn: socket.socket, peer: int | None, n: int, label: str) -> Non
     why = ("stopped on an error (see its own output)" if b"stop" in data
            else "stopped before the end (killed or failed; see its own output)")
     _stop(f"{label}: error: {who} {why}; rerun the command on every process", 2)
+
+
+def _say_bye_to_peers() -> None:
+    """On process 0 at a normal exit: "bye" to every peer still connected."""
+    with _WATCHED:
+        peers = list(_PEERS)
+    for conn in peers:
+        _say_bye(conn)
 
 
 def _say_bye(conn: socket.socket) -> None:
