@@ -21,15 +21,17 @@ also scored row by row unpadded, and a model whose scores change with padding (o
 accepts `attention_mask` but ignores it) is refused.
 
 Memory: the logits [b, L, V] of one forward pass are the only vocabulary-sized buffer; the
-reduction reads them in chunks of at most `CHUNK_ELEMENTS` numbers, and without an explicit
-batch size the rows per pass are chosen from the memory free on the device.
+reduction reads them in chunks of at most `CHUNK_ELEMENTS` numbers, into two chunk buffers
+allocated once per pass (docs/benchmarks.md, "Host memory of rule scoring on CPU"), and
+without an explicit batch size the rows per pass are chosen from the memory free on the
+device.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -136,35 +138,68 @@ def _first_line(e: BaseException) -> str:
 STATISTICS = ("cross_entropy", "entropy", "log_top1", "log_top2")
 
 
-def position_statistics(logits: Any, targets: Any, count: int = 4) -> dict[str, Any]:
+class Draw(NamedTuple):
+    """Draw the token at each position instead of reading it: from softmax(logits /
+    temperature), or the argmax at temperature 0 (statistics then of softmax(logits))."""
+
+    temperature: float
+    generator: Any = None  # a torch.Generator on the logits' device, or None
+
+
+def position_statistics(logits: Any, targets: Any, count: int = 4, *,
+                        draw: Draw | None = None, work: Any = None) -> dict[str, Any]:
     """Per-position statistics of one chunk of logits, on their device.
 
-    The one place where logits are reduced. Computed in float32 whatever the model's dtype.
+    The one place where logits are reduced. Computed in float32 whatever the model's dtype,
+    in place in two [k, V] float32 buffers (`work`, reused across chunks so the allocator
+    sees no chunk-sized request per call; allocated here when None).
 
     Args:
-        logits: float tensor [..., V], already shifted and sliced to the answer positions.
-        targets: int64 tensor [...], the true answer tokens.
+        logits: float tensor [k, V], already shifted and sliced to the answer positions (may
+            be `work[0]` itself, then overwritten).
+        targets: int64 tensor [k], the true answer tokens (ignored with `draw`).
         count: the first `count` of `STATISTICS` to compute (2: no top-2 search).
+        draw: draw the tokens (see `Draw`); cross_entropy is then of the drawn token.
+        work: two float32 tensors of shape [k, V] (views of larger buffers are fine).
 
     Returns:
-        float32 tensors [...] (nats), keyed as `STATISTICS`: "cross_entropy" -log p(target),
+        float32 tensors [k] (nats), keyed as `STATISTICS`: "cross_entropy" -log p(target),
         "entropy" -sum p log p, and "log_top1", "log_top2" the two largest log-probabilities
-        (what the confidence and margin rules of `schedopt.rules` rank by; -inf for V = 1).
+        (what the confidence and margin rules of `schedopt.rules` rank by; -inf for V = 1);
+        with `draw`, also "token" (int64 [k]).
     """
     import torch
 
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    out = {"cross_entropy": -logp.gather(-1, targets[..., None])[..., 0]}
+    if work is None:
+        work = tuple(torch.empty(logits.shape, dtype=torch.float32, device=logits.device)
+                     for _ in range(2))
+    logp, p = work
+    if logp.data_ptr() != logits.data_ptr():
+        logp.copy_(logits)
+    if draw is not None and draw.temperature == 0:
+        targets = logp.argmax(dim=-1)  # of the logits themselves, before any rounding
+    elif draw is not None:
+        logp.div_(draw.temperature)
+    # log-softmax in place (torch.log_softmax and logsumexp each allocate a [k, V] result).
+    logp.sub_(logp.amax(-1, keepdim=True))
+    total = torch.exp(logp, out=p).sum(-1, keepdim=True)
+    logp.sub_(total.log())
+    p.div_(total)
+    out = {}
     if count > 2:
         top = torch.topk(logp, min(2, logp.shape[-1]), dim=-1).values
         out["log_top1"] = top[..., 0]
         out["log_top2"] = (top[..., 1] if top.shape[-1] > 1
                            else torch.full_like(top[..., 0], -torch.inf))
-    p = logp.exp()
-    # p log p, with 0 log 0 = 0: a -inf logit (p = 0) is clamped to a finite log first. In
-    # place, to hold one [k, V] buffer besides logp (this is the hot loop of rule scoring).
+    if draw is not None and draw.temperature > 0:
+        targets = torch.multinomial(p, 1, generator=draw.generator)[:, 0]
+    if draw is not None:
+        out["token"] = targets
+    out["cross_entropy"] = -logp.gather(-1, targets[..., None])[..., 0]
+    # p log p, with 0 log 0 = 0: a -inf logit (p = 0) is clamped to a finite log first.
     out["entropy"] = -p.mul_(logp.clamp_(min=torch.finfo(logp.dtype).min)).sum(-1)
-    return {name: out[name] for name in STATISTICS[:count]}
+    names = STATISTICS[:count] + (("token",) if draw is not None else ())
+    return {name: out[name] for name in names}
 
 
 def _is_out_of_memory(e: BaseException) -> bool:
@@ -330,14 +365,17 @@ class HFScorer:
         return out
 
     def _reduce(self, logits: Any, lengths: np.ndarray, answers: np.ndarray, count: int,
-                draw: Any = None, wanted: np.ndarray | None = None) -> dict:
+                draw: Draw | None = None, wanted: np.ndarray | None = None) -> dict:
         """Statistics [b, n] (float64, host) from logits [b, L, V], in chunks of positions.
 
-        With `draw` (logits chunk [k, V] -> (the logits drawn from, tokens int64[k])), the
-        statistics are of the distribution drawn from, cross_entropy is of the drawn token,
-        and "token" holds the draws (int64 [b, n]); `answers` then only gives the shape.
-        With `wanted` (bool [b, n]) only those positions are reduced; the others hold NaN
-        (token 0).
+        With `draw`, the statistics are of the distribution drawn from, cross_entropy is of
+        the drawn token, and "token" holds the draws (int64 [b, n]); `answers` then only
+        gives the shape. With `wanted` (bool [b, n]) only those positions are reduced; the
+        others hold NaN (token 0).
+
+        Memory: the chunks are gathered into buffers allocated once per call (two float32
+        [k, V], and one [k, V'] in the logits' dtype when that is not float32), so repeated
+        chunk-sized allocations never reach the host allocator, which would keep them.
         """
         torch, _ = _import()
         b, n = answers.shape
@@ -346,20 +384,34 @@ class HFScorer:
             cols = np.maximum(cols - 1, 0)
         flat = (np.arange(b * n) if wanted is None
                 else np.flatnonzero(np.asarray(wanted, bool).ravel()))
+        length, width = logits.shape[1:]
         rows, cols = flat // n, cols.ravel()[flat]
+        where = rows * length + cols  # rows of the logits viewed as [b * L, V']
         targets = torch.from_numpy(answers.ravel()[flat]).to(logits.device)
-        step = max(1, CHUNK_ELEMENTS // self.vocab_size)
+        step = min(max(1, CHUNK_ELEMENTS // self.vocab_size), max(1, flat.size))
+        table = logits.view(b * length, width) if logits.is_contiguous() else None
+
+        def buffer(dtype, columns=width):
+            return torch.empty((step, columns), dtype=dtype, device=logits.device)
+
+        work = (buffer(torch.float32), buffer(torch.float32, self.vocab_size))
+        raw = work[0] if logits.dtype == torch.float32 else buffer(logits.dtype)
         parts: dict[str, list] = {}
         for lo in range(0, flat.size, step):
-            r = torch.from_numpy(rows[lo:lo + step]).to(logits.device)
-            c = torch.from_numpy(cols[lo:lo + step]).to(logits.device)
-            chunk = logits[r, c, : self.vocab_size]  # [k, V]: the only copy, k * V bounded
-            target = targets[lo:lo + step]
-            if draw is not None:
-                chunk, target = draw(chunk)
-                parts.setdefault("token", []).append(target.cpu())
-            for name, value in position_statistics(chunk, target, count).items():
-                parts.setdefault(name, []).append(value.double().cpu())
+            k = min(step, flat.size - lo)
+            if table is not None:
+                index = torch.from_numpy(where[lo:lo + k]).to(logits.device)
+                torch.index_select(table, 0, index, out=raw[:k])
+            else:  # a strided view: advanced indexing copies the k rows only
+                r, c = (torch.from_numpy(x[lo:lo + k]).to(logits.device) for x in (rows, cols))
+                raw[:k].copy_(logits[r, c])
+            logp = work[0][:k, : self.vocab_size]
+            chunk = raw[:k, : self.vocab_size]
+            stats = position_statistics(chunk, targets[lo:lo + k], count, draw=draw,
+                                        work=(logp, work[1][:k]))
+            for name, value in stats.items():
+                parts.setdefault(name, []).append(
+                    value.cpu() if name == "token" else value.double().cpu())
         out = {}
         for name in STATISTICS[:count] + (("token",) if draw is not None else ()):
             full = np.zeros(b * n, np.int64) if name == "token" else np.full(b * n, np.nan)
@@ -369,7 +421,7 @@ class HFScorer:
         return out
 
     def _score(self, prompts, shown: np.ndarray, answers: np.ndarray, count: int,
-               draw: Any = None, wanted: np.ndarray | None = None) -> dict:
+               draw: Draw | None = None, wanted: np.ndarray | None = None) -> dict:
         """One forward pass over right-padded rows, reduced to statistics [b, n]."""
         b, n = answers.shape
         lengths = np.asarray([len(p) for p in prompts], np.int64)
@@ -393,7 +445,7 @@ class HFScorer:
         per_row = 2 * length * self.vocab_size * max(itemsize, 4)
         return int(np.clip(_free_bytes(torch, self.device) // 2 // per_row, 1, MAX_AUTO_ROWS))
 
-    def _scored_in_passes(self, prompts, shown, answers, count: int, draw: Any = None,
+    def _scored_in_passes(self, prompts, shown, answers, count: int, draw: Draw | None = None,
                           wanted: np.ndarray | None = None) -> dict:
         """Statistics of all rows, in passes of `_rows_per_pass` rows (halved on OOM)."""
         b, n = answers.shape
@@ -423,7 +475,7 @@ class HFScorer:
         return out
 
     def _check_padding_changes_nothing(self, prompts, shown, answers, got: dict, count: int,
-                                       draw: Any = None) -> None:
+                                       draw: Draw | None = None) -> None:
         """Re-score the most padded rows alone; refuse when padding moved a score."""
         lengths = np.asarray([len(p) for p in prompts])
         if lengths.min() == lengths.max():
@@ -485,19 +537,11 @@ class HFScorer:
             the drawn token (nats); at masked positions only, as `rule_statistics` (token 0
             and NaN where `revealed`).
         """
-        torch, _ = _import()
-
-        def draw(chunk):
-            if temperature == 0:
-                return chunk, chunk.argmax(dim=-1)
-            scaled = chunk.float() / temperature
-            picked = torch.multinomial(torch.softmax(scaled, dim=-1), 1, generator=generator)
-            return scaled, picked[:, 0]
-
+        draw = Draw(float(temperature), generator)
         out = self._statistics(prompts, state, revealed, 4, draw, masked_only=True)
         return (out[-1].astype(np.int64), *out[:-1])
 
-    def _statistics(self, prompts, answers, revealed, count: int, draw: Any = None,
+    def _statistics(self, prompts, answers, revealed, count: int, draw: Draw | None = None,
                     masked_only: bool = False) -> tuple[np.ndarray, ...]:
         """The first `count` of `STATISTICS` for every row, float64[B, n] each (then the
         drawn tokens, with `draw`: see `_reduce`); with `masked_only`, NaN at revealed

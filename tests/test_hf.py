@@ -537,7 +537,8 @@ def test_a_load_failure_inside_the_model_code_names_transformers(tmp_path, capsy
 # --------------------------------------------------------------------------- memory
 def test_a_large_vocabulary_is_reduced_in_bounded_chunks(tmp_path, monkeypatch):
     # V = 120000 (tiny hidden size): the statistics equal a float64 log-softmax of the full
-    # logits computed here, and no chunk handed to the reduction exceeds CHUNK_ELEMENTS.
+    # logits computed here, no chunk handed to the reduction exceeds CHUNK_ELEMENTS, and
+    # every chunk of a pass is reduced in the same two buffers (no allocation per chunk).
     import torch
     from transformers import BertConfig, BertForMaskedLM
 
@@ -553,9 +554,12 @@ def test_a_large_vocabulary_is_reduced_in_bounded_chunks(tmp_path, monkeypatch):
     seen = []
     reduce = hf.position_statistics
 
-    def spy(logits, targets, *rest):
+    buffers = []
+
+    def spy(logits, targets, *rest, **options):
         seen.append(tuple(logits.shape))
-        return reduce(logits, targets, *rest)
+        buffers.append(tuple(w.data_ptr() for w in options["work"]))
+        return reduce(logits, targets, *rest, **options)
 
     monkeypatch.setattr(hf, "position_statistics", spy)
     monkeypatch.setattr(hf, "CHUNK_ELEMENTS", 1_000_000)  # 8 positions per chunk
@@ -564,8 +568,12 @@ def test_a_large_vocabulary_is_reduced_in_bounded_chunks(tmp_path, monkeypatch):
     answers = rng.integers(5, v, size=(5, 6))
     revealed = rng.random((5, 6)) < 0.4
     scorer = HFScorer(model, mask_id=4)
+    passes = []
+    forward = scorer._forward
+    monkeypatch.setattr(scorer, "_forward", lambda *a: passes.append(1) or forward(*a))
     ce, ent = scorer.token_statistics(prompts, answers, revealed)
     assert len(seen) > 3 and all(k * w <= 1_000_000 and w == v for k, w in seen)
+    assert len(set(buffers)) <= len(passes) < len(seen)
     for i, p in enumerate(prompts):
         ids = np.concatenate([p, np.where(revealed[i], answers[i], 4)])
         with torch.no_grad():
