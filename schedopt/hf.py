@@ -22,7 +22,7 @@ accepts `attention_mask` but ignores it) is refused.
 
 Memory: the logits [b, L, V] of one forward pass are the only vocabulary-sized buffer; the
 reduction reads them in chunks of at most `CHUNK_ELEMENTS` numbers, into two chunk buffers
-allocated once per pass (docs/benchmarks.md, "Host memory of rule scoring on CPU"), and
+the scorer keeps (docs/benchmarks.md, "Host memory of rule scoring on CPU"), and
 without an explicit batch size the rows per pass are chosen from the memory free on the
 device.
 """
@@ -151,8 +151,8 @@ def position_statistics(logits: Any, targets: Any, count: int = 4, *,
     """Per-position statistics of one chunk of logits, on their device.
 
     The one place where logits are reduced. Computed in float32 whatever the model's dtype,
-    in place in two [k, V] float32 buffers (`work`, reused across chunks so the allocator
-    sees no chunk-sized request per call; allocated here when None).
+    in place in the buffers `work` (reused across chunks so the allocator sees no
+    chunk-sized request per call; allocated here when None).
 
     Args:
         logits: float tensor [k, V], already shifted and sliced to the answer positions (may
@@ -173,31 +173,38 @@ def position_statistics(logits: Any, targets: Any, count: int = 4, *,
     if work is None:
         work = tuple(torch.empty(logits.shape, dtype=torch.float32, device=logits.device)
                      for _ in range(2))
-    logp, p = work
-    if logp.data_ptr() != logits.data_ptr():
-        logp.copy_(logits)
-    if draw is not None and draw.temperature == 0:
-        targets = logp.argmax(dim=-1)  # of the logits themselves, before any rounding
-    elif draw is not None:
-        logp.div_(draw.temperature)
-    # log-softmax in place (torch.log_softmax and logsumexp each allocate a [k, V] result).
-    logp.sub_(logp.amax(-1, keepdim=True))
-    total = torch.exp(logp, out=p).sum(-1, keepdim=True)
-    logp.sub_(total.log())
-    p.div_(total)
-    out = {}
-    if count > 2:
-        top = torch.topk(logp, min(2, logp.shape[-1]), dim=-1).values
-        out["log_top1"] = top[..., 0]
-        out["log_top2"] = (top[..., 1] if top.shape[-1] > 1
-                           else torch.full_like(top[..., 0], -torch.inf))
+    z, e = work
+    if z.data_ptr() != logits.data_ptr():
+        z.copy_(logits)
     if draw is not None and draw.temperature > 0:
-        targets = torch.multinomial(p, 1, generator=draw.generator)[:, 0]
+        z.div_(draw.temperature)
+    # In place, never normalised in full: each pass over [k, V] costs about as much as a
+    # small model's forward. z = logits - max (0 at the maximum), e = exp(z), and
+    # log p = z - log sum e.
+    if count > 2 or draw is not None:
+        top, first = z.max(dim=-1, keepdim=True)  # the first maximum, as torch.argmax
+    else:
+        top = z.amax(dim=-1, keepdim=True)  # several times faster than max with indices
+    if draw is not None and draw.temperature == 0:
+        targets = first[:, 0]
+    out = {}
+    if count > 2:  # the runner-up: the maximum with the first maximum set aside (topk is slower)
+        second = z.scatter_(-1, first, -torch.inf).amax(-1, keepdim=True)
+        z.scatter_(-1, first, top)
+    z.sub_(top)
+    total = torch.exp(z, out=e).sum(-1)
+    log_total = total.log()
+    if count > 2:
+        out["log_top1"] = -log_total
+        out["log_top2"] = (second - top)[:, 0] - log_total
+    if draw is not None and draw.temperature > 0:  # multinomial takes unnormalised weights
+        targets = torch.multinomial(e, 1, generator=draw.generator)[:, 0]
     if draw is not None:
         out["token"] = targets
-    out["cross_entropy"] = -logp.gather(-1, targets[..., None])[..., 0]
-    # p log p, with 0 log 0 = 0: a -inf logit (p = 0) is clamped to a finite log first.
-    out["entropy"] = -p.mul_(logp.clamp_(min=torch.finfo(logp.dtype).min)).sum(-1)
+    out["cross_entropy"] = log_total - z.gather(-1, targets[..., None])[..., 0]
+    # -sum p log p = log sum e - sum e z / sum e, both terms >= 0; e z is 0 * -inf = NaN
+    # where a logit is -inf, which nansum counts as the 0 that 0 log 0 is.
+    out["entropy"] = log_total - e.mul_(z).nansum(-1) / total
     names = STATISTICS[:count] + (("token",) if draw is not None else ())
     return {name: out[name] for name in names}
 
@@ -289,6 +296,7 @@ class HFScorer:
         self._check_padding = bool(check_padding)
         self._checked_shape = False
         self.forward_passes = 0
+        self._buffers: dict = {}  # (name, dtype) -> the reduction's chunk buffer, kept
 
     def _attention_form(self, attention: str, model_type: str | None) -> str:
         if attention != "auto":
@@ -373,9 +381,10 @@ class HFScorer:
         gives the shape. With `wanted` (bool [b, n]) only those positions are reduced; the
         others hold NaN (token 0).
 
-        Memory: the chunks are gathered into buffers allocated once per call (two float32
-        [k, V], and one [k, V'] in the logits' dtype when that is not float32), so repeated
-        chunk-sized allocations never reach the host allocator, which would keep them.
+        Memory: the chunks are gathered into buffers kept by the scorer (two float32 [k, V],
+        and one [k, V'] in the logits' dtype when that is not float32; k * V at most
+        `CHUNK_ELEMENTS`), so no chunk-sized allocation reaches the host allocator,
+        which keeps what it is given back, and no pass pays to fault fresh pages in.
         """
         torch, _ = _import()
         b, n = answers.shape
@@ -391,11 +400,10 @@ class HFScorer:
         step = min(max(1, CHUNK_ELEMENTS // self.vocab_size), max(1, flat.size))
         table = logits.view(b * length, width) if logits.is_contiguous() else None
 
-        def buffer(dtype, columns=width):
-            return torch.empty((step, columns), dtype=dtype, device=logits.device)
-
-        work = (buffer(torch.float32), buffer(torch.float32, self.vocab_size))
-        raw = work[0] if logits.dtype == torch.float32 else buffer(logits.dtype)
+        work = (self._buffer("z", step, width, torch.float32, logits.device),
+                self._buffer("e", step, self.vocab_size, torch.float32, logits.device))
+        raw = (work[0] if logits.dtype == torch.float32
+               else self._buffer("raw", step, width, logits.dtype, logits.device))
         parts: dict[str, list] = {}
         for lo in range(0, flat.size, step):
             k = min(step, flat.size - lo)
@@ -405,10 +413,9 @@ class HFScorer:
             else:  # a strided view: advanced indexing copies the k rows only
                 r, c = (torch.from_numpy(x[lo:lo + k]).to(logits.device) for x in (rows, cols))
                 raw[:k].copy_(logits[r, c])
-            logp = work[0][:k, : self.vocab_size]
             chunk = raw[:k, : self.vocab_size]
             stats = position_statistics(chunk, targets[lo:lo + k], count, draw=draw,
-                                        work=(logp, work[1][:k]))
+                                        work=(work[0][:k, : self.vocab_size], work[1][:k]))
             for name, value in stats.items():
                 parts.setdefault(name, []).append(
                     value.cpu() if name == "token" else value.double().cpu())
@@ -419,6 +426,16 @@ class HFScorer:
                 full[flat] = torch.cat(parts[name]).numpy()
             out[name] = full.reshape(b, n)
         return out
+
+    def _buffer(self, name: str, rows: int, columns: int, dtype: Any, device: Any) -> Any:
+        """A [rows, columns] view of the kept buffer `name`, grown when too small."""
+        torch, _ = _import()
+        kept = self._buffers.get(name)
+        if (kept is None or kept.shape[0] < rows or kept.shape[1] != columns
+                or kept.dtype != dtype or kept.device != device):
+            kept = self._buffers[name] = torch.empty((rows, columns), dtype=dtype,
+                                                     device=device)
+        return kept[:rows]
 
     def _score(self, prompts, shown: np.ndarray, answers: np.ndarray, count: int,
                draw: Draw | None = None, wanted: np.ndarray | None = None) -> dict:

@@ -9,9 +9,11 @@ function), on the shipped text model (PyTorch, through `HFScorer`), a randomly i
 of a realistic shape (6 layers of width 512, a 32768-token vocabulary) and the digits model (JAX).
 
     python scripts/bench_rules.py            # medians of 5 repeats
+    python scripts/bench_rules.py --models text,bert   # the torch rows only
 
 Prints a markdown table: calls, seconds (median), calls per second, and the ratio of schedopt's
-rate to the bare loop's (the target is at least 0.9).
+rate to the bare loop's (the target is at least 0.9): the median over repeats of the ratio
+within a repeat, the two run back to back so that both see the same load.
 """
 
 from __future__ import annotations
@@ -28,14 +30,19 @@ import numpy as np
 DATA = Path(__file__).resolve().parent.parent / "schedopt" / "data"
 
 
-def _median_seconds(fn, repeats: int) -> float:
-    fn()  # warm up (compilation, allocator)
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+def _seconds(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def _paired(ours, bare, repeats: int) -> tuple[float, float, float]:
+    """Median seconds of `ours` and `bare`, run alternately so that both see the same load on
+    a shared machine, and the median of the per-pair ratios bare / ours."""
+    ours(), bare()  # warm up (compilation, allocator)
+    pairs = [(_seconds(ours), _seconds(bare)) for _ in range(repeats)]
+    return (statistics.median(a for a, _ in pairs), statistics.median(b for _, b in pairs),
+            statistics.median(b / a for a, b in pairs))
 
 
 def _text(steps: int, repeats: int) -> list[tuple]:
@@ -71,9 +78,9 @@ def _text(steps: int, repeats: int) -> list[tuple]:
     costs = lambda: rule_step_costs(scorer, pairs.answers, rule,  # noqa: E731
                                     prompts=pairs.prompts, batch_size=m)
     return [("text model (torch)", f"rule_nll, T = {steps}", m, steps,
-             _median_seconds(score, repeats), _median_seconds(bare(steps), repeats)),
+             *_paired(score, bare(steps), repeats)),
             ("text model (torch)", "rule_step_costs", m, n,
-             _median_seconds(costs, repeats), _median_seconds(bare(n), repeats))]
+             *_paired(costs, bare(n), repeats))]
 
 
 def _bert(steps: int, repeats: int, m: int) -> list[tuple]:
@@ -106,7 +113,7 @@ def _bert(steps: int, repeats: int, m: int) -> list[tuple]:
     score = lambda: rule_nll(scorer, answers, OrderRule("confidence"), counts,  # noqa: E731
                              prompts=prompts, batch_size=m, reference=False)
     return [(f"BERT 6 x 512, V = {v} (torch)", f"rule_nll, T = {steps}", m, steps,
-             _median_seconds(score, repeats), _median_seconds(bare, repeats))]
+             *_paired(score, bare, repeats))]
 
 
 def _digits(steps: int, repeats: int, m: int) -> list[tuple]:
@@ -140,9 +147,9 @@ def _digits(steps: int, repeats: int, m: int) -> list[tuple]:
                              reference=False)
     costs = lambda: rule_step_costs(fn, data, rule, batch_size=m)  # noqa: E731
     return [("digits (JAX)", f"rule_nll, T = {steps}", m, steps,
-             _median_seconds(score, repeats), _median_seconds(bare(steps), repeats)),
+             *_paired(score, bare(steps), repeats)),
             ("digits (JAX)", "rule_step_costs", m, n,
-             _median_seconds(costs, repeats), _median_seconds(bare(n), repeats))]
+             *_paired(costs, bare(n), repeats))]
 
 
 def main() -> int:
@@ -151,16 +158,23 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--digits-batch", type=int, default=128)
     parser.add_argument("--bert-batch", type=int, default=16)
+    parser.add_argument("--models", default="text,bert,digits",
+                        help="comma-separated subset of text, bert, digits")
     args = parser.parse_args()
-    rows = (_text(args.steps, args.repeats)
-            + _bert(args.steps, args.repeats, args.bert_batch)
-            + _digits(args.steps, args.repeats, args.digits_batch))
+    benches = {"text": lambda: _text(args.steps, args.repeats),
+               "bert": lambda: _bert(args.steps, args.repeats, args.bert_batch),
+               "digits": lambda: _digits(args.steps, args.repeats, args.digits_batch)}
+    names = args.models.split(",")
+    unknown = sorted(set(names) - set(benches))
+    if unknown:
+        parser.error(f"unknown --models {', '.join(unknown)}; choose from text, bert, digits")
+    rows = [row for name in names for row in benches[name]()]
     print("| model | what | batch | calls | schedopt (s) | bare loop (s) | schedopt calls/s | "
           "bare calls/s | ratio |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for model, what, batch, calls, ours, bare in rows:
+    for model, what, batch, calls, ours, bare, ratio in rows:
         print(f"| {model} | {what} | {batch} | {calls} | {ours:.3f} | {bare:.3f} | "
-              f"{calls / ours:.1f} | {calls / bare:.1f} | {bare / ours:.2f} |")
+              f"{calls / ours:.1f} | {calls / bare:.1f} | {ratio:.2f} |")
     return 0
 
 
