@@ -47,6 +47,9 @@ from .schedules import Schedule
 _SHALLOW_FRACTION = 8
 # Grids are padded to a power of two of at least this many points.
 _MIN_GRID = 16
+# Up to this many steps `optimal_tokens` runs the layered DP (T - 2 hull sweeps), above it the
+# Lagrangian search (about 7 penalised sweeps of about two layers each); docs/benchmarks.md.
+LAYERED_MAX_STEPS = 8
 
 
 @struct.dataclass
@@ -326,10 +329,11 @@ def optimal_schedule(profile: EntropyProfile, steps: int) -> Schedule:
 def optimal_tokens(entropy: np.ndarray, steps: int) -> tuple[float, np.ndarray]:
     """(the dual lower bound on the least KL, int64[T] tokens per step of the exact optimum).
 
-    For H float[n + 1]. Runs the Lagrangian search of `schedopt.lagrangian` on the grid of run
-    starts: O(r log(1/eps)) for any T, r the number of runs of g. The returned bound is
-    P(lam) - lam T for the final multiplier (docs/theory.md §4.4); the schedule's KL meets it
-    up to rounding.
+    For H float[n + 1]. On the grid of run starts (r the number of runs of g): for T at most
+    `LAYERED_MAX_STEPS` the layered DP of `schedopt.lagrangian.layered_path`, O(T r), whose
+    optimum is the bound; above it the Lagrangian search, O(r log(1/eps)) for any T, whose
+    bound is P(lam) - lam T for the final multiplier (docs/theory.md §4.4). The schedule's KL
+    meets the bound up to rounding.
     """
     entropy = np.asarray(entropy, np.float64)
     n = entropy.shape[0] - 1
@@ -338,7 +342,10 @@ def optimal_tokens(entropy: np.ndarray, steps: int) -> tuple[float, np.ndarray]:
     if steps >= runs:  # a cut at every run start: every block is flat, KL 0
         return 0.0, spread_cuts(starts[1:-1], n, steps)
     x, h, g = _grid_arrays(entropy, starts)
-    _, bound, _, path = lagrangian.solve(x, h, g, steps, float(flat_tolerance(entropy)))
+    if steps <= LAYERED_MAX_STEPS:
+        bound, path = lagrangian.layered_path(x, h, g, steps)
+    else:
+        _, bound, _, path = lagrangian.solve(x, h, g, steps, float(flat_tolerance(entropy)))
     return float(bound), spread_cuts(starts[path[1:-1]], n, steps)
 
 

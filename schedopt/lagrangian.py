@@ -16,7 +16,8 @@ slope is a candidate breakpoint) until two penalised optima p (k_p <= T steps) a
 lie on one supporting line, then splices them into a schedule with exactly T steps (Monge
 exchange, docs/theory.md §4.4), whose KL meets the lower bound up to rounding.
 
-`layered_frontier` is the plain O(T m) convex-hull-trick DP over layers: f(t) for every t <= K.
+`layered_frontier` is the plain O(T m) convex-hull-trick DP over layers: f(t) for every t <= K;
+`layered_path` the same DP for one small T with its schedule.
 The loops are compiled with numba (the CPU path; see docs/benchmarks.md for the measurement).
 """
 
@@ -55,15 +56,20 @@ def penalised(x, h, g, lam):
         g: float64[m] g at each position (non-increasing).
         lam: the multiplier (nats per step).
 
-    parent[j] is the previous cut of the best path to point j; follow it from m to 0.
+    parent[j] is the previous cut of the best path to point j; follow it from m to 0. The
+    hull keeps each line's slope and intercept beside its index (as `layered_frontier` does):
+    reading the slope through the index costs a dependent load per comparison.
     """
     m = x.shape[0] - 1
     value = np.empty(m + 1)
-    count = np.zeros(m + 1, np.int64)
-    parent = np.zeros(m + 1, np.int64)
-    hull = np.empty(m, np.int64)
+    count = np.empty(m + 1, np.int64)
+    parent = np.empty(m + 1, np.int64)
+    line = np.empty(m, np.int64)
+    slope = np.empty(m)
     inter = np.empty(m)
     value[0] = 0.0
+    count[0] = 0
+    parent[0] = 0
     size = 0
     ptr = 0
     for j in range(1, m + 1):
@@ -71,26 +77,31 @@ def penalised(x, h, g, lam):
         c = value[i] + lam + h[i] - x[i] * g[i]
         s = g[i]
         add = True
-        if size > 0 and g[hull[size - 1]] == s:
+        if size > 0 and slope[size - 1] == s:
             if inter[size - 1] <= c:
                 add = False
             else:
                 size -= 1
         if add:
-            while size >= 2 and _better(inter[size - 2], g[hull[size - 2]],
-                                        inter[size - 1], g[hull[size - 1]], c, s):
+            while size >= 2 and _better(inter[size - 2], slope[size - 2],
+                                        inter[size - 1], slope[size - 1], c, s):
                 size -= 1
-            hull[size] = i
+            line[size] = i
+            slope[size] = s
             inter[size] = c
             size += 1
             if ptr >= size:
                 ptr = size - 1
         q = x[j]
-        while (ptr + 1 < size
-               and inter[ptr + 1] + g[hull[ptr + 1]] * q <= inter[ptr] + g[hull[ptr]] * q):
+        best = inter[ptr] + slope[ptr] * q
+        while ptr + 1 < size:
+            nxt = inter[ptr + 1] + slope[ptr + 1] * q
+            if nxt > best:
+                break
+            best = nxt
             ptr += 1
-        a = hull[ptr]
-        value[j] = inter[ptr] + g[a] * q - h[j]
+        a = line[ptr]
+        value[j] = best - h[j]
         parent[j] = a
         count[j] = count[a] + 1
     return value[m], count[m], parent
@@ -252,6 +263,78 @@ def layered_frontier(x, h, g, depth):
         out[t - 1] = cur[m]
         prev, cur = cur, prev
     return out
+
+
+@_compiled
+def layered_path(x, h, g, steps):
+    """(the least KL with exactly `steps` blocks, its path int64[steps + 1]) on a grid.
+
+    The layered hull DP of `layered_frontier` with its argmin table, O(steps m) time and
+    memory: for small T it beats `solve`, whose penalised sweeps are one serial chain (each
+    point's line needs the previous point's value) and cost about two layers each. Layer 1 is
+    closed-form and layer T one query at x_m, so only T - 2 hull sweeps run, and layer t
+    covers only the points that leave room for the T - t blocks after it.
+    """
+    m = x.shape[0] - 1
+    if steps == 1:
+        return x[m] * g[0] - (h[m] - h[0]), np.array([0, m], np.int64)
+    base = h[:-1] - x[:-1] * g  # H_i - x_i g_i: the intercept of line i without F
+    prev = np.empty(m + 1)
+    for j in range(1, m + 1):  # F_1(j) = x_j g_0 - (H_j - H_0)
+        prev[j] = x[j] * g[0] - (h[j] - h[0])
+    cur = np.empty(m + 1)
+    parent = np.empty((steps, m + 1), np.int64)
+    line = np.empty(m, np.int64)
+    slope = np.empty(m)
+    inter = np.empty(m)
+    for t in range(2, steps):
+        size = 0
+        ptr = 0
+        for j in range(t, m - (steps - t) + 1):
+            i = j - 1
+            c = prev[i] + base[i]
+            s = g[i]
+            add = True
+            if size > 0 and slope[size - 1] == s:
+                if inter[size - 1] > c:
+                    size -= 1
+                else:
+                    add = False
+            if add:
+                while size >= 2 and _better(inter[size - 2], slope[size - 2],
+                                            inter[size - 1], slope[size - 1], c, s):
+                    size -= 1
+                line[size] = i
+                slope[size] = s
+                inter[size] = c
+                size += 1
+                if ptr >= size:
+                    ptr = size - 1
+            q = x[j]
+            best = inter[ptr] + slope[ptr] * q
+            while ptr + 1 < size:
+                nxt = inter[ptr + 1] + slope[ptr + 1] * q
+                if nxt > best:
+                    break
+                best = nxt
+                ptr += 1
+            cur[j] = best - h[j]
+            parent[t, j] = line[ptr]
+        prev, cur = cur, prev
+    best = np.inf
+    last = steps - 1
+    for i in range(steps - 1, m):  # layer T: the one query at x_m
+        value = prev[i] + base[i] + g[i] * x[m] - h[m]
+        if value < best:
+            best = value
+            last = i
+    path = np.empty(steps + 1, np.int64)
+    path[0] = 0
+    path[steps] = m
+    path[steps - 1] = last
+    for t in range(steps - 1, 1, -1):
+        path[t - 1] = parent[t, path[t]]
+    return best, path
 
 
 def fewest_steps(x, h, g, threshold: float, tol: float) -> int:

@@ -15,6 +15,7 @@ Then the exact frontier (`frontier`) at n = 131072 for every T <= 4096 on the sm
 on the chain.
 
     python scripts/bench_exact.py [--repeats 3]
+    python scripts/bench_exact.py --steps 8 --no-frontier     # the T = 8 rows only
     python scripts/bench_exact.py --jax-dp     # only: the vmapped JAX DP against numba, CPU
 
 `--jax-dp` times, at n = 4096 on the chain and its regularised version, the JAX DP of
@@ -144,7 +145,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--optax-max-n", type=int, default=32768)
     parser.add_argument("--jax-dp", action="store_true", help="only the JAX DP against numba")
+    parser.add_argument("--steps", default="8,64,512", help="comma-separated budgets T")
+    parser.add_argument("--no-frontier", action="store_true", help="skip the frontier timing")
     args = parser.parse_args()
+    budgets = [int(t) for t in args.steps.split(",")]
     if args.jax_dp:
         jax_against_numba()
         return
@@ -158,7 +162,7 @@ def main() -> None:
         repeats = args.repeats if n <= 32768 else 1
         for curve, profile in curves(n).items():
             h = np.asarray(profile.entropy, np.float64)
-            for steps in (8, 64, 512):
+            for steps in budgets:
                 schedopt.optimal_schedule(profile, steps)  # compile
                 exact_time, exact = timed(
                     lambda: schedopt.optimal_schedule(profile, steps), repeats)  # noqa: B023
@@ -180,6 +184,8 @@ def main() -> None:
                       f"{hull_time / exact_time:.2g} | {abs(kl - hull):.0e} | "
                       f"{optax} | {ratio} |", flush=True)
 
+    if args.no_frontier:
+        return
     print()
     for curve, profile in curves(131072).items():
         if curve == "regularised":

@@ -46,9 +46,19 @@ def _adversarial(rng, n, kind):
 KINDS = ["random", "ties", "linear", "one_drop", "noisy", "steps", "plateau", "constant"]
 
 
+@pytest.fixture(params=["layered", "lagrangian"])
+def route(request, monkeypatch):
+    """Run `optimal_schedule` through one solver for every T: the layered DP or the search."""
+    import schedopt.exact
+
+    monkeypatch.setattr(schedopt.exact, "LAYERED_MAX_STEPS",
+                        10**9 if request.param == "layered" else 0)
+    return request.param
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("seed", range(3))
-def test_every_budget_equals_enumeration(kind, seed):
+def test_every_budget_equals_enumeration(kind, seed, route):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 11))
     entropy = _entropy(_adversarial(rng, n, kind))
@@ -60,7 +70,7 @@ def test_every_budget_equals_enumeration(kind, seed):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_larger_curves_equal_the_quadratic_dp(kind):
+def test_larger_curves_equal_the_quadratic_dp(kind, route):
     rng = np.random.default_rng(7)
     n = 97
     entropy = _entropy(_adversarial(rng, n, kind))
