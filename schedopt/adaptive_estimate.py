@@ -46,6 +46,7 @@ from .conditioning import TokenScorer, check_prompts
 from .divergence import expected_kl
 from .estimate import LogitsFn, check_data, check_kind, curve_rows, random_orders, revealed_grid
 from .exact import optimal_schedule
+from .keys import host_rng
 from .precision import float64
 from .profile import EntropyProfile, isotonic_nonincreasing
 
@@ -417,7 +418,7 @@ class _RowSampler:
         puts long, predicted-free steps there; the stretches fall in different places in
         each replicate, so their mean is smooth (bagging, as in `schedopt.robust`).
         """
-        rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+        rng = host_rng(key)
         m = len(self.values)
         fits = [self.profile(n, rng.integers(0, m, m)) for _ in range(replicates)]
         base = self.profile(n)
@@ -433,7 +434,7 @@ class _RowSampler:
     def stability(self, n, schedules, replicates, key) -> dict[int, dict[str, float]]:
         """Bootstrap over sequences (each keeps its whole row: common random numbers)."""
         m = len(self.values)
-        rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+        rng = host_rng(key)
         same = {t: 0 for t in schedules}
         excess = {t: [] for t in schedules}
         optimum = {t: [] for t in schedules}

@@ -33,6 +33,7 @@ from . import _io
 from .checks import check_tokens_per_step, shown, whole_number
 from .divergence import expected_kl
 from .estimate import check_data, check_kind, masked_means
+from .keys import key_bits
 from .precision import float64
 from .profile import EntropyProfile
 from .schedules import Schedule
@@ -330,7 +331,7 @@ def estimate_block_profiles(
     keys = jax.random.split(key, n // length)
     column = 0 if kind == "data" else 1
     store = Checkpoint.open(checkpoint, f"blocks{length}", data=x, prompts=prompt_list,
-                            key=_key_bits(key), kind=np.asarray(column), batch_size=batch_size)
+                            key=key_bits(key), kind=np.asarray(column), batch_size=batch_size)
     profiles = []
 
     def block_statistics(b):
@@ -361,12 +362,6 @@ def estimate_block_profiles(
     meta = {"source": "estimate", "kind": kind, "sequences": m, "forward_passes": m * n,
             "regularized": bool(regularize), "prompted": prompt_list is not None}
     return BlockProfiles.from_profiles(profiles, meta=meta)
-
-
-def _key_bits(key: jax.Array) -> np.ndarray:
-    """The raw bits of a PRNG key (typed or legacy), for checkpoint fingerprints."""
-    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
-    return np.asarray(jax.random.key_data(key) if typed else key)
 
 
 def _prompted_block_statistics(logits_fn, x, revealed, scored, prompts, batch_size, jit):

@@ -18,7 +18,7 @@ errors alone describe them. A Monte Carlo estimate (`schedopt.estimate`) uses on
 per sequence for every point, so its errors are strongly correlated along the curve and the
 differences g_{N_{k-1}} - g_j that make up the KL are far more precise than independent errors
 would say: there the simulated optimism is far larger than the real one and the profile-only
-interval sits too high (it held the chosen schedule's exact KL in 66 of 200 seeds on a sticky
+interval sits too high (it held the chosen schedule's exact KL in 67 of 200 seeds on a sticky
 chain, scripts/measure_robust.py).
 
 For such an estimate pass `holdout=`, a `CurveEstimate` on sequences independent of the
@@ -33,12 +33,14 @@ from __future__ import annotations
 from statistics import NormalDist
 from typing import Any
 
+import jax
 import numpy as np
 import optax
 
 from .batch import optimize_batch
 from .checks import check_steps, whole_number
 from .divergence import evaluate_kl
+from .keys import host_rng, key_bits
 from .profile import EntropyProfile
 from .relaxed import NUM_ITERATIONS, WINDOW, optimize
 from .schedules import Schedule
@@ -53,7 +55,7 @@ def optimize_robust(
     steps: int,
     draws: int,
     *,
-    seed: int = 0,
+    key: jax.Array,
     confidence: float = CONFIDENCE,
     optimizer: optax.GradientTransformation | None = None,
     num_iterations: int = NUM_ITERATIONS,
@@ -66,7 +68,7 @@ def optimize_robust(
         profile: an estimated profile with `stderr` (nats, per point of g).
         steps: the budget T.
         draws: R, the number of perturbed curves (at least 2).
-        seed: seed of the perturbations (the result is reproducible).
+        key: a JAX PRNG key for the perturbations (the same key, the same result).
         confidence: coverage of the reported interval.
         optimizer, num_iterations, window: passed to `optimize`.
         holdout: a `schedopt.estimate.CurveEstimate` on sequences independent of those the
@@ -81,7 +83,7 @@ def optimize_robust(
         "holdout" or "bootstrap"), "kl_bias" (the mean optimism it corrects for),
         "kl_draws_interval" and "kl_stderr" (central interval and standard deviation of the
         draws' KLs), "kl_point" (the KL under the regularised estimate), "robust_draws",
-        "confidence" and "seed".
+        "confidence" and "key" (the key's bits).
     """
     steps = check_steps(steps, profile.n)
     if profile.stderr is None:
@@ -92,14 +94,16 @@ def optimize_robust(
     draws = whole_number(draws, "draws", minimum=2)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be between 0 and 1, got {confidence!r}")
-    curves = perturbed_curves(profile, int(draws), seed)
+    bits = key_bits(key)
+    draw_key, calibration_key = jax.random.split(key)
+    curves = perturbed_curves(profile, int(draws), host_rng(draw_key))
     mean = EntropyProfile(entropy=curves.mean(axis=0), meta=dict(profile.meta))
     best = optimize(mean, steps, optimizer=optimizer, num_iterations=num_iterations, window=window)
     tokens = np.asarray(best.tokens_per_step)
     kls = evaluate_kl(curves, tokens)
     tail = (1 - confidence) / 2
     predicted = float(kls.mean())
-    optimism = _optimism(mean.entropy, profile.stderr, steps, seed)
+    optimism = _optimism(mean.entropy, profile.stderr, steps, host_rng(calibration_key))
     low, high = predicted + np.quantile(optimism, [tail, 1 - tail])
     if holdout is not None:
         low, high = _holdout_interval(holdout, tokens, profile, confidence)
@@ -117,7 +121,7 @@ def optimize_robust(
             "kl_interval_method": "bootstrap" if holdout is None else "holdout",
             "robust_draws": int(draws),
             "confidence": float(confidence),
-            "seed": int(seed),
+            "key": [int(b) for b in bits.ravel()],
         },
     )
 
@@ -139,14 +143,14 @@ def _holdout_interval(holdout, tokens, profile: EntropyProfile, confidence: floa
     return mean - z * se, mean + z * se
 
 
-def perturbed_curves(profile: EntropyProfile, draws: int, seed: int) -> np.ndarray:
+def perturbed_curves(profile: EntropyProfile, draws: int, rng: np.random.Generator) -> np.ndarray:
     """float64[draws, n + 1]: H of each regularised draw g + stderr * z (z ~ N(0, 1) per point).
 
     The draws share the profile's standard errors as PAV weights (1 / stderr^2).
     """
     g = np.asarray(profile.conditional_entropy, dtype=np.float64)
     se = np.asarray(profile.stderr, dtype=np.float64)
-    noise = np.random.default_rng(seed).standard_normal((draws, g.size)) * se
+    noise = rng.standard_normal((draws, g.size)) * se
     curves = np.empty((draws, g.size + 1))
     for r in range(draws):  # PAV is sequential; R is small
         draw = EntropyProfile(entropy=np.concatenate([[0.0], np.cumsum(g + noise[r])]),
@@ -155,11 +159,11 @@ def perturbed_curves(profile: EntropyProfile, draws: int, seed: int) -> np.ndarr
     return curves
 
 
-def _optimism(truth: np.ndarray, stderr, steps: int, seed: int) -> np.ndarray:
+def _optimism(truth: np.ndarray, stderr, steps: int, rng: np.random.Generator) -> np.ndarray:
     """float[CALIBRATION_DRAWS]: KL under `truth` minus the KL predicted from a simulated,
     regularised estimate, for the schedule optimized on that estimate."""
     stand_in = EntropyProfile(entropy=truth, stderr=stderr)
-    curves = perturbed_curves(stand_in, CALIBRATION_DRAWS, seed + 1)
+    curves = perturbed_curves(stand_in, CALIBRATION_DRAWS, rng)
     estimates = [EntropyProfile(entropy=c) for c in curves]
     schedules = optimize_batch(estimates, steps)
     width = max(s.steps for s in schedules)

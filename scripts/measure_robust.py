@@ -4,7 +4,7 @@
 
 Each seed draws `--sequences` sequences of a sticky Markov chain (stay 0.8 + 0.05, 4 states),
 estimates its profile by Monte Carlo (`MarkovChain.estimate(...).profile("model")`, with
-standard errors, regularised), runs `optimize_robust(profile, steps, 32, seed=seed)` and
+standard errors, regularised), runs `optimize_robust(profile, steps, 32, key=...)` and
 checks whether "kl_interval" holds the KL of the returned schedule under the chain's exact
 curve (`MarkovChain.profile()`): once with the profile alone (the bootstrap interval) and once
 with `holdout=` a second estimate on `--sequences` independent sequences. Prints the coverage
@@ -39,11 +39,11 @@ def run(seeds: int, sequences: int, n: int, steps: int, draws: int, holdout: boo
     hits = below = above = 0
     widths = []
     for seed in range(seeds):
-        key_profile, key_holdout = jax.random.split(jax.random.key(seed))
+        key_profile, key_holdout, key_draws = jax.random.split(jax.random.key(seed), 3)
         estimate = chain.estimate(key=key_profile, samples=sequences)
         held = chain.estimate(key=key_holdout, samples=sequences) if holdout else None
-        schedule = schedopt.optimize_robust(estimate.profile("model"), steps, draws, seed=seed,
-                                            holdout=held)
+        schedule = schedopt.optimize_robust(estimate.profile("model"), steps, draws,
+                                            key=key_draws, holdout=held)
         true_kl = float(evaluate_kl(truth, np.asarray(schedule.tokens_per_step)))
         low, high = schedule.meta["kl_interval"]
         hits += low <= true_kl <= high

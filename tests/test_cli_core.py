@@ -60,6 +60,25 @@ def test_compare_table_and_target(profile_path, capsys):
 
 
 @pytest.mark.parametrize(
+    "extra, why",
+    [(["--block-length", "32"], "--block-length"),
+     (["--sampler", "binomial"], "--sampler binomial")],
+)
+@pytest.mark.parametrize("method", ["optax", "exact"])
+def test_method_is_refused_where_it_cannot_apply(profile_path, tmp_path, capsys, extra, why,
+                                                 method):
+    # Before, --method optax --block-length 32 wrote an exact-blocks schedule silently.
+    out = tmp_path / "s.json"
+    code = main(["optimize", "--profile", str(profile_path), "--steps", "8", "--method", method,
+                 *extra, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"--method does not apply to {why}" in err and "drop --method" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+    assert main(["optimize", "--profile", str(profile_path), "--steps", "8", *extra,
+                 "--out", str(out)]) == 0  # without --method it runs
+
+
+@pytest.mark.parametrize(
     "args, message",
     [
         (["--steps", "0"], "steps must be between 1 and n = 128"),

@@ -25,9 +25,9 @@ def register(sub) -> None:
     p.add_argument(
         "--method",
         choices=("optax", "exact"),
-        default="optax",
+        default=None,
         help="optax: relaxed Optax descent, rounding and exact local repair (default); "
-        "exact: the dynamic program (the certificate)",
+        "exact: the dynamic program (the certificate). Plain fixed-count profiles only",
     )
     p.add_argument("--out", required=True, metavar="S.json", help="schedule file to write")
     add_optimize_arguments(p)  # --sampler, --block-length, --equal-split
@@ -93,6 +93,21 @@ def certificate(schedule) -> str:
     return "not certified (the exact DP was not run)"
 
 
+def _refuse_method(args: argparse.Namespace, rule_costs: bool) -> None:
+    """--method picks the solver of a plain fixed-count schedule; elsewhere it would be ignored."""
+    if args.method is None:
+        return
+    if rule_costs:
+        why = "a rule's step costs (the surrogate DP, rescored exactly)"
+    elif getattr(args, "block_length", None) is not None:
+        why = "--block-length (the split over blocks is always the exact DP)"
+    elif getattr(args, "sampler", "fixed") != "fixed":
+        why = "--sampler binomial (random counts are always found by the Optax relaxation)"
+    else:
+        return
+    raise ValueError(f"--method does not apply to {why}; drop --method")
+
+
 def run_optimize(args: argparse.Namespace) -> int:
     from .._io import check_output_path
     from ..exact import optimal_schedule
@@ -101,13 +116,16 @@ def run_optimize(args: argparse.Namespace) -> int:
     check_output_path(args.out)
     from . import rules
 
-    if rules.is_rule_costs(args.profile):  # a ranking rule's step costs (theory §13)
+    rule_costs = rules.is_rule_costs(args.profile)
+    _refuse_method(args, rule_costs)
+    if rule_costs:  # a ranking rule's step costs (theory §13)
         from .learned import load_model_and_data
 
         return rules.run_optimize(args, load_model_and_data)
     if optimize_variant(args):  # random-count grid or semi-autoregressive blocks
         return 0
     profile = load_profile(args.profile, args.regularize)
+    args.method = args.method or "optax"
     if args.method == "exact":
         schedule = optimal_schedule(profile, args.steps)
     else:
