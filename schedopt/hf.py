@@ -296,7 +296,7 @@ class HFScorer:
         self._check_padding = bool(check_padding)
         self._checked_shape = False
         self.forward_passes = 0
-        self._buffers: dict = {}  # (name, dtype) -> the reduction's chunk buffer, kept
+        self._buffers: dict = {}  # name -> a chunk buffer of the reduction (`_buffer`)
 
     def _attention_form(self, attention: str, model_type: str | None) -> str:
         if attention != "auto":

@@ -56,20 +56,15 @@ def penalised(x, h, g, lam):
         g: float64[m] g at each position (non-increasing).
         lam: the multiplier (nats per step).
 
-    parent[j] is the previous cut of the best path to point j; follow it from m to 0. The
-    hull keeps each line's slope and intercept beside its index (as `layered_frontier` does):
-    reading the slope through the index costs a dependent load per comparison.
+    parent[j] is the previous cut of the best path to point j; follow it from m to 0.
     """
     m = x.shape[0] - 1
     value = np.empty(m + 1)
-    count = np.empty(m + 1, np.int64)
-    parent = np.empty(m + 1, np.int64)
-    line = np.empty(m, np.int64)
-    slope = np.empty(m)
+    count = np.zeros(m + 1, np.int64)
+    parent = np.zeros(m + 1, np.int64)
+    hull = np.empty(m, np.int64)
     inter = np.empty(m)
     value[0] = 0.0
-    count[0] = 0
-    parent[0] = 0
     size = 0
     ptr = 0
     for j in range(1, m + 1):
@@ -77,31 +72,26 @@ def penalised(x, h, g, lam):
         c = value[i] + lam + h[i] - x[i] * g[i]
         s = g[i]
         add = True
-        if size > 0 and slope[size - 1] == s:
+        if size > 0 and g[hull[size - 1]] == s:
             if inter[size - 1] <= c:
                 add = False
             else:
                 size -= 1
         if add:
-            while size >= 2 and _better(inter[size - 2], slope[size - 2],
-                                        inter[size - 1], slope[size - 1], c, s):
+            while size >= 2 and _better(inter[size - 2], g[hull[size - 2]],
+                                        inter[size - 1], g[hull[size - 1]], c, s):
                 size -= 1
-            line[size] = i
-            slope[size] = s
+            hull[size] = i
             inter[size] = c
             size += 1
             if ptr >= size:
                 ptr = size - 1
         q = x[j]
-        best = inter[ptr] + slope[ptr] * q
-        while ptr + 1 < size:
-            nxt = inter[ptr + 1] + slope[ptr + 1] * q
-            if nxt > best:
-                break
-            best = nxt
+        while (ptr + 1 < size
+               and inter[ptr + 1] + g[hull[ptr + 1]] * q <= inter[ptr] + g[hull[ptr]] * q):
             ptr += 1
-        a = line[ptr]
-        value[j] = best - h[j]
+        a = hull[ptr]
+        value[j] = inter[ptr] + g[a] * q - h[j]
         parent[j] = a
         count[j] = count[a] + 1
     return value[m], count[m], parent
@@ -271,9 +261,9 @@ def layered_path(x, h, g, steps):
 
     The layered hull DP of `layered_frontier` with its argmin table, O(steps m) time and
     memory: for small T it beats `solve`, whose penalised sweeps are one serial chain (each
-    point's line needs the previous point's value) and cost about two layers each. Layer 1 is
-    closed-form and layer T one query at x_m, so only T - 2 hull sweeps run, and layer t
-    covers only the points that leave room for the T - t blocks after it.
+    point's line needs the previous point's value) and measure about two layers each.
+    Layer 1 is closed-form and layer T one query at x_m, so only T - 2 hull sweeps run, and
+    layer t covers only the points that leave room for the T - t blocks after it.
     """
     m = x.shape[0] - 1
     if steps == 1:
