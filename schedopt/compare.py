@@ -80,7 +80,7 @@ def budget_table(profile: EntropyProfile, max_steps: int) -> dict[str, tuple]:
         nats); entry T - 1 is the method's schedule for budget T (`WITHIN_BUDGET`'s: the one
         of `schedules_at_budget`, which may use fewer steps).
     """
-    max_steps = check_steps(max_steps, profile.n)
+    max_steps = check_steps(max_steps, profile.n, name="max_steps")
     n, budgets = profile.n, range(1, max_steps + 1)
     families = {
         "uniform": [uniform_tokens(n, t) for t in budgets],

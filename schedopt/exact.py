@@ -292,7 +292,7 @@ def frontier(profile: EntropyProfile, max_steps: int) -> np.ndarray:
         Computed by the layered hull DP of `schedopt.lagrangian` on the grid of run starts
         (O(max_steps r), r the number of runs of g).
     """
-    max_steps = check_steps(max_steps, profile.n)
+    max_steps = check_steps(max_steps, profile.n, name="max_steps")
     entropy = np.asarray(profile.entropy, np.float64)
     starts = run_starts(entropy)
     runs = starts.size - 1
@@ -400,7 +400,7 @@ def fast_frontier(profile: EntropyProfile, max_steps: int) -> np.ndarray:
     Returns:
         float64[max_steps]: entry T - 1 is the least expected KL (nats) of any T-step schedule.
     """
-    max_steps = check_steps(max_steps, profile.n)
+    max_steps = check_steps(max_steps, profile.n, name="max_steps")
     entropy = jnp.asarray(profile.entropy, jnp.float64)
     values = envelope_frontier(entropy, max_steps, full_grid_layer)
     return np.maximum(np.asarray(values), 0.0)

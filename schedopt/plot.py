@@ -153,7 +153,7 @@ def plot_frontier(
     Returns:
         The Axes. KL = 0 cannot be drawn on a log scale: such points are left out.
     """
-    max_steps = check_steps(max_steps, profile.n)
+    max_steps = check_steps(max_steps, profile.n, name="max_steps")
     tokens = _check_schedules(profile, schedules)
     labels = _labels(schedules, labels)
     ax = _axes(ax, (6.4, 4.2))

@@ -67,7 +67,7 @@ def _dp(c: np.ndarray, max_steps: int) -> tuple[np.ndarray, np.ndarray]:
 def unregularized_frontier(curve: EntropyProfile | Any, max_steps: int) -> np.ndarray:
     """float64[max_steps]: the optimal excess with 1..max_steps steps, for any curve (nats)."""
     c = check_curve(curve)
-    max_steps = check_steps(max_steps, c.size)
+    max_steps = check_steps(max_steps, c.size, name="max_steps")
     best, _ = _dp(c, max_steps)
     return best[1:, c.size]
 

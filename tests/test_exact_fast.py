@@ -144,3 +144,10 @@ def test_fewest_steps_on_a_long_curve_equals_the_quadratic_dp():
     for target in (optima[0] * 0.9, optima[5], optima[20] * 1.01, optima[40] * 0.99, 1e-9):
         expected = 1 + next(t for t, v in enumerate(optima) if v <= target * (1 + 1e-12) + 1e-12)
         assert fewest_steps_optimal(EntropyProfile(entropy=entropy), target) == expected
+
+
+@pytest.mark.parametrize("bad", [0, 11, 2.5])
+def test_a_bad_frontier_budget_names_max_steps(bad):
+    profile = EntropyProfile(entropy=_entropy(np.linspace(1.0, 0.1, 10)))
+    with pytest.raises(ValueError, match="^max_steps must be"):
+        frontier(profile, bad)
