@@ -31,6 +31,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .checks import check_tokens_per_step
 from .distributed import to_host
+from .keys import host_rng
 from .precision import float64
 from .profile import EntropyProfile
 
@@ -512,11 +513,7 @@ def random_orders(num: int, n: int, *, key: jax.Array) -> np.ndarray:
     Drawn on the host by NumPy, seeded from the JAX key's bits: host-side data preparation
     that compiles nothing and gives the same orders on any number of devices.
     """
-    data = key if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else (
-        jax.random.key_data(key)
-    )
-    rng = np.random.default_rng(np.asarray(data, dtype=np.uint32).ravel().tolist())
-    return rng.permuted(np.tile(np.arange(n, dtype=np.int32), (num, 1)), axis=1)
+    return host_rng(key).permuted(np.tile(np.arange(n, dtype=np.int32), (num, 1)), axis=1)
 
 
 def batch_sharding(batch_size: int, rows: int) -> tuple[NamedSharding, int]:

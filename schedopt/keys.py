@@ -14,15 +14,17 @@ import numpy as np
 
 
 def key_bits(key: Any, name: str = "key") -> np.ndarray:
-    """uint32[...] the raw bits of a PRNG key, typed or legacy; a clear error for anything else."""
+    """uint32[..., k] the raw bits of PRNG keys, typed or legacy (integers, k >= 2 per key);
+    a clear error for anything else."""
     dtype = getattr(key, "dtype", None)
     if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
         return np.asarray(jax.random.key_data(key))
     bits = np.asarray(key) if dtype is not None else None
-    if bits is None or bits.dtype != np.uint32 or bits.ndim != 1 or bits.size < 2:
+    if (bits is None or not np.issubdtype(bits.dtype, np.integer) or bits.ndim < 1
+            or bits.shape[-1] < 2):
         raise TypeError(f"{name} must be a JAX PRNG key, got {type(key).__name__}; pass "
                         f"{name}=jax.random.key(0) (any seed)")
-    return bits
+    return bits.astype(np.uint32)
 
 
 def host_rng(key: Any, name: str = "key") -> np.random.Generator:
