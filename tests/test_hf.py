@@ -587,6 +587,44 @@ def test_a_large_vocabulary_is_reduced_in_bounded_chunks(tmp_path, monkeypatch):
     assert np.ptp(ce) > 1.0
 
 
+def test_strided_logits_are_reduced_as_a_float64_log_softmax(bert_dir):
+    # A model whose logits are a non-contiguous view takes the reduction's gather by
+    # advanced indexing instead of index_select: the four rule statistics at the masked
+    # positions equal a float64 log-softmax of the logits computed here.
+    import torch
+
+    model, _ = load_hf_model(str(bert_dir))
+
+    class Strided(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.config = inner, inner.config
+
+        def forward(self, input_ids, attention_mask=None):
+            out = self.inner(input_ids=input_ids, attention_mask=attention_mask).logits
+            return (out.transpose(0, 1).contiguous().transpose(0, 1),)
+
+    rng = np.random.default_rng(6)
+    prompts = [rng.integers(6, 25, size=3) for _ in range(6)]
+    answers = rng.integers(6, 25, size=(6, 5))
+    revealed = rng.random((6, 5)) < 0.4
+    got = HFScorer(Strided(model), mask_id=tiny_hf.MASK_ID).rule_statistics(prompts, answers,
+                                                                             revealed)
+    for i, prompt in enumerate(prompts):
+        ids = np.concatenate([prompt, np.where(revealed[i], answers[i], tiny_hf.MASK_ID)])
+        with torch.no_grad():
+            logits = model(input_ids=torch.from_numpy(ids)[None]).logits[0, 3:].double().numpy()
+        z = logits - logits.max(-1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+        top = np.sort(logp, axis=-1)[:, ::-1]
+        want = (-logp[np.arange(5), answers[i]], -(np.exp(logp) * logp).sum(-1), top[:, 0],
+                top[:, 1])
+        masked = ~revealed[i]
+        for value, expected in zip(got, want, strict=True):
+            np.testing.assert_allclose(value[i][masked], expected[masked], rtol=1e-5, atol=1e-5)
+            assert np.isnan(value[i][~masked]).all()
+
+
 def test_out_of_memory_names_batch_size_and_the_fitted_batch_halves(markov_dir, chain_pairs):
     prompts, answers, _ = chain_pairs
     model, _ = load_hf_model(str(markov_dir), trust_remote_code=True)
