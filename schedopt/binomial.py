@@ -31,7 +31,7 @@ from .checks import LARGEST_WHOLE, expected_kl_field, shown, whole_number
 from .precision import float64
 from .profile import EntropyProfile
 from .relaxed import minimise
-from .timegrid import alpha_to_timesteps, check_alpha
+from .timegrid import MD4_EPS, alpha_to_timesteps, check_alpha
 
 FORMAT = "schedopt.time_grid"
 VERSION = 1
@@ -70,7 +70,7 @@ class TimeGrid:
                    meta={"n": profile.n})
 
     def timesteps(
-        self, alpha_schedule: str = "linear", eps: float = 1e-4, convention: str = "md4"
+        self, alpha_schedule: str = "linear", eps: float = MD4_EPS, convention: str = "md4"
     ) -> tuple[np.ndarray, np.ndarray]:
         """Sampler times t_0 = 1 > ... > t_T = 0 and dt_k = t_{k-1} - t_k for this grid.
 

@@ -45,6 +45,7 @@ from .schedules import FORMAT as SCHEDULE_FORMAT
 from .schedules import Schedule
 from .timegrid import CONVENTIONS as CONVENTIONS  # the names `export --convention` accepts
 from .timegrid import (
+    MD4_EPS,
     alpha_from_counts,
     alpha_to_timesteps,
     check_alpha,
@@ -107,7 +108,7 @@ def export_schedule(
     *,
     block_length: int | None = None,
     alpha_schedule: str = "linear",
-    eps: float = 1e-4,
+    eps: float = MD4_EPS,
     convention: str = "md4",
     n: int | None = None,
 ) -> dict:
@@ -120,7 +121,7 @@ def export_schedule(
         block_length: counts only: the [num_blocks, max_steps] matrix for blocks of this many
             tokens (must divide n; no step may cross a block boundary).
         alpha_schedule: timesteps only: "linear", "cosine" or "polyK".
-        eps: timesteps only: the sampler's offset in (0, 0.5) (MD4: 1e-4).
+        eps: timesteps only: the sampler's offset in (0, 0.5) (MD4: `MD4_EPS`, 1e-4).
         convention: timesteps only: "md4" or "loglinear" (MDLM/SEDD).
         n: for a raw count list, the sequence length the counts must sum to.
 
@@ -346,7 +347,7 @@ def read_schedule_file(path: str | os.PathLike, n: int) -> ImportedSchedule:
             return _imported(integrations.from_dict(TimeGrid.load(path).to_json(), n))
         imported = _imported(integrations.from_dict(data, n))
         if "t" in data and str(data.get("convention", "md4")) == "md4":
-            grid = realised_grid(imported.alpha, float(data.get("eps", 1e-4)), "md4")
+            grid = realised_grid(imported.alpha, float(data.get("eps", MD4_EPS)), "md4")
             imported = dataclasses.replace(imported, sampler_grid=grid)
         return imported
     except ValueError as e:

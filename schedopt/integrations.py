@@ -40,6 +40,7 @@ import numpy as np
 from . import _io
 from .checks import LARGEST_WHOLE, expected_kl_field, shown, whole_number
 from .timegrid import (
+    MD4_EPS,
     alpha_from_counts,
     alpha_to_timesteps,
     check_alpha,
@@ -361,7 +362,7 @@ class SamplerSchedule:
             return alpha_from_counts(self.counts[self.counts > 0])
         return self.alpha
 
-    def md4_timesteps(self, alpha_schedule: str = "cosine", eps: float = 1e-4):
+    def md4_timesteps(self, alpha_schedule: str = "cosine", eps: float = MD4_EPS):
         """MD4 times t_0 = 1 > ... > t_T = 0, jnp float32 [T + 1], for its `noise_schedule`
         (`alpha_schedule`) and `eps`; MD4's step i runs from t = table[i] to s = table[i + 1]."""
         import jax.numpy as jnp
@@ -631,7 +632,7 @@ def _from_dict(data: dict, n: int | None) -> SamplerSchedule:
     if key == "t":
         schedule = str(data.get("alpha_schedule", "linear"))
         parse_alpha_schedule(schedule)
-        eps = check_eps(data.get("eps", 1e-4))
+        eps = check_eps(data.get("eps", MD4_EPS))
         t = vector(data["t"], "t")
         if "dt" in data:
             dt = vector(data["dt"], "dt")

@@ -33,6 +33,8 @@ import numpy as np
 from .checks import real_number
 
 CONVENTIONS = ("md4", "loglinear")
+# MD4's offset eps (its `MaskingSchedule` default): the default wherever a sampler needs one.
+MD4_EPS = 1e-4
 
 
 # --------------------------------------------------------------------------- grid checks
@@ -81,7 +83,7 @@ def check_eps(eps: Any) -> float:
     """Check the schedule offset eps: a number in (0, 0.5)."""
     e = real_number(eps, "eps")
     if not 0 < e < 0.5:
-        raise ValueError(f"eps must lie in (0, 0.5) (MD4 uses 1e-4), got {eps!r}")
+        raise ValueError(f"eps must lie in (0, 0.5) (MD4 uses {MD4_EPS:g}), got {eps!r}")
     return e
 
 
@@ -132,7 +134,7 @@ def family_time(name: str, u: Any) -> np.ndarray:
 
 # --------------------------------------------------------------------------- conventions
 def revealed_fraction(
-    t: Any, alpha_schedule: str = "linear", eps: float = 1e-4, convention: str = "md4"
+    t: Any, alpha_schedule: str = "linear", eps: float = MD4_EPS, convention: str = "md4"
 ) -> np.ndarray:
     """Expected fraction of tokens revealed when a sampler started fully masked at t = 1
     reaches time t: (alpha(t) - eps) / (1 - eps) for MD4, a(t) for the log-linear samplers."""
@@ -149,7 +151,7 @@ def md4_leftover(eps: float) -> float:
     return eps / (1.0 - eps)
 
 
-def realised_grid(alpha: Any, eps: float = 1e-4, convention: str = "md4") -> np.ndarray:
+def realised_grid(alpha: Any, eps: float = MD4_EPS, convention: str = "md4") -> np.ndarray:
     """The grid a sampler runs when asked for `alpha`: MD4 (convention "md4") reaches only
     1 - eps / (1 - eps) at t = 0 and its final decode reveals the rest, one more step of
     random counts; the log-linear samplers reveal everything at t = 0.
@@ -170,7 +172,7 @@ def realised_grid(alpha: Any, eps: float = 1e-4, convention: str = "md4") -> np.
 
 
 def alpha_to_timesteps(
-    alpha: Any, alpha_schedule: str = "linear", eps: float = 1e-4, convention: str = "md4"
+    alpha: Any, alpha_schedule: str = "linear", eps: float = MD4_EPS, convention: str = "md4"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Times t_0 = 1 > t_1 > ... > t_T = 0 after which the sampler has revealed alpha_k in
     expectation.
@@ -215,7 +217,7 @@ def alpha_to_timesteps(
 
 
 def timesteps_to_alpha(
-    t: Any, alpha_schedule: str = "linear", eps: float = 1e-4, convention: str = "md4"
+    t: Any, alpha_schedule: str = "linear", eps: float = MD4_EPS, convention: str = "md4"
 ) -> np.ndarray:
     """The revealed-fraction grid a sampler realises on times t_0 > ... > t_T (in expectation).
 

@@ -199,9 +199,12 @@ def test_theory6_numbers_for_the_sticky_markov_chain():
     profile = schedopt.EntropyProfile.from_entropy(markov_entropy(STICKY, n))
     fixed = float(schedopt.optimal_schedule(profile, steps).expected_kl)
     grid = optimize_binomial(profile, steps)
-    k = np.arange(steps + 1)
-    md4_cosine = (1 - 2e-4) * (1 - np.cos(np.pi / 2 * k / steps)) + 1e-4
-    md4_cosine[0], md4_cosine[-1] = 0.0, 1.0
+    # MD4's cosine schedule at uniform times t_k = 1 - k / T: alpha = (1 - 2 eps) a + eps, of
+    # which the sampler, started at alpha(1) = eps, has revealed (alpha - eps) / (1 - eps).
+    eps, k = 1e-4, np.arange(steps + 1)
+    alpha = (1 - 2 * eps) * (1 - np.cos(np.pi / 2 * k / steps)) + eps
+    md4_cosine = (alpha - eps) / (1 - eps)
+    md4_cosine[-1] = 1.0  # MD4's final decode reveals what t = 0 leaves
     assert fixed == pytest.approx(9.1, abs=0.05)
     assert float(grid.expected_kl) == pytest.approx(10.1, abs=0.05)
     assert float(expected_kl_binomial(profile, md4_cosine)) == pytest.approx(11.4, abs=0.05)
@@ -294,4 +297,10 @@ def test_cli_optimize_binomial_and_compare(tmp_path, capsys):
         rows["optimal"]["expected_kl"]
         <= best
         <= rows["random counts, MD4 cosine grid"]["expected_kl"]
+    )
+    # MD4's cosine grid at T = 2: at t = 1/2 it has revealed (1 - 2 eps)(1 - cos(pi / 4)) / (1 - eps).
+    eps = 1e-4
+    half = (1 - 2 * eps) * (1 - math.cos(math.pi / 4)) / (1 - eps)
+    assert rows["random counts, MD4 cosine grid"]["expected_kl"] == pytest.approx(
+        float(expected_kl_binomial(profile, [0.0, half, 1.0])), rel=1e-12
     )

@@ -210,6 +210,17 @@ def test_monte_carlo_profiles_agree(name):
     assert abs(raw.sum() - exact.sum()) <= 4 * h_se + 1e-9  # every count is on the grid
 
 
+
+@pytest.mark.parametrize("name", ["hmm", "mixture"])
+def test_a_monte_carlo_profile_needs_a_key(name):
+    """No estimate falls back to a fixed seed: without a key the Monte Carlo route refuses."""
+    law = LAWS[name]
+    assert not law.exact_profile
+    with pytest.raises(TypeError, match=r"pass key=jax.random.key\(seed\)"):
+        law.profile(samples=16)
+    with pytest.raises(TypeError, match="key"):
+        law.estimate(samples=16)
+
 # --------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     "make,match",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .. import _io
+from ..timegrid import CONVENTIONS, MD4_EPS
 
 
 def register(sub) -> None:
@@ -38,13 +39,13 @@ def register(sub) -> None:
     p.add_argument(
         "--eps",
         type=float,
-        default=1e-4,
-        help="timesteps only: MD4's offset in (0, 0.5) (default 1e-4); log-linear (MDLM/SEDD) "
+        default=MD4_EPS,
+        help=f"timesteps only: MD4's offset in (0, 0.5) (default {MD4_EPS:g}); log-linear (MDLM/SEDD) "
         "times do not depend on it",
     )
     p.add_argument(
         "--convention",
-        choices=("md4", "loglinear"),
+        choices=CONVENTIONS,
         default="md4",
         help="timesteps only: md4 (alpha = (1-2eps) a(t) + eps) or loglinear (MDLM/SEDD) "
         "(default md4)",
@@ -170,10 +171,10 @@ def random_count_rows(profile, steps: int, exact_kl: float) -> list[dict]:
 
     from ..binomial import expected_kl_binomial, optimize_binomial
     from ..jys import jys_grid
+    from ..timegrid import timesteps_to_alpha
 
-    k = np.arange(steps + 1)
-    cosine = 1e-4 + (1 - 2e-4) * (1 - np.cos(np.pi / 2 * k / steps))
-    cosine[0], cosine[-1] = 0.0, 1.0
+    # MD4's cosine schedule at uniform times: the revealed fractions it realises.
+    cosine = timesteps_to_alpha(np.linspace(1.0, 0.0, steps + 1), "cosine", MD4_EPS, "md4")
     grids = [("random counts, optimized grid", optimize_binomial(profile, steps).expected_kl)]
     if steps & (steps - 1) == 0:
         grids.append(("random counts, JYS search", jys_grid(profile, steps).expected_kl))

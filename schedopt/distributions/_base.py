@@ -111,7 +111,8 @@ class Distribution(abc.ABC):
         standard errors, regularised. Exact subclasses ignore `key`, `samples` and `grid`.
 
         Args:
-            key: JAX PRNG key (default: key 0, so results are reproducible).
+            key: JAX PRNG key, keyword-only; required unless the profile is exact
+                (`exact_profile`), so that no estimate silently reuses one seed.
             samples: number of sequences.
             grid: revealed counts to evaluate (default: `schedopt.estimate.default_grid`,
                 every count for n <= 256).
@@ -123,7 +124,7 @@ class Distribution(abc.ABC):
     def estimate(
         self,
         *,
-        key: jax.Array | None = None,
+        key: jax.Array,
         samples: int = 1024,
         grid: Any = None,
         quiet: bool = True,
@@ -141,7 +142,11 @@ class Distribution(abc.ABC):
         from ..estimate import estimate_curves
 
         samples = check_samples(samples, self.n)
-        key = jax.random.key(0) if key is None else key
+        if key is None:
+            raise TypeError(
+                f"the Monte Carlo curve of {type(self).__name__} draws sequences at random; "
+                "pass key=jax.random.key(seed)"
+            )
         k_data, k_order = jax.random.split(key)
         data = self.sample(samples, key=k_data)
         return estimate_curves(self.log_conditionals, data, key=k_order, grid=grid, quiet=quiet)
