@@ -298,7 +298,7 @@ def test_cli_optimize_binomial_and_compare(tmp_path, capsys):
         <= best
         <= rows["random counts, MD4 cosine grid"]["expected_kl"]
     )
-    # MD4's cosine grid at T = 2: at t = 1/2 it has revealed (1 - 2 eps)(1 - cos(pi / 4)) / (1 - eps).
+    # MD4's cosine grid at T = 2: by t = 1/2 it has revealed (1 - 2 eps)(1 - cos(pi/4)) / (1 - eps).
     eps = 1e-4
     half = (1 - 2 * eps) * (1 - math.cos(math.pi / 4)) / (1 - eps)
     assert rows["random counts, MD4 cosine grid"]["expected_kl"] == pytest.approx(

@@ -40,8 +40,8 @@ def register(sub) -> None:
         "--eps",
         type=float,
         default=MD4_EPS,
-        help=f"timesteps only: MD4's offset in (0, 0.5) (default {MD4_EPS:g}); log-linear (MDLM/SEDD) "
-        "times do not depend on it",
+        help=f"timesteps only: MD4's offset in (0, 0.5) (default {MD4_EPS:g}); log-linear "
+        "(MDLM/SEDD) times do not depend on it",
     )
     p.add_argument(
         "--convention",
