@@ -51,11 +51,9 @@ from .exact import (
 )
 from .precision import float64
 from .profile import EntropyProfile
-from .relaxed import bucket, default_optimizer, kl_of_cuts, solve
+from .relaxed import NUM_ITERATIONS, WINDOW, bucket, default_optimizer, kl_of_cuts, solve
 from .schedules import Schedule
 
-BATCH_ITERATIONS = 200
-BATCH_WINDOW = 12
 # The DP is used by default on grids of at most this many intervals (measured in
 # scripts/bench_batch.py: there it is about as fast as the optimizer).
 AUTO_EXACT_GRID = 512
@@ -71,8 +69,8 @@ def optimize_batch(
     steps: int | Sequence[int],
     *,
     optimizer: optax.GradientTransformation | None = None,
-    num_iterations: int = BATCH_ITERATIONS,
-    window: int = BATCH_WINDOW,
+    num_iterations: int = NUM_ITERATIONS,
+    window: int = WINDOW,
     certify: bool | str = "auto",
     quiet: bool = True,
 ) -> list[Schedule]:
@@ -83,8 +81,9 @@ def optimize_batch(
         steps: one budget T for all, or one per profile (1 <= T <= that profile's n).
         optimizer: any `optax.GradientTransformation` for the "optax" solver (default: Adam
             with a cosine-decayed learning rate, as `optimize`).
-        num_iterations: gradient steps per problem ("optax" solver).
-        window: half-width (grid points) of the exact repair window, moved until a fixed point.
+        num_iterations: gradient steps per problem ("optax" solver; `optimize`'s default).
+        window: half-width (grid points) of the exact repair window, moved until a fixed
+            point (`optimize`'s default).
         certify: True: solve every problem exactly (certified); False: with the optimizer;
             "auto": exactly on CPU (the Lagrangian solver is the fastest route there), and on
             an accelerator where the grid of run starts is small (`AUTO_EXACT_GRID`).

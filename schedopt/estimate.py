@@ -506,14 +506,14 @@ def _eager_row_statistics(logits_fn, tokens, order, counts):
 
 
 # --------------------------------------------------------------------------- helpers
-def random_orders(num: int, n: int, *, key: jax.Array) -> np.ndarray:
-    """int32[num, n]: for each sequence, every position's rank in a uniform random order.
+def random_orders(samples: int, n: int, *, key: jax.Array) -> np.ndarray:
+    """int32[samples, n]: for each sequence, every position's rank in a uniform random order.
 
     Revealing the positions of rank < j reveals a uniform random j-subset, nested in j.
     Drawn on the host by NumPy, seeded from the JAX key's bits: host-side data preparation
     that compiles nothing and gives the same orders on any number of devices.
     """
-    return host_rng(key).permuted(np.tile(np.arange(n, dtype=np.int32), (num, 1)), axis=1)
+    return host_rng(key).permuted(np.tile(np.arange(n, dtype=np.int32), (samples, 1)), axis=1)
 
 
 def batch_sharding(batch_size: int, rows: int) -> tuple[NamedSharding, int]:

@@ -47,7 +47,7 @@ _BATCH_ELEMENTS = 2**22
 def sample(
     conditionals_fn: ConditionalsFn,
     schedule: Schedule | Any,
-    num: int,
+    samples: int,
     *,
     key: jax.Array,
     logits: bool = False,
@@ -55,7 +55,7 @@ def sample(
     batch_size: int | None = None,
     quiet: bool = True,
 ) -> jnp.ndarray:
-    """Draw `num` sequences with the T-step sampler of theory §1.
+    """Draw `samples` sequences with the T-step sampler of theory §1.
 
     Args:
         conditionals_fn: (tokens int32[B, n], revealed bool[B, n]) -> float[B, n, V]
@@ -64,29 +64,29 @@ def sample(
             tokens at unrevealed positions. It is traced under `jit`.
         schedule: a `Schedule` or tokens per step int[T] (each >= 1, summing to n).
         key: JAX PRNG key.
-        num: number of sequences.
+        samples: number of sequences.
         logits: conditionals_fn returns logits rather than probabilities.
-        prompts: None, or `num` prompts (int[num, P] or a list of token-id lists of any
+        prompts: None, or `samples` prompts (int[samples, P] or a list of token-id lists of any
             lengths) that stay visible while the answer is drawn (theory §12);
             conditionals_fn then sees prompt + answer.
         batch_size: sequences per compiled call (default: about 4M conditional values).
         quiet: no progress bar.
 
     Returns:
-        int32[num, n] sampled sequences (the answers, without the prompts).
+        int32[samples, n] sampled sequences (the answers, without the prompts).
 
     Example:
         >>> import jax, numpy as np, schedopt
         >>> chain = schedopt.distributions.MarkovChain(0.8 * np.eye(4) + 0.05, n=16)
-        >>> x = schedopt.sample(chain.conditionals, [4, 4, 8], num=3, key=jax.random.key(0))
+        >>> x = schedopt.sample(chain.conditionals, [4, 4, 8], samples=3, key=jax.random.key(0))
         >>> x.shape
         (3, 16)
     """
-    num = check_count(num, "num")
+    samples = check_count(samples, "samples")
     steps = _tokens(schedule)
     n = int(steps.sum())
     k_order, k_draw = jax.random.split(key)
-    tokens = np.zeros((num, n), np.int32)
+    tokens = np.zeros((samples, n), np.int32)
     x, _ = _run(conditionals_fn, True, logits, tokens, steps, k_order, k_draw, batch_size, quiet,
                 prompts=prompts)
     return jnp.asarray(x)
@@ -572,7 +572,7 @@ class AdaptiveSamples:
 @float64
 def sample_entropy_bounded(
     conditionals_fn: ConditionalsFn,
-    num: int,
+    samples: int,
     *,
     length: int,
     gamma: float,
@@ -581,7 +581,7 @@ def sample_entropy_bounded(
     batch_size: int | None = None,
     quiet: bool = True,
 ) -> AdaptiveSamples:
-    """Draw `num` sequences with the entropy-bounded (EB) adaptive sampler.
+    """Draw `samples` sequences with the entropy-bounded (EB) adaptive sampler.
 
     At each step the model gives the conditionals of every masked position; positions are
     sorted by the entropy of their conditional (lowest first, ties broken at random), and the
@@ -599,7 +599,7 @@ def sample_entropy_bounded(
     Args:
         conditionals_fn: (tokens int32[B, n], revealed bool[B, n]) -> float[B, n, V]
             probabilities (or logits with `logits=True`); traced under `jit`.
-        num: number of sequences.
+        samples: number of sequences.
         length: n, the sequence length.
         gamma: the entropy bound in nats, >= 0.
         key: JAX PRNG key.
@@ -622,20 +622,20 @@ def sample_entropy_bounded(
         >>> out.tokens.shape, out.forward_passes.tolist()
         ((3, 16), [16, 16, 16])
     """
-    num = check_count(num, "num")
+    samples = check_count(samples, "samples")
     n = check_count(length, "length")
     gamma = float(gamma)
     if not math.isfinite(gamma) or gamma < 0:
         raise ValueError(f"gamma must be a finite entropy bound >= 0 nats, got {gamma}")
     if batch_size is None:
-        batch_size = max(1, min(num, _BATCH_ELEMENTS // (n * _vocab_size(conditionals_fn, n))))
-    sharding, batch = batch_sharding(batch_size, num)
+        batch_size = max(1, min(samples, _BATCH_ELEMENTS // (n * _vocab_size(conditionals_fn, n))))
+    sharding, batch = batch_sharding(batch_size, samples)
     outs = []
-    for start in progress(range(0, num, batch), description="sampling (EB)", quiet=quiet):
+    for start in progress(range(0, samples, batch), description="sampling (EB)", quiet=quiet):
         tokens = jax.device_put(np.zeros((batch, n), np.int32), sharding)
         outs.append(_entropy_bounded_loop(conditionals_fn, logits, tokens, gamma,
                                           jax.random.fold_in(key, start)))
-    x, passes, sizes = (np.concatenate([to_host(o[i]) for o in outs])[:num] for i in range(3))
+    x, passes, sizes = (np.concatenate([to_host(o[i]) for o in outs])[:samples] for i in range(3))
     return AdaptiveSamples(tokens=x, forward_passes=passes, tokens_per_step=sizes)
 
 

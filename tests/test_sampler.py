@@ -182,7 +182,7 @@ def _sample(steps, num):
         (lambda: _sample([2, 0, 4], 3), "at least 1"),
         (lambda: _sample([[6]], 3), "1-D"),
         (lambda: _sample([5], 3), "n = 6"),
-        (lambda: _sample([6], 0), "num"),
+        (lambda: _sample([6], 0), "samples"),
         (lambda: schedopt.verify(CHAIN, [3, 2], key=jax.random.key(0)), "sums to 5"),
         (lambda: schedopt.verify(CHAIN, [6], key=jax.random.key(0), samples=1), "at least 2"),
         (

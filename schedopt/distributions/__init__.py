@@ -1,6 +1,6 @@
 """Known distributions over token sequences, with exact conditionals and entropy profiles.
 
-Every distribution has `n`, `vocab_size`, `sample(num, *, key)`, `conditionals(x, revealed)`,
+Every distribution has `n`, `vocab_size`, `sample(samples, *, key)`, `conditionals(x, revealed)`,
 `log_conditionals`, `log_prob(x)`, `profile()` and (for small n) `table()`:
 
 - `Product`: independent positions; exact (g is constant, every schedule has KL 0).

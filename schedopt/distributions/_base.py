@@ -53,8 +53,8 @@ class Distribution(abc.ABC):
 
     # ---------------------------------------------------------------- to implement
     @abc.abstractmethod
-    def sample(self, num: int, *, key: jax.Array) -> jnp.ndarray:
-        """`num` independent sequences from mu: int32[num, n]."""
+    def sample(self, samples: int, *, key: jax.Array) -> jnp.ndarray:
+        """`samples` independent sequences from mu: int32[samples, n]."""
 
     @abc.abstractmethod
     def log_prob(self, x: Any) -> jnp.ndarray:

@@ -137,9 +137,9 @@ class LinearCode(Distribution):
         generator, inverse, q = self._field
         return _code_conditionals(*as_jax(generator, inverse), q, x, revealed)
 
-    def sample(self, num: int, *, key: jax.Array) -> jnp.ndarray:
-        num = check_count(num, "num")
-        u = jax.random.randint(key, (num, self.generator.shape[0]), 0, self.q, jnp.int64)
+    def sample(self, samples: int, *, key: jax.Array) -> jnp.ndarray:
+        samples = check_count(samples, "samples")
+        u = jax.random.randint(key, (samples, self.generator.shape[0]), 0, self.q, jnp.int64)
         return ((u @ self.generator) % self.q).astype(jnp.int32)
 
     def log_prob(self, x: Any) -> jnp.ndarray:

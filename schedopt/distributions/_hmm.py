@@ -61,14 +61,14 @@ class HiddenMarkov(Distribution):
     def _conditionals(self, x, revealed):
         return _hmm_conditionals(*self._params, x, revealed)
 
-    def sample(self, num: int, *, key: jax.Array) -> jnp.ndarray:
-        num = check_count(num, "num")
-        return _hmm_sample(key, *self._params, num, self.n)
+    def sample(self, samples: int, *, key: jax.Array) -> jnp.ndarray:
+        samples = check_count(samples, "samples")
+        return _hmm_sample(key, *self._params, samples, self.n)
 
-    def sample_hidden(self, num: int, *, key: jax.Array) -> tuple[jnp.ndarray, jnp.ndarray]:
-        """(tokens int32[num, n], hidden states int32[num, n]); same draws as `sample`."""
-        num = check_count(num, "num")
-        return _hmm_sample_with_states(key, *self._params, num, self.n)
+    def sample_hidden(self, samples: int, *, key: jax.Array) -> tuple[jnp.ndarray, jnp.ndarray]:
+        """(tokens int32[samples, n], hidden states int32[samples, n]); same draws as `sample`."""
+        samples = check_count(samples, "samples")
+        return _hmm_sample_with_states(key, *self._params, samples, self.n)
 
     def log_prob(self, x: Any) -> jnp.ndarray:
         x = jnp.asarray(x, jnp.int32)

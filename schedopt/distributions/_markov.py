@@ -77,9 +77,9 @@ class MarkovChain(Distribution):
     def _conditionals(self, x, revealed):
         return _markov_conditionals(*as_jax(self._powers, self.stationary), x, revealed)
 
-    def sample(self, num: int, *, key: jax.Array) -> jnp.ndarray:
-        num = check_count(num, "num")
-        return _markov_sample(key, *as_jax(self.stationary, self.transition), num, self.n)
+    def sample(self, samples: int, *, key: jax.Array) -> jnp.ndarray:
+        samples = check_count(samples, "samples")
+        return _markov_sample(key, *as_jax(self.stationary, self.transition), samples, self.n)
 
     def log_prob(self, x: Any) -> jnp.ndarray:
         x = jnp.asarray(x, jnp.int32)

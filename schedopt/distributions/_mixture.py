@@ -50,9 +50,9 @@ class Product(Distribution):
         probs = jnp.broadcast_to(self.marginals, (*x.shape, self.vocab_size))
         return point_mass(x, revealed, probs)
 
-    def sample(self, num: int, *, key: jax.Array) -> jnp.ndarray:
-        num = check_count(num, "num")
-        return _product_sample(key, *as_jax(self.marginals), num)
+    def sample(self, samples: int, *, key: jax.Array) -> jnp.ndarray:
+        samples = check_count(samples, "samples")
+        return _product_sample(key, *as_jax(self.marginals), samples)
 
     def log_prob(self, x: Any) -> jnp.ndarray:
         x = jnp.asarray(x, jnp.int32)
@@ -90,9 +90,9 @@ class MixtureOfProducts(Distribution):
     def _conditionals(self, x, revealed):
         return _mixture_conditionals(*as_jax(*self._params), x, revealed)
 
-    def sample(self, num: int, *, key: jax.Array) -> jnp.ndarray:
-        num = check_count(num, "num")
-        return _mixture_sample(key, *as_jax(self.weights, self.marginals), num)
+    def sample(self, samples: int, *, key: jax.Array) -> jnp.ndarray:
+        samples = check_count(samples, "samples")
+        return _mixture_sample(key, *as_jax(self.weights, self.marginals), samples)
 
     def log_prob(self, x: Any) -> jnp.ndarray:
         x = jnp.asarray(x, jnp.int32)

@@ -79,10 +79,10 @@ class Table(Distribution):
     def _conditionals(self, x, revealed):
         return _table_conditionals(*as_jax(*self._flat), self.vocab_size, x, revealed)
 
-    def sample(self, num: int, *, key: jax.Array) -> jnp.ndarray:
-        num = check_count(num, "num")
+    def sample(self, samples: int, *, key: jax.Array) -> jnp.ndarray:
+        samples = check_count(samples, "samples")
         p, seqs = self._flat
-        index = jnp.searchsorted(jnp.cumsum(p), jax.random.uniform(key, (num,)), side="right")
+        index = jnp.searchsorted(jnp.cumsum(p), jax.random.uniform(key, (samples,)), side="right")
         return jnp.asarray(seqs)[jnp.clip(index, 0, p.size - 1)]
 
     def log_prob(self, x: Any) -> jnp.ndarray:
