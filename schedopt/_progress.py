@@ -1,4 +1,7 @@
-"""Progress bars for long work: on stderr, only on a terminal, off with quiet=True."""
+"""Progress bars for long work: on stderr, only on a terminal, off with quiet=True.
+
+No module state: every caller passes `quiet` (the CLI passes its --quiet flag down), so a
+library call never depends on what an earlier command set."""
 
 from __future__ import annotations
 
@@ -8,12 +11,8 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-# Set by the CLI's --quiet flag; library callers pass `quiet=` explicitly.
-QUIET = False
-
-
 def progress(
-    items: Iterable[T], *, total: int | None = None, description: str = "", quiet: bool = False
+    items: Iterable[T], *, total: int | None = None, description: str = "", quiet: bool
 ) -> Iterator[T]:
     """Iterate over `items`, drawing a rich progress bar on stderr when it is a terminal.
 
@@ -21,9 +20,9 @@ def progress(
         items: what to iterate over.
         total: number of items, when `items` has no len().
         description: a few words shown left of the bar.
-        quiet: never draw (also forced by the CLI's --quiet).
+        quiet: never draw (required: the caller decides, the CLI from --quiet).
     """
-    if quiet or QUIET or not sys.stderr.isatty():
+    if quiet or not sys.stderr.isatty():
         yield from items
         return
     from rich.console import Console

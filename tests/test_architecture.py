@@ -2,9 +2,13 @@
 schedopt leaves JAX's configuration alone."""
 
 import ast
+import io
+import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "schedopt"
 
@@ -130,22 +134,34 @@ def test_import_schedopt_loads_no_jax_and_every_public_name_resolves():
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
+def _module_state() -> dict:
+    """Every plain value (flags, numbers, strings) at module level in loaded schedopt modules."""
+    plain = (bool, int, float, str, bytes, type(None))
+    return {(name, var): value for name, module in list(sys.modules.items())
+            if name.split(".")[0] == "schedopt" and module is not None
+            for var, value in vars(module).items() if isinstance(value, plain)}
+
+
 def test_calling_the_cli_leaves_the_process_as_it_was(tmp_path, monkeypatch, capsys):
-    """main() may be embedded: its disk cache and --quiet end with the command."""
+    """main() may be embedded: its disk cache ends with the command, and it sets no module
+    state (--quiet travels as an argument, not as a global)."""
     import jax
 
-    from schedopt import _progress
     from schedopt.cli import main
 
     before = (jax.config.jax_compilation_cache_dir,
-              jax.config.jax_persistent_cache_min_compile_time_secs, _progress.QUIET)
+              jax.config.jax_persistent_cache_min_compile_time_secs)
+    state = _module_state()
     monkeypatch.setenv("SCHEDOPT_CACHE_DIR", str(tmp_path / "cache"))
     (tmp_path / "m.json").write_text("[[0.25, 0.75], [0.5, 0.5]]")
     assert main(["--quiet", "profile", "--distribution", "product", "--marginals",
                  str(tmp_path / "m.json"), "--out", str(tmp_path / "p.json")]) == 0
     assert (tmp_path / "cache").is_dir()  # the command did use the cache
     assert (jax.config.jax_compilation_cache_dir,
-            jax.config.jax_persistent_cache_min_compile_time_secs, _progress.QUIET) == before
+            jax.config.jax_persistent_cache_min_compile_time_secs) == before
+    after = _module_state()
+    changed = sorted(k for k in state if k in after and after[k] != state[k])
+    assert not changed, f"main() changed module state {changed}"
 
 
 def test_architecture_page_names_every_module_and_folder():
@@ -155,3 +171,28 @@ def test_architecture_page_names_every_module_and_folder():
     names += [f"{p.name}/" for p in PACKAGE.iterdir() if (p / "__init__.py").exists()]
     missing = sorted(n for n in names if f"`{n}`" not in page and f"`schedopt/{n}`" not in page)
     assert not missing, f"docs/architecture.md does not place {missing}"
+
+
+class _Terminal(io.StringIO):
+    """A stderr that says it is a terminal, so progress bars would draw."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_quiet_reaches_the_library_as_an_argument(tmp_path, monkeypatch, quiet):
+    """A Monte Carlo profile draws its bar on a terminal; --quiet, passed down as quiet=True,
+    draws nothing."""
+    from schedopt.cli import main
+
+    for name, value in [("transition", [[0.9, 0.1], [0.2, 0.8]]), ("emission", [[0.8, 0.2],
+                                                                               [0.3, 0.7]])]:
+        (tmp_path / f"{name}.json").write_text(json.dumps(value))
+    stderr = _Terminal()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    argv = ["profile", "--distribution", "hmm", "--transition", str(tmp_path / "transition.json"),
+            "--emission", str(tmp_path / "emission.json"), "--length", "6", "--samples", "64",
+            "--out", str(tmp_path / "p.json")]
+    assert main(["--quiet", *argv] if quiet else argv) == 0
+    assert (stderr.getvalue() == "") == quiet

@@ -48,19 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @contextlib.contextmanager
-def _command_settings(quiet: bool) -> Iterator[None]:
+def _command_settings() -> Iterator[None]:
     """The settings of one command, restored when it returns (main() may be embedded).
 
     Compiled XLA programs are kept on disk, so repeated commands skip most compile time: the
     folder is $SCHEDOPT_CACHE_DIR, else ~/.cache/schedopt/jax; SCHEDOPT_CACHE_DIR=off, or a
-    folder that cannot be made, turns the cache off. --quiet turns progress bars off.
+    folder that cannot be made, turns the cache off. (--quiet is passed down as args.quiet.)
     """
     import jax
 
-    from .. import _progress
-
     saved = {name: getattr(jax.config, name) for name in _CACHE_SETTINGS}
-    was_quiet = _progress.QUIET
     path = os.environ.get("SCHEDOPT_CACHE_DIR") or os.path.join(
         os.path.expanduser("~"), ".cache", "schedopt", "jax"
     )
@@ -70,10 +67,8 @@ def _command_settings(quiet: bool) -> Iterator[None]:
                 os.makedirs(path, exist_ok=True)
                 jax.config.update("jax_compilation_cache_dir", path)
                 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
-        _progress.QUIET = was_quiet or quiet
         yield
     finally:
-        _progress.QUIET = was_quiet
         for name, value in saved.items():
             jax.config.update(name, value)
 
@@ -90,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     with interrupt.exit_on_signal():
         args = build_parser().parse_args(argv)
-        with _command_settings(args.quiet):
+        with _command_settings():
             return _run(args)
 
 

@@ -85,7 +85,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     # a file system. It alone decides which jobs are finished and tells the others.
     manifest, out, writer = Path(args.manifest), Path(args.out), is_writer()
     jobs, profiles, budgets, names = same_everywhere(
-        lambda: _read_jobs(manifest, args.regularize),
+        lambda: _read_jobs(manifest, args.regularize, args.quiet),
         lambda inputs: _fingerprint(inputs, (args.regularize, args.fast)),
         "the manifest and its profiles",
     )
@@ -104,7 +104,8 @@ def _run_batch(args: argparse.Namespace) -> int:
                 finished[i] = 1
                 rows[i] = _summary_row(i, job, done, names[i], "skipped")
     todo = [int(i) for i in np.nonzero(broadcast(finished) == 0)[0]]
-    for group in _progress.progress(_groups(todo, profiles, budgets), description="batch"):
+    for group in _progress.progress(_groups(todo, profiles, budgets), description="batch",
+                                    quiet=args.quiet):
         schedules = optimize_batch(
             [profiles[i] for i in group], [budgets[i] for i in group],
             certify="auto" if args.fast else True,
@@ -138,10 +139,12 @@ def _refuse_overwriting_inputs(manifest: Path, out: Path, jobs: list[dict],
     refuse_overlap(written, read, fix='give the job another "name" or the batch another --out')
 
 
-def _read_jobs(manifest: Path, regularize: bool) -> tuple[list, list, list[int], list[str]]:
+def _read_jobs(
+    manifest: Path, regularize: bool, quiet: bool
+) -> tuple[list, list, list[int], list[str]]:
     """(jobs, profiles, budgets T, output file names) from the manifest."""
     jobs = read_manifest(manifest)
-    profiles = _load_profiles(jobs, manifest.parent, regularize)
+    profiles = _load_profiles(jobs, manifest.parent, regularize, quiet)
     return jobs, profiles, _budgets(jobs, profiles), _output_names(jobs)
 
 
@@ -197,12 +200,13 @@ def _check_job(i: int, job) -> dict:
     return dict(job)
 
 
-def _load_profiles(jobs: list[dict], root: Path, regularize: bool) -> list:
+def _load_profiles(jobs: list[dict], root: Path, regularize: bool, quiet: bool) -> list:
     from .. import _progress
 
     cache: dict[Path, object] = {}
     profiles = []
-    for i, job in _progress.progress(list(enumerate(jobs)), description="loading profiles"):
+    for i, job in _progress.progress(list(enumerate(jobs)), description="loading profiles",
+                                     quiet=quiet):
         path = (root / job["profile"]).resolve()
         if path not in cache:
             try:

@@ -61,7 +61,6 @@ def start(args: argparse.Namespace) -> bool:
         return False
     import jax
 
-    from .. import _progress
     from ..distributed import initialize
 
     _stdout_for_python_only()
@@ -69,7 +68,7 @@ def start(args: argparse.Namespace) -> bool:
                timeout=args.init_timeout, label=f"schedopt {args.command}")
     _STARTED = True
     if jax.process_index() != 0:
-        _progress.QUIET = True
+        args.quiet = True  # one progress bar: the writer's
     else:  # the one writer locks the outputs; a failure stops every process at once
         from ..distributed import exit_on_error
         from .outputs import lock_outputs

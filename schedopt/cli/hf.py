@@ -184,7 +184,7 @@ def run_profile(args: argparse.Namespace) -> int:
         blocks = estimate_block_profiles(
             scorer, pairs.answers, args.block_length, prompts=pairs.prompts, key=key,
             kind=args.kind, regularize=False, batch_size=args.batch_size, jit=False,
-            quiet=False, checkpoint=partial,
+            quiet=args.quiet, checkpoint=partial,
         )
         blocks = blocks.replace(meta={**blocks.meta, **info})
         blocks.save(args.out)
@@ -196,7 +196,7 @@ def run_profile(args: argparse.Namespace) -> int:
     estimate = estimate_curves(
         scorer, pairs.answers, prompts=pairs.prompts, key=key,
         grid=None if n > DEFAULT_FULL_GRID else n, batch_size=args.batch_size, jit=False,
-        quiet=False, checkpoint=partial,
+        quiet=args.quiet, checkpoint=partial,
     )
     profile = estimate.profile(args.kind)
     profile = profile.replace(meta={**profile.meta, **info})
@@ -285,18 +285,18 @@ def run_nll(args: argparse.Namespace) -> int:
     k_nll, k_curve = jax.random.split(jax.random.key(args.seed))
     results = schedules_nll(scorer, pairs.answers, schedules, key=k_nll, prompts=pairs.prompts,
                             block_length=block_length, orders=args.orders,
-                            batch_size=args.batch_size, quiet=False)
+                            batch_size=args.batch_size, quiet=args.quiet)
     if block_length is None:
         estimate = estimate_curves(scorer, pairs.answers, prompts=pairs.prompts, key=k_curve,
                                    grid=None if n > DEFAULT_FULL_GRID else n,
-                                   batch_size=args.batch_size, jit=False, quiet=False)
+                                   batch_size=args.batch_size, jit=False, quiet=args.quiet)
 
         def predict(s):
             return predicted_excess(estimate, s)
     else:
         blocks: BlockProfiles = estimate_block_profiles(
             scorer, pairs.answers, block_length, prompts=pairs.prompts, key=k_curve,
-            regularize=False, batch_size=args.batch_size, jit=False, quiet=False)
+            regularize=False, batch_size=args.batch_size, jit=False, quiet=args.quiet)
 
         def predict(s):
             return block_expected_kl(blocks, s.tokens_per_step), None

@@ -93,7 +93,7 @@ def profile_from_distribution(args: argparse.Namespace):
 
     dist = load_distribution(args)
     return dist.profile(
-        key=jax.random.key(args.seed), samples=args.samples, quiet=_quiet(args)
+        key=jax.random.key(args.seed), samples=args.samples, quiet=args.quiet
     )
 
 
@@ -154,7 +154,7 @@ def run_verify(args: argparse.Namespace) -> int:
     profile = None if args.profile is None else EntropyProfile.load(args.profile, check=False)
     result = verify(
         dist, schedule, key=jax.random.key(args.seed), samples=args.samples,
-        profile=profile, quiet=_quiet(args),
+        profile=profile, quiet=args.quiet,
     )
     print(_verification_lines(result, f"{args.schedule} (T = {schedule.steps}, n = {dist.n})"))
     return 0 if result.agrees else 1
@@ -201,11 +201,6 @@ def _load_array(path: str, flag: str) -> np.ndarray:
         return number_array(obj, f"{flag} file {path!r}", ndim=max(depth, 1))
     raise ValueError(f"{flag} file {path!r} must end in .npy or .json")
 
-
-def _quiet(args: argparse.Namespace) -> bool:
-    from .. import _progress
-
-    return bool(getattr(args, "quiet", False) or _progress.QUIET)
 
 
 # --------------------------------------------------------------------------- demo
@@ -283,7 +278,7 @@ def run_demo(args: argparse.Namespace) -> int:
     if not out.parent.is_dir():
         raise ValueError(f"cannot create {args.out!r}: {str(out.parent)!r} does not exist")
     out.mkdir(exist_ok=True)
-    quiet = _quiet(args)
+    quiet = args.quiet
     budgets = (DEMO_STEPS,) if args.quick else BUDGETS
     samples = 512 if args.quick else 4096
     checks = 1024 if args.quick else 4096  # sequences for the check by sampling

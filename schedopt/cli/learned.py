@@ -116,7 +116,7 @@ def profile_from_model(args: argparse.Namespace):
     model, data, info = load_model_and_data_everywhere(args)
     profile = estimate_profile(
         logits_fn(model), data, key=jax.random.key(args.seed), kind=args.kind,
-        batch_size=args.batch_size, quiet=False,
+        batch_size=args.batch_size, quiet=args.quiet,
     )
     return profile.replace(meta={**profile.meta, **info})
 
@@ -192,11 +192,11 @@ def _run_nll(args: argparse.Namespace) -> int:
             )
     fn = logits_fn(model)
     k_nll, k_curve = jax.random.split(jax.random.key(args.seed))
-    results = schedules_nll(fn, data, schedules, key=k_nll, orders=args.orders, quiet=False)
+    results = schedules_nll(fn, data, schedules, key=k_nll, orders=args.orders, quiet=args.quiet)
     # The curve at every count (n <= FULL_GRID_MAX) or at least at each schedule's cuts.
     grid = schedule_grid(n, *(s.tokens_per_step for s in schedules))
     estimate = estimate_curves(fn, data, key=k_curve, grid=grid,
-                               batch_size=args.batch_size, quiet=False)
+                               batch_size=args.batch_size, quiet=args.quiet)
     rows = []
     for path, s, r in zip(args.schedule, schedules, results, strict=True):
         predicted, predicted_se = predicted_excess(estimate, s)

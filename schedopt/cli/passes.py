@@ -53,7 +53,6 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import jax
 
-    from .. import _progress
     from ..checks import check_steps
     from ..equal_passes import equal_passes
 
@@ -71,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
                           key=jax.random.key(args.seed), prompts=data["prompts"],
                           tune_prompts=tune["prompts"], block_length=args.block_length,
                           orders=orders, batch_size=args.batch_size,
-                          quiet=_progress.QUIET)
+                          quiet=args.quiet)
     if args.plot is not None:
         from ..plot import plot_equal_passes, save_png
 

@@ -35,7 +35,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import _progress
     from ..plot import check_png_path, plot_report
     from ..schedules import Schedule
 
@@ -53,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-steps must be between 1 and n = {profile.n}, "
                          f"got {args.max_steps}")
     areas = plot_report(profile, schedules, args.out, labels=labels, max_steps=args.max_steps,
-                        xscale=args.xscale, title=args.title, quiet=_progress.QUIET)
+                        xscale=args.xscale, title=args.title, quiet=args.quiet)
     rows = [{"schedule": path, "steps": s.steps, "expected_kl": float(s.expected_kl),
              "shaded_area": float(area)}
             for path, s, area in zip(args.schedule, schedules, areas, strict=True)]
