@@ -87,7 +87,7 @@ def optimize(
         >>> g = 1.0 / (1.0 + np.arange(64))  # a decreasing conditional entropy curve
         >>> profile = schedopt.EntropyProfile.from_conditional_entropy(g)
         >>> schedopt.optimize(profile, 4).tokens_per_step.tolist()
-        [1, 3, 10, 50]
+        [2, 5, 15, 42]
     """
     steps = check_steps(steps, profile.n)
     num_iterations = whole_number(num_iterations, "num_iterations", minimum=0)
