@@ -61,7 +61,7 @@ def _kl_one(entropy: jnp.ndarray, tokens_per_step: jnp.ndarray) -> jnp.ndarray:
     g = jnp.diff(entropy)
     ends = jnp.cumsum(tokens_per_step)
     starts = ends - tokens_per_step
-    j = jnp.arange(g.shape[0])
+    j = jnp.arange(g.shape[0], dtype=ends.dtype)
     # Position j belongs to the block whose end is the first end > j; empty blocks are skipped.
     block = jnp.clip(jnp.searchsorted(ends, j, side="right"), 0, ends.shape[0] - 1)
     terms = g[starts[block]] - g
@@ -149,4 +149,4 @@ def interpolate(values: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
     x = jnp.clip(x, 0, last)
     left = jnp.clip(jnp.floor(x).astype(jnp.int32), 0, max(last - 1, 0))
     right = jnp.minimum(left + 1, last)
-    return values[left] + (x - left) * (values[right] - values[left])
+    return values[left] + (x - left.astype(x.dtype)) * (values[right] - values[left])

@@ -85,18 +85,21 @@ def _layer_envelope(entropy, prev, guess, t, runs, fallback):
     n = entropy.shape[0] - 1
     g = jnp.diff(entropy)
     run, start, count = runs
-    b = jnp.arange(n + 1)
+    b = jnp.arange(n + 1, dtype=jnp.int32)
     rows = b >= t  # feasible rows
     u_lo, u_hi = run[t - 1], count - 1  # runs whose lines can be finite
     slope = g[start]
     intercept = jnp.where(
-        jnp.arange(n) < count, prev[start] + entropy[start] - start * slope, jnp.inf
+        jnp.arange(n, dtype=jnp.int32) < count,
+        prev[start] + entropy[start] - start.astype(slope.dtype) * slope,
+        jnp.inf,
     )
     # The run holding t - 1 starts with infeasible lines; its first feasible line is t - 1.
-    intercept = intercept.at[u_lo].set(prev[t - 1] + entropy[t - 1] - (t - 1) * slope[u_lo])
+    last = (t - 1).astype(slope.dtype)
+    intercept = intercept.at[u_lo].set(prev[t - 1] + entropy[t - 1] - last * slope[u_lo])
 
     def line(u, x):
-        return intercept[u] + x * slope[u]
+        return intercept[u] + jnp.asarray(x, slope.dtype) * slope[u]
 
     def clip(u):
         return jnp.clip(u, u_lo, u_hi).astype(jnp.int32)
@@ -219,7 +222,7 @@ def envelope_frontier(entropy: jnp.ndarray, max_steps: int, fallback) -> jnp.nda
     g = jnp.diff(entropy)
     runs = _runs(g)
     run, start, _ = runs
-    b = jnp.arange(n + 1)
+    b = jnp.arange(n + 1, dtype=jnp.int32)
     rho, inverse = _continuum_inverse(g, 4 * n)
     to_table = 4 * n / rho[-1]
 
@@ -229,17 +232,19 @@ def envelope_frontier(entropy: jnp.ndarray, max_steps: int, fallback) -> jnp.nda
     def guess_from(prev, m_prev, t):
         # The last block of a t-step schedule is about (t - 1) / t of the (t - 1)-step one's.
         a_prev = jnp.maximum(start[m_prev], t - 2)
-        guess = jnp.where(t == 1, 0, jnp.round(b - (b - a_prev) * (t - 1) / t)).astype(jnp.int32)
+        x, x_prev, steps = (v.astype(entropy.dtype) for v in (b, a_prev, t))  # exact: < 2^53
+        guess = jnp.where(t == 1, 0, jnp.round(x - (x - x_prev) * (steps - 1) / steps))
+        guess = guess.astype(jnp.int32)
 
         def continuum(guess):
-            y = rho * ((t - 1) / t) * to_table
+            y = rho * ((steps - 1) / steps) * to_table
             i = jnp.clip(jnp.floor(y).astype(jnp.int32), 0, 4 * n - 1)
-            other = jnp.round(inverse[i] + (y - i) * (inverse[i + 1] - inverse[i]))
+            other = jnp.round(inverse[i] + (y - i.astype(y.dtype)) * (inverse[i + 1] - inverse[i]))
             other = other.astype(jnp.int32)
 
             def cost(a):  # F_{t-1}(a) + C(a, b) + H_b
                 a = first_feasible(a, t)
-                return prev[a] + entropy[a] + (b - a) * g[a]
+                return prev[a] + entropy[a] + (b - a).astype(g.dtype) * g[a]
 
             return jnp.where(cost(other) < cost(guess), other, guess)
 

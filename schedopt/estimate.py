@@ -483,9 +483,10 @@ def masked_means(logits, tokens, revealed):
     entropy = -jnp.sum(jnp.where(p > 0, p * logp, 0.0), axis=-1)
     ce = -jnp.take_along_axis(logp, tokens[..., None], axis=-1)[..., 0]
     masked = ~revealed
-    count = jnp.sum(masked, axis=-1)
-    ce_mean = jnp.sum(jnp.where(masked, ce, 0.0).astype(float), axis=-1) / count
-    ent_mean = jnp.sum(jnp.where(masked, entropy, 0.0).astype(float), axis=-1) / count
+    ce_total = jnp.sum(jnp.where(masked, ce, 0.0).astype(float), axis=-1)
+    ent_total = jnp.sum(jnp.where(masked, entropy, 0.0).astype(float), axis=-1)
+    count = jnp.sum(masked, axis=-1).astype(ce_total.dtype)
+    ce_mean, ent_mean = ce_total / count, ent_total / count
     bad = jnp.any(jnp.isnan(logits), axis=(-2, -1))
     return ce_mean, ent_mean, bad
 

@@ -187,7 +187,7 @@ def _level(x, h, slope, intercept, rows, left, right, carry):
     hi = jnp.where(padding, lo, jnp.minimum(argmin[right], rows - 1))
     lengths = hi - lo + 1
     offsets = jnp.cumsum(lengths) - lengths
-    flat = jnp.arange(size)
+    flat = jnp.arange(size, dtype=lo.dtype)
     segment = jnp.cumsum(jnp.zeros(size, jnp.int32).at[offsets[1:]].add(1))
     a = lo[segment] + flat - offsets[segment]
     valid = (flat < offsets[-1] + lengths[-1]) & ~padding[segment]

@@ -205,7 +205,7 @@ def grid_index(grid: CutGrid, cuts: jnp.ndarray, steps) -> jnp.ndarray:
     """
     rounded = jnp.round(cuts).astype(grid.position.dtype)
     index = jnp.searchsorted(grid.position, rounded, side="right").astype(jnp.int32) - 1
-    k = jnp.arange(1, cuts.shape[0] + 1)
+    k = jnp.arange(1, cuts.shape[0] + 1, dtype=jnp.int32)
     upper = grid.last - steps + k
     index = jnp.clip(index, k, upper)
     # index_k - k must be non-decreasing for the indices to be strictly increasing.
@@ -240,8 +240,8 @@ def _window_dp(grid: CutGrid, index, steps, window):
     """
     last = grid.last
     m = grid.slope.shape[0]
-    k = jnp.arange(1, index.shape[0] + 1)[:, None]
-    cand = index[:, None] + jnp.arange(-window, window + 1)[None, :]  # [P-1, W]
+    k = jnp.arange(1, index.shape[0] + 1, dtype=jnp.int32)[:, None]
+    cand = index[:, None] + jnp.arange(-window, window + 1, dtype=jnp.int32)[None, :]  # [P-1, W]
     feasible = jnp.where(k < steps, (cand >= k) & (cand <= last - steps + k), cand == last)
     cand = jnp.clip(cand, 1, last)
 
@@ -279,9 +279,9 @@ def cuts_from_logits(theta: jnp.ndarray, steps, n: int) -> jnp.ndarray:
     Each of the first T steps is at least one token wide; padded steps have width zero, so
     cuts T..P-1 sit at n.
     """
-    real = jnp.arange(theta.shape[0]) < steps
+    real = jnp.arange(theta.shape[0], dtype=jnp.int32) < steps
     weights = jax.nn.softmax(jnp.where(real, theta, -jnp.inf))
-    sizes = jnp.where(real, 1.0 + (n - steps) * weights, 0.0)
+    sizes = jnp.where(real, 1.0 + jnp.asarray(n - steps, weights.dtype) * weights, 0.0)
     return jnp.cumsum(sizes)[:-1]
 
 
@@ -297,9 +297,10 @@ def density_logits(entropy: jnp.ndarray, steps, padded_steps: int, power=0.5) ->
     density = jnp.concatenate([drop, jnp.zeros(1, drop.dtype)])
     density = density + 1e-3 * jnp.mean(density) + 1e-12
     mass = jnp.concatenate([jnp.zeros(1, density.dtype), jnp.cumsum(density)])
-    targets = mass[-1] * jnp.arange(1, padded_steps) / steps
+    targets = mass[-1] * jnp.arange(1, padded_steps, dtype=mass.dtype)
+    targets = targets / jnp.asarray(steps, mass.dtype)
     cuts = jnp.interp(targets, mass, jnp.arange(n + 1, dtype=mass.dtype))
-    sizes = jnp.diff(jnp.concatenate([jnp.zeros(1), cuts, jnp.full(1, n)]))
+    sizes = jnp.diff(jnp.concatenate([jnp.zeros(1, cuts.dtype), cuts, jnp.full(1, n, cuts.dtype)]))
     return jnp.log(jnp.maximum(sizes - 1.0, 0.0) + 0.5)
 
 
@@ -331,9 +332,12 @@ def minimise(objective, theta, optimizer, num_iterations):
         better = value < best_value
         best_theta = jnp.where(better, theta, best_theta)
         best_value = jnp.where(better, value, best_value)
-        updates, state = optimizer.update(
-            grad, state, theta, value=value, grad=grad, value_fn=objective
-        )
+        # Standard promotion for the optimizer alone: optax's L-BFGS adds int32 and int64
+        # indices under float64, which a caller's strict promotion would refuse.
+        with jax.numpy_dtype_promotion("standard"):
+            updates, state = optimizer.update(
+                grad, state, theta, value=value, grad=grad, value_fn=objective
+            )
         return (optax.apply_updates(theta, updates), state, best_theta, best_value), None
 
     init = (theta, optimizer.init(theta), theta, jnp.asarray(jnp.inf, theta.dtype))

@@ -78,8 +78,8 @@ def table_logits_fn(table: np.ndarray):
     onehot = np.eye(v)[states]  # [S, n, V]
 
     def logits_fn(tokens, revealed):
-        agree = (states[None] == tokens[:, None]) | ~revealed[:, None]  # [B, S, n]
-        w = prob[None] * jnp.all(agree, axis=-1)
+        agree = (states[None].astype(tokens.dtype) == tokens[:, None]) | ~revealed[:, None]
+        w = jnp.where(jnp.all(agree, axis=-1), prob[None], 0.0)  # [B, S]
         p = jnp.einsum("bs,snv->bnv", w, onehot) / jnp.sum(w, axis=1)[:, None, None]
         return jnp.log(p)
 
