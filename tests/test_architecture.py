@@ -4,6 +4,7 @@ schedopt leaves JAX's configuration alone."""
 import ast
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -196,3 +197,45 @@ def test_quiet_reaches_the_library_as_an_argument(tmp_path, monkeypatch, quiet):
             "--out", str(tmp_path / "p.json")]
     assert main(["--quiet", *argv] if quiet else argv) == 0
     assert (stderr.getvalue() == "") == quiet
+
+
+def test_every_public_name_is_documented_in_api_md():
+    import schedopt
+
+    page = (PACKAGE.parent / "docs" / "api.md").read_text()
+    missing = [n for n in schedopt.__all__
+               if f"`{n}" not in page and f"schedopt.{n}" not in page]
+    assert not missing, f"docs/api.md does not document {missing}"
+
+
+def _documented_paths() -> set[str]:
+    """Every dotted path schedopt.a.b... written in docs/ and the README, less the names of
+    file formats ("schedopt.schedule": string literals in the package, not import paths)."""
+    pages = [*(PACKAGE.parent / "docs").glob("*.md"), PACKAGE.parent / "README.md"]
+    pattern = re.compile(r"\bschedopt(?:\.[A-Za-z_]\w*)+")
+    formats = {m.group(1) for path in PACKAGE.rglob("*.py")
+               for m in re.finditer(r"[\"'](schedopt\.\w+)[\"']", path.read_text())}
+    return {m.group(0).rstrip(".") for p in pages
+            for m in pattern.finditer(p.read_text())} - formats
+
+
+def test_every_documented_import_path_resolves():
+    """A path in the docs names a module, or an attribute of one (a function, a class's
+    method): the longest importable prefix is imported and the rest looked up on it."""
+    import importlib
+
+    unresolved = []
+    for path in sorted(_documented_paths()):
+        parts = path.split(".")
+        for cut in range(len(parts), 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:cut]))
+                break
+            except ImportError:
+                continue
+        try:
+            for name in parts[cut:]:
+                obj = getattr(obj, name)
+        except AttributeError:
+            unresolved.append(path)
+    assert not unresolved, f"the docs name paths that do not exist: {unresolved}"
