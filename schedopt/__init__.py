@@ -6,7 +6,7 @@ optimizes it with Optax, certifies the optimum with an exact dynamic program, an
 result for other samplers.
 
 Importing schedopt changes no global JAX setting: the certificate and every reported KL are
-computed in float64 inside a scoped `jax.enable_x64` context (see `schedopt.precision`).
+computed in float64 inside a scoped `jax.enable_x64` context (see `schedopt._internal.precision`).
 
 The public names below load on first use (PEP 562), so `import schedopt` and the command line
 start without importing JAX: the CLI can take Ctrl-C from its first instruction on, and a
@@ -19,45 +19,46 @@ import importlib
 
 __version__ = "0.1.0"
 
-# Public name -> the module that defines it (relative to this package).
+# Public name -> the folder that exports it (relative to this package).
 _EXPORTS = {
     "distributions": "distributions",
     "models": "models",
-    "estimate_within_budget": "adaptive_estimate",
-    "optimize_batch": "batch",
-    "TimeGrid": "binomial",
-    "expected_kl_binomial": "binomial",
-    "optimize_binomial": "binomial",
-    "BlockProfiles": "blocks",
-    "block_profiles_from_table": "blocks",
-    "estimate_block_profiles": "blocks",
-    "optimize_blocks": "blocks",
+    "estimate_within_budget": "estimate",
+    "optimize_batch": "solve",
+    "TimeGrid": "schedule",
+    "expected_kl_binomial": "objective",
+    "optimize_binomial": "solve",
+    "BlockProfiles": "curve",
+    "block_profiles_from_table": "curve",
+    "estimate_block_profiles": "estimate",
+    "optimize_blocks": "solve",
     "generate": "decode",
-    "expected_kl": "divergence",
-    "relaxed_kl": "divergence",
+    "expected_kl": "objective",
+    "relaxed_kl": "objective",
+    "estimate_law": "estimate",
     "estimate_profile": "estimate",
-    "frontier": "exact",
-    "jys_grid": "jys",
-    "optimal_schedule": "exact",
+    "frontier": "solve",
+    "jys_grid": "solve",
+    "optimal_schedule": "solve",
     "export_schedule": "export",
     "read_schedule_file": "export",
     "write_export": "export",
-    "profile_from_loss_curve": "losscurve",
-    "schedule_nll": "nll",
-    "EntropyProfile": "profile",
-    "sample_quality": "quality",
-    "optimize": "relaxed",
-    "optimize_robust": "robust",
-    "sample": "sampler",
-    "sample_entropy_bounded": "sampler",
-    "verify": "sampler",
-    "Schedule": "schedules",
-    "cosine": "schedules",
-    "dtc_schedule": "schedules",
-    "eds": "schedules",
-    "pyramid": "schedules",
-    "tc_schedule": "schedules",
-    "uniform": "schedules",
+    "profile_from_loss_curve": "curve",
+    "schedule_nll": "check",
+    "EntropyProfile": "curve",
+    "sample_quality": "check",
+    "optimize": "solve",
+    "optimize_robust": "solve",
+    "sample": "check",
+    "sample_entropy_bounded": "check",
+    "verify": "check",
+    "Schedule": "schedule",
+    "cosine": "schedule",
+    "dtc_schedule": "schedule",
+    "eds": "schedule",
+    "pyramid": "schedule",
+    "tc_schedule": "schedule",
+    "uniform": "schedule",
 }
 
 __all__ = sorted(_EXPORTS)

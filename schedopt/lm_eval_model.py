@@ -49,10 +49,10 @@ except ImportError:
     raise ImportError("the lm-evaluation-harness model needs lm_eval, which is not installed; "
                       "pip install 'schedopt[lmeval]'") from None
 
-from .checks import whole_number
+from ._internal.checks import whole_number
 from .decode import generate
 from .rules import ORDERS, EntropyBoundRule, OrderRule, ThresholdRule
-from .schedules import Schedule
+from .schedule import Schedule
 
 NAME = "schedopt"
 LOG = logging.getLogger("lm_eval.schedopt")
@@ -104,7 +104,7 @@ class SchedoptLM(LM):
             forward pass and the answers decoded together.
         check_greedy: compute loglikelihood's is-greedy flag (n forward passes per request).
         mask_id: the mask token id (default: the tokenizer's).
-        trust_remote_code, device, dtype: as `schedopt.hf.hf_scorer`.
+        trust_remote_code, device, dtype: as `schedopt.sources.hf_scorer`.
     """
 
     def __init__(self, pretrained: str | None = None, schedule: str | None = None,
@@ -134,7 +134,7 @@ class SchedoptLM(LM):
         block = None if block_length is None else _whole(block_length, "block_length")
         self.rule, self.counts, self.length = _sampler(rule, schedule, tau, gamma, block,
                                                        gen_length)
-        from .hf import HFScorer, load_hf_model
+        from .sources import HFScorer, load_hf_model
 
         model, self.tokenizer = load_hf_model(str(pretrained), device=_device(device), dtype=dtype,
                                               trust_remote_code=bool(trust_remote_code))

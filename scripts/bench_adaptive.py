@@ -28,11 +28,10 @@ import jax
 import numpy as np
 
 import schedopt
+from schedopt.check import sample_entropy_bounded, sample_quality
 from schedopt.distributions import LinearCode, MarkovChain, MixtureOfProducts
-from schedopt.exact import optimal_schedule
-from schedopt.quality import sample_quality
-from schedopt.sampler import sample_entropy_bounded
-from schedopt.schedules import cosine_tokens, uniform_tokens
+from schedopt.schedule import cosine_tokens, uniform_tokens
+from schedopt.solve import optimal_schedule
 
 
 def laws(n: int) -> dict:
@@ -92,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         if law.exact_profile:
             profile = law.profile()
         else:
-            profile = law.profile(key=jax.random.fold_in(k, 99), samples=4096)
+            estimate = schedopt.estimate_law(law, key=jax.random.fold_in(k, 99), samples=4096)
+            profile = estimate.profile("model")
         rows = []
         for t in args.steps:
             for method, tokens in (("optimal", optimal_schedule(profile, t).tokens_per_step),
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{name}] done at {time.perf_counter() - start:.0f} s", file=sys.stderr)
     print(table(results, args.match))
     if args.json:
-        from schedopt._io import write_json
+        from schedopt._internal.io import write_json
 
         write_json(args.json, results)
     if args.plot:
@@ -163,7 +163,7 @@ def table(results: dict, match: list[int]) -> str:
 
 
 def plot(results: dict, path: str) -> None:
-    from schedopt.plot import new_figure, save_png
+    from schedopt.check import new_figure, save_png
 
     figure = new_figure((4.2 * len(results), 3.4))
     axes = figure.subplots(1, len(results))

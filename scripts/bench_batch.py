@@ -32,10 +32,9 @@ import numpy as np
 from bench_optimize import timed  # same folder: median wall time of repeats
 
 import schedopt
+from schedopt.curve import isotonic_nonincreasing
 from schedopt.distributions import MarkovChain
-from schedopt.exact import fast_frontier, full_grid, grid_frontier
-from schedopt.profile import isotonic_nonincreasing
-from schedopt.relaxed import within_tolerance
+from schedopt.solve import fast_frontier, full_grid, grid_frontier, within_tolerance
 
 
 def random_entropy(rng: np.random.Generator, count: int, n: int, family: str) -> np.ndarray:

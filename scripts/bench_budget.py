@@ -14,7 +14,7 @@ KLs measured on a converged reference curve, median and 90th percentile over rep
 - plain: the coarse design with the whole budget (about sqrt(B) grid points from
   `revealed_grid`, B / points sequences, `schedopt.estimate.estimate_curves`), PAV.
 
-Laws: `hmm`, the sticky HMM of `schedopt.data` (n = 64, exact conditionals, so the model and
+Laws: `hmm`, the sticky HMM of `schedopt.sources` (n = 64, exact conditionals, so the model and
 data curves agree; reference: the model curve of 262,144 other samples at every revealed
 count, 16.8M passes), `digits`, the shipped model on its test split (reference: the full
 held-out data curve with 8 orders per sequence, 297 x 8 x 64 passes), and `stdlib`, the
@@ -41,10 +41,9 @@ import jax
 import numpy as np
 
 import schedopt
-from schedopt.adaptive_estimate import estimate_within_budget
-from schedopt.data import default_hmm, load_dataset
-from schedopt.estimate import estimate_curves, revealed_grid
-from schedopt.exact import optimal_schedule
+from schedopt.estimate import estimate_curves, estimate_within_budget, revealed_grid
+from schedopt.solve import optimal_schedule
+from schedopt.sources import default_hmm, load_dataset
 
 STDLIB = Path(schedopt.__file__).parent / "data"
 ORDER_CHUNK = 64  # stdlib reference orders per key
@@ -89,8 +88,7 @@ def setups(which: list[str], reference_orders: int = 32, cache: str | None = Non
 def stdlib_setup(orders: int, cache: str | None):
     """The shipped text model on its tune pairs; reference: every count, `orders` orders."""
     from schedopt.estimate import CurveEstimate
-    from schedopt.hf import hf_scorer
-    from schedopt.pairs import read_pairs
+    from schedopt.sources import hf_scorer, read_pairs
 
     scorer, _ = hf_scorer(str(STDLIB / "stdlib_mlm"), mask_id=2, trust_remote_code=True,
                           batch_size=256)
@@ -220,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = {"rows": rows, "reference_noise": floors[name]}
     print(table(results, args))
     if args.json:
-        from schedopt._io import write_json
+        from schedopt._internal.io import write_json
 
         write_json(args.json, results)
     return 0

@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--process-id", type=int, default=None)
     args = parser.parse_args()
 
-    from schedopt import distributed
+    from schedopt.distributed import _runtime as distributed
 
     if args.coordinator is not None:
         distributed.initialize(args.coordinator, args.num_processes, args.process_id,

@@ -30,12 +30,12 @@ import jax
 import numpy as np
 
 import schedopt
-from schedopt.data import default_hmm, digits
+from schedopt.check import predicted_excess, schedules_nll
 from schedopt.estimate import CurveEstimate, estimate_curves
-from schedopt.exact import optimal_schedule
 from schedopt.models import heldout_masked_ce, load_checkpoint, logits_fn
-from schedopt.nll import predicted_excess, schedules_nll
-from schedopt.schedules import cosine_tokens, uniform_tokens
+from schedopt.schedule import cosine_tokens, uniform_tokens
+from schedopt.solve import optimal_schedule
+from schedopt.sources import default_hmm, digits
 
 STEPS = (4, 8, 16)
 
@@ -126,7 +126,8 @@ def hmm_table(model_path: str, seed: int, sequences: int):
     # Unlimited data: fresh held-out sequences from the law (not the training draws).
     heldout = np.asarray(law.sample(sequences, key=jax.random.key(10_000 + seed)))
     t0 = time.perf_counter()
-    reference = law.profile(key=jax.random.key(seed), samples=4096, grid=law.n)
+    reference = schedopt.estimate_law(law, key=jax.random.key(seed), samples=4096, grid=law.n)
+    reference = reference.profile("model")
     ref_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     est = estimate_curves(fn, heldout, key=jax.random.key(seed + 1), grid=law.n)

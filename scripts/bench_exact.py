@@ -5,7 +5,7 @@ g_j = 1 / (1 + j / 64); a sticky 4-state Markov chain, closed form; the chain wi
 noise projected by PAV, "regularised"), medians after compile of:
 
 - `optimal_schedule` (the certified result, and the certificate inside `optimize`), and the
-  solver alone (`schedopt.exact.optimal_tokens`, without building the `Schedule`);
+  solver alone (`schedopt.solve.optimal_tokens`, without building the `Schedule`);
 - a plain convex-hull-trick DP written below (numba, every integer position a candidate cut,
   O(T n)): the baseline the issue sets, and an independent check of the optimum;
 - `optimize(..., certify=False)` (the Optax relaxation and its repair, n <= --optax-max-n),
@@ -19,7 +19,7 @@ on the chain.
     python scripts/bench_exact.py --jax-dp     # only: the vmapped JAX DP against numba, CPU
 
 `--jax-dp` times, at n = 4096 on the chain and its regularised version, the JAX DP of
-`schedopt.exact` (one curve, and a batch of 32 through one vmapped call) against the numba
+`schedopt.solve` (one curve, and a batch of 32 through one vmapped call) against the numba
 Lagrangian solver, to choose the CPU path (docs/benchmarks.md).
 """
 
@@ -34,7 +34,7 @@ import numpy as np
 
 import schedopt
 from schedopt.distributions import MarkovChain
-from schedopt.exact import optimal_tokens
+from schedopt.solve import optimal_tokens
 
 TRANSITION = 0.8 * np.eye(4) + 0.05
 
@@ -116,7 +116,7 @@ def jax_against_numba() -> None:
     """The vmapped JAX DP on the run grid against the numba Lagrangian solver, per curve."""
     import jax
 
-    from schedopt import exact
+    from schedopt.solve import _exact as exact
 
     for curve, profile in curves(4096).items():
         if curve == "smooth":

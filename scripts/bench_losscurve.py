@@ -36,10 +36,10 @@ import jax
 import numpy as np
 
 import schedopt
-from schedopt.exact import optimal_schedule
-from schedopt.losscurve import profile_from_loss_curve_file, read_loss_curve
-from schedopt.nll import schedules_nll
-from schedopt.schedules import cosine_tokens, uniform_tokens
+from schedopt.check import schedules_nll
+from schedopt.curve import profile_from_loss_curve_file, read_loss_curve
+from schedopt.schedule import cosine_tokens, uniform_tokens
+from schedopt.solve import optimal_schedule
 
 DATA = Path(schedopt.__file__).parent / "data"
 LOGS = {"digits": DATA / "digits_mdm.loss.csv", "stdlib": DATA / "stdlib_mlm" / "loss.csv"}
@@ -48,9 +48,9 @@ REFERENCE = "held-out estimate"
 
 def digits_setup(args) -> dict:
     """The digits model, its test split, and profiles A (log) and B (held-out, test split)."""
-    from schedopt.data import load_dataset
     from schedopt.estimate import estimate_profile
     from schedopt.models import load_checkpoint, logits_fn
+    from schedopt.sources import load_dataset
 
     model, _ = load_checkpoint("digits")
     test = load_dataset("digits").test
@@ -66,8 +66,7 @@ def stdlib_setup(args) -> dict:
     import torch
 
     from schedopt.estimate import estimate_curves
-    from schedopt.hf import hf_scorer
-    from schedopt.pairs import read_pairs
+    from schedopt.sources import hf_scorer, read_pairs
 
     torch.set_num_threads(args.threads)
     folder = DATA / "stdlib_mlm"
@@ -146,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
 
-    from schedopt.unregularized import optimal_schedule_unregularized
+    from schedopt.solve import optimal_schedule_unregularized
 
     started = time.monotonic()
     setup = (stdlib_setup if args.model == "stdlib" else digits_setup)(args)

@@ -2,7 +2,7 @@
 
 Scoring a count rule (`schedopt.rules.rule_nll`, confidence with LLaDA's stock counts) makes
 T batched model calls per batch of sequences, and the ordered-rule profile
-(`schedopt.rule_schedules.rule_step_costs`) n calls. Each is timed against a bare loop that
+(`schedopt.rules.rule_step_costs`) n calls. Each is timed against a bare loop that
 makes the same number of model calls on inputs of the same shape and nothing else (for the
 Hugging Face model: its forward under inference_mode; for the JAX model: its jitted logits
 function), on the shipped text model (PyTorch, through `HFScorer`), a randomly initialised BERT
@@ -48,11 +48,9 @@ def _paired(ours, bare, repeats: int) -> tuple[float, float, float]:
 def _text(steps: int, repeats: int) -> list[tuple]:
     import torch
 
-    from schedopt.heldout import llada_stock
-    from schedopt.hf import hf_scorer
-    from schedopt.pairs import read_pairs
-    from schedopt.rule_schedules import rule_step_costs
-    from schedopt.rules import OrderRule, rule_nll
+    from schedopt.check import llada_stock
+    from schedopt.rules import OrderRule, rule_nll, rule_step_costs
+    from schedopt.sources import hf_scorer, read_pairs
 
     torch.set_num_threads(2)
     record = json.loads((DATA / "stdlib_mlm" / "training.json").read_text())
@@ -88,9 +86,9 @@ def _bert(steps: int, repeats: int, m: int) -> list[tuple]:
     import torch
     from transformers import BertConfig, BertForMaskedLM
 
-    from schedopt.heldout import llada_stock
-    from schedopt.hf import HFScorer
+    from schedopt.check import llada_stock
     from schedopt.rules import OrderRule, rule_nll
+    from schedopt.sources import HFScorer
 
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -120,11 +118,10 @@ def _digits(steps: int, repeats: int, m: int) -> list[tuple]:
     import jax
     import jax.numpy as jnp
 
-    from schedopt.data import load_dataset
-    from schedopt.heldout import llada_stock
+    from schedopt.check import llada_stock
     from schedopt.models import load_checkpoint, logits_fn
-    from schedopt.rule_schedules import rule_step_costs
-    from schedopt.rules import OrderRule, rule_nll
+    from schedopt.rules import OrderRule, rule_nll, rule_step_costs
+    from schedopt.sources import load_dataset
 
     model, _ = load_checkpoint("digits")
     fn = logits_fn(model)

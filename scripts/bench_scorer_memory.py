@@ -43,7 +43,7 @@ def _measure(task: str, batch: int, n: int) -> float:
     revealed = rng.random((batch, n)) < 0.5
     ids = torch.from_numpy(np.concatenate([np.stack(prompts), np.where(revealed, answers, 4)], 1))
     if task != "bare":
-        from schedopt.hf import HFScorer
+        from schedopt.sources import HFScorer
 
         scorer = HFScorer(model, mask_id=4, batch_size=batch)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -20,9 +20,9 @@ import jax
 import numpy as np
 
 import schedopt
+from schedopt.check import plot_frontier, plot_profile, plot_tokens, save_png
 from schedopt.cli.known import clustered_sequences
 from schedopt.distributions import MarkovChain
-from schedopt.plot import plot_frontier, plot_profile, plot_tokens, save_png
 
 STEPS = 8
 
@@ -31,7 +31,7 @@ def rows():
     mixture = clustered_sequences(prototypes=32, fidelities=(0.9,), n=128)
     yield (
         "clustered sequences: 32 prototypes, n = 128, V = 8, 90% fidelity (Monte Carlo profile)",
-        mixture.profile(key=jax.random.key(0), samples=4096),
+        schedopt.estimate_law(mixture, key=jax.random.key(0), samples=4096).profile("model"),
         "symlog",
     )
     yield (

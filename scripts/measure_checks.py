@@ -30,6 +30,7 @@ import jax
 import numpy as np
 
 import schedopt
+from schedopt.check import Verification, verification_samples
 from schedopt.cli.known import clustered_sequences, demo_examples
 from schedopt.distributions import HiddenMarkov, MarkovChain, MixtureOfProducts, Table
 from schedopt.estimate import (
@@ -39,7 +40,6 @@ from schedopt.estimate import (
     revealed_grid,
     schedule_grid,
 )
-from schedopt.sampler import Verification, verification_samples
 
 
 def coverage(checks: int, sequences: int) -> None:
@@ -85,7 +85,7 @@ def demo(seeds: int, sequences: int, sharp: bool) -> None:
     rows = []
     for seed in range(seeds):
         k_profile, k_verify = jax.random.split(jax.random.fold_in(jax.random.key(seed), 0))
-        profile = law.estimate(key=k_profile, samples=4096).profile("model")
+        profile = schedopt.estimate_law(law, key=k_profile, samples=4096).profile("model")
         best = schedopt.optimize(profile, 8)
         rows.append(schedopt.verify(law, best, key=k_verify, samples=sequences))
     diff = np.array([r.difference for r in rows])

@@ -22,7 +22,7 @@ import numpy as np
 
 import schedopt
 from schedopt.distributions import MarkovChain
-from schedopt.divergence import evaluate_kl
+from schedopt.objective import evaluate_kl
 
 
 def wilson(hits: int, total: int, z: float = 1.959964) -> tuple[float, float]:
@@ -40,8 +40,8 @@ def run(seeds: int, sequences: int, n: int, steps: int, draws: int, holdout: boo
     widths = []
     for seed in range(seeds):
         key_profile, key_holdout, key_draws = jax.random.split(jax.random.key(seed), 3)
-        estimate = chain.estimate(key=key_profile, samples=sequences)
-        held = chain.estimate(key=key_holdout, samples=sequences) if holdout else None
+        estimate = schedopt.estimate_law(chain, key=key_profile, samples=sequences)
+        held = schedopt.estimate_law(chain, key=key_holdout, samples=sequences) if holdout else None
         schedule = schedopt.optimize_robust(estimate.profile("model"), steps, draws,
                                             key=key_draws, holdout=held)
         true_kl = float(evaluate_kl(truth, np.asarray(schedule.tokens_per_step)))

@@ -1,7 +1,7 @@
 """Decoders at equal forward passes on the shipped models: the table in docs/models.md.
 
 For each setting (the text model without blocks and with blocks of 32, and the digits model)
-`schedopt.equal_passes` scores, at T in {8, 16, 32}: random order with optimal counts; the
+`schedopt.rules` scores, at T in {8, 16, 32}: random order with optimal counts; the
 confidence, margin, entropy and left-to-right rules with LLaDA's stock counts and with counts
 optimized for each rule on the tune data; and the threshold and entropy-bound rules swept to
 T mean forward passes. Held-out NLLs are exact (theory §13), paired across rows.
@@ -36,7 +36,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None)
     parser.add_argument("--plot", default=None, metavar="OUT.png",
-                        help="draw the first setting's frontier (schedopt.plot.plot_equal_passes)")
+                        help="draw the first setting's frontier (schedopt.check.plot_equal_passes)")
     parser.add_argument("--replot", default=None, metavar="TABLE.json",
                         help="only redraw --plot from a --json file this script wrote")
     args = parser.parse_args()
@@ -73,13 +73,13 @@ def _run(setting: str, orders: list[str], args):
     import jax
     import torch
 
-    from schedopt.equal_passes import equal_passes
+    from schedopt.rules import equal_passes
 
     torch.set_num_threads(2)
     key = jax.random.key(args.seed)
     if setting == "digits":
-        from schedopt.data import load_dataset
         from schedopt.models import load_checkpoint, logits_fn
+        from schedopt.sources import load_dataset
 
         model, _ = load_checkpoint("digits")
         digits = load_dataset("digits")
@@ -87,8 +87,7 @@ def _run(setting: str, orders: list[str], args):
         tune = digits.split("valid")[: args.digits_tune]
         return equal_passes(logits_fn(model), test, tune, args.steps, key=key,
                             orders=orders, batch_size=128, quiet=False), "digits"
-    from schedopt.hf import hf_scorer
-    from schedopt.pairs import read_pairs
+    from schedopt.sources import hf_scorer, read_pairs
 
     record = json.loads((DATA / "stdlib_mlm" / "training.json").read_text())
     scorer, _ = hf_scorer(str(DATA / "stdlib_mlm"), mask_id=record["mask_id"], batch_size=256,
@@ -106,7 +105,7 @@ def _plot(setting: dict, path: str) -> None:
     """Draw one setting's rows (as `EqualPasses.to_json` wrote them) with plot_equal_passes."""
     import types
 
-    from schedopt.plot import plot_equal_passes, save_png
+    from schedopt.check import plot_equal_passes, save_png
 
     rows = [types.SimpleNamespace(**r) for r in setting["rows"]]
     result = types.SimpleNamespace(**{**setting, "rows": rows})

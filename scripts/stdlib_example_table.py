@@ -41,19 +41,17 @@ def main() -> int:
     import jax
     import torch
 
-    from schedopt.blocks import (
-        BlockProfiles,
-        block_expected_kl,
-        estimate_block_profiles,
+    from schedopt.check import llada_stock, paired_difference, predicted_excess, schedules_nll
+    from schedopt.curve import BlockProfiles
+    from schedopt.estimate import estimate_block_profiles, estimate_curves
+    from schedopt.objective import block_expected_kl
+    from schedopt.schedule import cosine_tokens, uniform_tokens
+    from schedopt.solve import (
+        optimal_schedule_unregularized,
         optimize_blocks,
+        optimize_blocks_unregularized,
     )
-    from schedopt.estimate import estimate_curves
-    from schedopt.heldout import llada_stock, paired_difference
-    from schedopt.hf import hf_scorer
-    from schedopt.nll import predicted_excess, schedules_nll
-    from schedopt.pairs import read_pairs
-    from schedopt.schedules import cosine_tokens, uniform_tokens
-    from schedopt.unregularized import optimal_schedule_unregularized, optimize_blocks_unregularized
+    from schedopt.sources import hf_scorer, read_pairs
 
     torch.set_num_threads(2)
     record = json.loads((Path(args.model) / "training.json").read_text())

@@ -46,10 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import schedopt  # noqa: F401  (float64 on, as everywhere in schedopt)
-    from schedopt._io import check_output_path
-    from schedopt.data import load_dataset
-    from schedopt.losscurve import write_binned_loss_curve
+    from schedopt._internal.io import check_output_path
+    from schedopt.curve import write_binned_loss_curve
     from schedopt.models import MDMConfig, heldout_masked_ce, save_checkpoint, train
+    from schedopt.sources import load_dataset
 
     check_output_path(args.out)
     loss_path = args.loss_curve or str(args.out).removesuffix(".json") + ".loss.csv"

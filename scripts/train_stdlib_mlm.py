@@ -20,7 +20,7 @@ pairs to estimate curves and choose schedules on, and "test" pairs to measure he
 Training also logs the training loss by mask ratio to OUT/loss.csv (`--loss-curve`; header
 `mask_ratio,cross_entropy,stderr`, for `schedopt profile --from-loss-curve`): the per-row
 masked CE of the training batches of the validation interval that produced the kept weights,
-binned by the answer's revealed count (`schedopt.losscurve.loss_by_revealed_count`).
+binned by the answer's revealed count (`schedopt.curve.loss_by_revealed_count`).
 
     python scripts/train_stdlib_mlm.py --loss-curve-only --out schedopt/data/stdlib_mlm
 
@@ -161,7 +161,7 @@ def loss_curve_only(args) -> int:
     """Measure a trained checkpoint's masked CE by revealed count on training windows."""
     import torch
 
-    from schedopt.losscurve import loss_by_revealed_count, write_binned_loss_curve
+    from schedopt.curve import loss_by_revealed_count, write_binned_loss_curve
 
     started = time.monotonic()
     out = Path(args.out)
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     if args.loss_curve_only:
         return loss_curve_only(args)
-    from schedopt.losscurve import loss_by_revealed_count, write_binned_loss_curve
+    from schedopt.curve import loss_by_revealed_count, write_binned_loss_curve
 
     rng = np.random.default_rng(args.seed)
     files = split_files()

@@ -11,9 +11,8 @@ import pytest
 from helpers import random_table
 from scipy import stats
 
+from schedopt.check import sample_entropy_bounded, sample_quality
 from schedopt.distributions import LinearCode, MarkovChain, MixtureOfProducts, Table
-from schedopt.quality import sample_quality
-from schedopt.sampler import sample_entropy_bounded
 
 
 def table_conditional(joint: np.ndarray, x: dict[int, int], i: int) -> np.ndarray:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from helpers import kl_from_curve, markov_entropy_curve
 
-from schedopt.adaptive_estimate import DECAY_RATES, estimate_within_budget, smooth_decreasing_fit
 from schedopt.distributions import MarkovChain
+from schedopt.estimate import DECAY_RATES, estimate_within_budget, smooth_decreasing_fit
 
 CHAIN = 0.8 * np.eye(4) + 0.05  # theory §10's sticky chain
 N = 24
@@ -114,7 +114,7 @@ def test_cli_budget_on_the_shipped_model(tmp_path, capsys):
     import json
 
     from schedopt.cli import main
-    from schedopt.profile import EntropyProfile
+    from schedopt.curve import EntropyProfile
 
     out = tmp_path / "p.json"
     assert main(["profile", "--model", "digits", "--max-forward-passes", "64",

@@ -96,6 +96,63 @@ def test_no_module_imports_another_modules_private_names():
     assert not offenders, offenders
 
 
+def _folder(module: str) -> str | None:
+    """The concept folder of a module (schedopt.solve._exact -> "solve"), None at top level."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and _is_package(module)) else None
+
+
+def _is_package(module: str) -> bool:
+    return (PACKAGE / Path(*module.split(".")[1:]) / "__init__.py").exists()
+
+
+def test_implementation_modules_are_private_and_stay_in_their_folder():
+    """Each folder's __init__ is its public face: its modules are private (`_name.py`), and no
+    module outside the folder imports them (the shared `_internal/` excepted)."""
+    public = sorted(
+        _module_name(p) for p in PACKAGE.glob("*/*.py")
+        if p.name != "__init__.py" and not p.name.startswith("_")
+        and p.parent.name not in ("cli", "_internal", "data")
+    )
+    assert not public, f"implementation modules must be private (_name.py): {public}"
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        here = _folder(_module_name(path))
+        for target, _ in _imports(path):
+            last = target.rsplit(".", 1)[-1]
+            there = _folder(target)
+            if last.startswith("_") and there not in (here, "_internal") and last != "__init__":
+                offenders.append(f"{_module_name(path)} imports {target}")
+    assert not offenders, offenders
+
+
+def test_folders_import_one_way():
+    """The folders form a DAG (curve -> objective -> schedule -> solve -> ...): an import
+    between two folders in both directions, even a lazy one, is a defect."""
+    edges: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        here = _folder(_module_name(path))
+        for target, _ in _imports(path):
+            there = _folder(target)
+            if here and there and there != here:
+                edges.setdefault(here, set()).add(there)
+    both = sorted(f"{a} <-> {b}" for a in edges for b in edges[a] if a < b and a in edges.get(b, ()))
+    assert not both, both
+    state: dict[str, int] = {}
+
+    def visit(node, path):
+        state[node] = 1
+        for nxt in sorted(edges.get(node, ())):
+            assert state.get(nxt) != 1, "folder cycle: " + " -> ".join(path + [node, nxt])
+            if nxt not in state:
+                visit(nxt, path + [node])
+        state[node] = 2
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node, [])
+
+
 def test_importing_schedopt_leaves_jax_config_alone():
     code = (
         "import jax, jax.numpy as jnp, numpy as np, schedopt\n"
@@ -122,7 +179,7 @@ def test_import_schedopt_loads_no_jax_and_every_public_name_resolves():
     code = (
         "import sys, types, schedopt, schedopt.cli\n"
         "assert 'jax' not in sys.modules, 'import schedopt imported jax'\n"
-        "import schedopt.relaxed\n"  # the module that defines optimize, imported first
+        "import schedopt.solve\n"  # the folder that exports optimize, imported first
         "for name in schedopt.__all__:\n"
         "    value = getattr(schedopt, name)\n"
         "    assert isinstance(value, types.ModuleType) == (name in ('distributions', 'models'))"

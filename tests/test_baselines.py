@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 import schedopt
 from schedopt import EntropyProfile
-from schedopt.compare import METHODS, budget_table, fewest_steps, schedules_at_budget
-from schedopt.heldout import llada_stock
-from schedopt.schedules import eds_tokens, pyramid_tokens, uniform_tokens
+from schedopt.check import llada_stock
+from schedopt.schedule import eds_tokens, pyramid_tokens, uniform_tokens
+from schedopt.solve import METHODS, budget_table, fewest_steps, schedules_at_budget
 
 CHAIN = markov_entropy_curve(0.8 * np.eye(4) + 0.05, 128)
 MARKOV = EntropyProfile.from_entropy(CHAIN)
@@ -208,7 +208,7 @@ def test_klub_with_exact_conditionals_is_the_random_count_kl(alpha):
 
 # --------------------------------------------------------------------------- JYS's search
 def test_mean_conditional_entropy_is_a_binomial_average():
-    from schedopt.binomial import mean_conditional_entropy
+    from schedopt.objective import mean_conditional_entropy
 
     g, n = np.diff(CHAIN), 128
     for a in (0.0, 0.3, 0.77, 1.0):
@@ -225,7 +225,7 @@ def _scan_best(alpha, k):
 
 
 def test_jys_splits_each_interval_at_its_best_point():
-    from schedopt.jys import jys_grid
+    from schedopt.solve import jys_grid
 
     two = np.asarray(jys_grid(MARKOV, 2).alpha)
     four = jys_grid(MARKOV, 4)
@@ -244,7 +244,7 @@ def test_jys_splits_each_interval_at_its_best_point():
 
 @pytest.mark.parametrize("steps", [0, 3, 6, 2.5, True])
 def test_jys_needs_a_power_of_two(steps):
-    from schedopt.jys import jys_grid
+    from schedopt.solve import jys_grid
 
     with pytest.raises(ValueError, match="power of two"):
         jys_grid(MARKOV, steps)

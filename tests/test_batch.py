@@ -11,7 +11,7 @@ import pytest
 from helpers import brute_force_optimum, kl_from_curve, markov_entropy_curve
 
 from schedopt import EntropyProfile, frontier, optimize_batch
-from schedopt.exact import fast_frontier
+from schedopt.solve import fast_frontier
 
 
 def _random_entropy(rng, n, kind):

@@ -21,8 +21,10 @@ import pytest
 from scipy.special import gammaln
 
 import schedopt
-from schedopt.binomial import TimeGrid, expected_kl_binomial, optimize_binomial
 from schedopt.cli import main
+from schedopt.objective import expected_kl_binomial
+from schedopt.schedule import TimeGrid
+from schedopt.solve import optimize_binomial
 
 
 # --------------------------------------------------------------------------- helpers

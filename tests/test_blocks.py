@@ -18,18 +18,16 @@ import pytest
 from helpers import gamma_table, subset_entropy
 
 import schedopt
-from schedopt.blocks import (
+from schedopt.cli import main
+from schedopt.curve import (
     BlockProfiles,
-    allocate_steps,
-    block_expected_kl,
-    block_frontiers,
     block_profiles_from_table,
-    estimate_block_profiles,
     load_block_profiles,
-    optimize_blocks,
     steps_per_block,
 )
-from schedopt.cli import main
+from schedopt.estimate import estimate_block_profiles
+from schedopt.objective import block_expected_kl
+from schedopt.solve import allocate_steps, block_frontiers, optimize_blocks
 
 
 # --------------------------------------------------------------------------- helpers

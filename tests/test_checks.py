@@ -14,7 +14,8 @@ import pytest
 from scipy import stats
 
 import schedopt
-from schedopt import estimate
+from schedopt.check import HEAVY_TAIL_KURTOSIS, Verification, verification_samples
+from schedopt.check import _sampler as sampler
 from schedopt.cli.known import clustered_sequences
 from schedopt.distributions import HiddenMarkov, MarkovChain, MixtureOfProducts, Table
 from schedopt.estimate import (
@@ -24,7 +25,7 @@ from schedopt.estimate import (
     revealed_grid,
     schedule_grid,
 )
-from schedopt.sampler import HEAVY_TAIL_KURTOSIS, Verification, verification_samples
+from schedopt.estimate import _monte_carlo as estimate
 
 CHAIN = MarkovChain(0.85 * np.eye(3) + 0.05, 6)
 HMM = HiddenMarkov(0.9 * np.eye(2) + 0.05, [[0.8, 0.15, 0.05], [0.05, 0.15, 0.8]], 6)
@@ -179,7 +180,7 @@ def test_default_prediction_matches_a_full_grid_reference_across_seeds(monkeypat
     """
     n, seeds, per_seed = 96, 16, 256
     monkeypatch.setattr(estimate, "FULL_GRID_MAX", 64)
-    monkeypatch.setattr(schedopt.sampler, "FULL_GRID_MAX", 64)
+    monkeypatch.setattr(sampler, "FULL_GRID_MAX", 64)
     law = clustered_sequences(prototypes=8, fidelities=(0.85,), n=n, vocab=4)
     steps = [1, 1, 2, 3, 5, 84]  # cuts 0, 1, 2, 4, 7, 12: several off the 33-point grid
     assert not set(np.cumsum(steps)[:-1].tolist()) <= set(revealed_grid(n).tolist())

@@ -164,7 +164,7 @@ def test_schedule_of_another_length_is_refused(profile_path, tmp_path, capsys):
 def test_failed_write_leaves_the_old_file(profile_path, tmp_path, monkeypatch):
     out = tmp_path / "s.json"
     out.write_text("old")
-    import schedopt._io as io
+    import schedopt._internal.io as io
 
     def boom(*args, **kwargs):
         raise OSError("disk full")

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from processes import cli_argv
 
-from schedopt import _io
+from schedopt._internal import io as _io
 from schedopt.cli import main
+from schedopt.curve import EntropyProfile
 from schedopt.distributions import MarkovChain
-from schedopt.profile import EntropyProfile
 
 N = 12
 CHAIN = MarkovChain(0.8 * np.eye(3) + 0.2 / 3, N)
@@ -57,7 +57,7 @@ def files(tmp_path):
         (tmp_path / name).write_text(json.dumps(obj))
         return tmp_path / name
 
-    from schedopt.schedules import uniform
+    from schedopt.schedule import uniform
 
     uniform(good, 3).save(tmp_path / "s.json")
     return tmp_path, base, variant
@@ -119,7 +119,7 @@ def test_manifest_steps_that_are_not_counts(files, steps):
 
 
 def test_block_profiles_with_too_few_stderr_rows(tmp_path):
-    from schedopt.blocks import BlockProfiles
+    from schedopt.curve import BlockProfiles
 
     blocks = BlockProfiles.from_sequence_profile(CHAIN.profile(), 4)
     obj = blocks.to_json()

@@ -9,9 +9,9 @@ import jax
 import pytest
 
 from schedopt.cli import main
-from schedopt.data import load_dataset
-from schedopt.equal_passes import equal_passes
 from schedopt.models import load_checkpoint, logits_fn
+from schedopt.rules import equal_passes
+from schedopt.sources import load_dataset
 
 BASE = ["equal-passes", "--model", "digits", "--sequences", "4", "--tune-sequences", "4",
         "--steps", "8", "--batch-size", "8"]

@@ -10,11 +10,11 @@ import pytest
 from helpers import kl_from_curve, markov_entropy_curve
 
 import schedopt
+from schedopt.check import HEAVY_TAIL_KURTOSIS, verification_samples
 from schedopt.cli import main
 from schedopt.cli.known import clustered_sequences, demo_examples
-from schedopt.profile import EntropyProfile
-from schedopt.sampler import HEAVY_TAIL_KURTOSIS, verification_samples
-from schedopt.schedules import Schedule
+from schedopt.curve import EntropyProfile
+from schedopt.schedule import Schedule
 
 
 @pytest.fixture(autouse=True)
@@ -160,7 +160,7 @@ def test_demo_mixture_check_has_light_tails():
     fidelity had hundreds), and the check agrees."""
     _, _, law = demo_examples(32)[0]
     key_profile, key_check = jax.random.split(jax.random.key(11))
-    profile = law.estimate(key=key_profile, samples=1024).profile("model")
+    profile = schedopt.estimate_law(law, key=key_profile, samples=1024).profile("model")
     steps = np.asarray(schedopt.optimize(profile, 8).tokens_per_step)
     sampled, predicted, _ = verification_samples(law, steps, key=key_check, samples=2048)
     d = sampled - predicted

@@ -20,10 +20,13 @@ torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
-from schedopt import diffusers_schedulers as ds  # noqa: E402
-from schedopt.export import export_schedule, write_export  # noqa: E402
-from schedopt.integrations import load  # noqa: E402
-from schedopt.schedules import Schedule  # noqa: E402
+from schedopt.export import _diffusers as ds  # noqa: E402
+from schedopt.export import (  # noqa: E402
+    export_schedule,
+    load,  # noqa: E402
+    write_export,
+)
+from schedopt.schedule import Schedule  # noqa: E402
 
 pytestmark = pytest.mark.torch
 

@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 from helpers import brute_force_optimum, kl_from_curve, markov_entropy_curve
 
-from schedopt import EntropyProfile, distributed
+from schedopt import EntropyProfile
 from schedopt.cli import main
+from schedopt.distributed import _runtime as distributed
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAIN = markov_entropy_curve(np.asarray([[0.9, 0.1], [0.2, 0.8]]), 12)
@@ -197,7 +198,7 @@ def test_a_multi_process_run_whose_output_is_being_written_stops_at_once(manifes
                                                                          spawn):
     """Another writer holds --out (its lock): process 0 refuses in one line naming it, process 1
     stops with it, and nothing is written."""
-    from schedopt import _io
+    from schedopt._internal import io as _io
 
     out = tmp_path / "out"
     held = _io.OutputLock.acquire(out)  # this test process is the other writer

@@ -200,7 +200,7 @@ def test_monte_carlo_profiles_agree(name):
         )
     else:  # the distribution's own default profile
         _samples(name)  # compiles sample() for this shape once
-        estimate = law.profile(key=jax.random.key(7), samples=4000)
+        estimate = schedopt.estimate_law(law, key=jax.random.key(7), samples=4000).profile("model")
         assert estimate.meta["source"] == "monte carlo"
     grid = np.asarray(estimate.meta["grid"])
     raw = np.asarray(estimate.meta["raw_conditional_entropy"])
@@ -213,13 +213,15 @@ def test_monte_carlo_profiles_agree(name):
 
 @pytest.mark.parametrize("name", ["hmm", "mixture"])
 def test_a_monte_carlo_profile_needs_a_key(name):
-    """No estimate falls back to a fixed seed: without a key the Monte Carlo route refuses."""
+    """A law without an exact curve says where its estimate is; no estimate assumes a seed."""
     law = LAWS[name]
     assert not law.exact_profile
-    with pytest.raises(TypeError, match=r"pass key=jax.random.key\(seed\)"):
-        law.profile(samples=16)
+    with pytest.raises(ValueError, match=r"estimate_law\(law, key=jax.random.key\(seed\)\)"):
+        law.profile()
     with pytest.raises(TypeError, match="key"):
-        law.estimate(samples=16)
+        schedopt.estimate_law(law, samples=16)
+    with pytest.raises(TypeError, match=r"pass key=jax.random.key\(0\)"):
+        schedopt.estimate_law(law, key=None, samples=16)
 
 # --------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(

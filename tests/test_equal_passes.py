@@ -1,4 +1,4 @@
-"""Decoders at equal forward passes (schedopt.equal_passes), checked on a table law by
+"""Decoders at equal forward passes (schedopt.rules), checked on a table law by
 enumerating each sampler's trajectories (tests/helpers.sampler_tree), independently of the
 teacher forcing that schedopt scores with."""
 
@@ -12,15 +12,17 @@ import pytest
 from helpers import sampler_tree
 
 from schedopt.distributions import Table
-from schedopt.equal_passes import (
+from schedopt.rules import (
     ENTROPY_BOUND,
     PASSES_TOLERANCE,
     RANDOM_OPTIMAL,
     THRESHOLD,
+    EntropyBoundRule,
+    OrderRule,
+    ThresholdRule,
     equal_passes,
     match_passes,
 )
-from schedopt.rules import EntropyBoundRule, OrderRule, ThresholdRule
 
 V, N = 2, 6
 

@@ -49,9 +49,9 @@ KINDS = ["random", "ties", "linear", "one_drop", "noisy", "steps", "plateau", "c
 @pytest.fixture(params=["layered", "lagrangian"])
 def route(request, monkeypatch):
     """Run `optimal_schedule` through one solver for every T: the layered DP or the search."""
-    import schedopt.exact
+    import schedopt.solve._exact as exact
 
-    monkeypatch.setattr(schedopt.exact, "LAYERED_MAX_STEPS",
+    monkeypatch.setattr(exact, "LAYERED_MAX_STEPS",
                         10**9 if request.param == "layered" else 0)
     return request.param
 
@@ -102,7 +102,7 @@ def test_solver_loads_where_numba_cannot_write_a_cache(spawn):
         "def read_only(self):\n"
         "    raise PermissionError('read-only file system')\n"
         "c._CacheLocator.ensure_cache_path = read_only  # every cache folder is read-only\n"
-        "from schedopt.exact import optimal_tokens\n"
+        "from schedopt.solve import optimal_tokens\n"
         f"entropy = np.array({entropy.tolist()!r})\n"
         "bound, tokens = optimal_tokens(entropy, 3)\n"
         "print(*tokens.tolist())\n"
@@ -121,7 +121,7 @@ def test_solver_loads_where_numba_cannot_write_a_cache(spawn):
 def test_fewest_steps_equals_enumeration(kind, seed):
     """The least T reaching a target, against the brute-force optimum of every T; targets on
     the frontier's values themselves (ties), between them, and below every positive one."""
-    from schedopt.compare import fewest_steps_optimal
+    from schedopt.solve import fewest_steps_optimal
 
     rng = np.random.default_rng(10 + seed)
     n = int(rng.integers(1, 11))
@@ -138,7 +138,7 @@ def test_fewest_steps_equals_enumeration(kind, seed):
 def test_fewest_steps_on_a_long_curve_equals_the_quadratic_dp():
     rng = np.random.default_rng(5)
     entropy = _entropy(rough_curve(rng, 97, "noisy"))
-    from schedopt.compare import fewest_steps_optimal
+    from schedopt.solve import fewest_steps_optimal
 
     optima = [quadratic_dp_optimum(entropy, t) for t in range(1, 98)]
     for target in (optima[0] * 0.9, optima[5], optima[20] * 1.01, optima[40] * 0.99, 1e-9):

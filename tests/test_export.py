@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 import schedopt
-from schedopt import export
-from schedopt.binomial import TimeGrid
 from schedopt.cli import main
+from schedopt.export import _export as export
+from schedopt.schedule import TimeGrid
 
 
 # --------------------------------------------------------------------------- sampler rules
@@ -110,7 +110,7 @@ def test_counts_are_the_schedule_and_uniform_is_lladas_rule(tokens):
     data = export.export_schedule(tokens, "counts")
     assert data["counts"] == tokens and data["n"] == sum(tokens)
     n, steps = sum(tokens), len(tokens)
-    uniform = export.export_schedule(schedopt.schedules.uniform_tokens(n, steps), "counts")
+    uniform = export.export_schedule(schedopt.schedule.uniform_tokens(n, steps), "counts")
     assert uniform["counts"] == llada_uniform_counts(n, steps)
 
 
@@ -230,7 +230,7 @@ def test_scores_both_ways_of_running_a_grid(tmp_path):
     export.write_export(tmp_path / "a.json", export.export_schedule([4, 8, 20], "alpha"))
     scores = export.score_imported(profile, export.read_schedule_file(tmp_path / "a.json", 32))
     assert scores["expected_kl"] == pytest.approx(
-        float(schedopt.binomial.expected_kl_binomial(profile, [0, 4 / 32, 12 / 32, 1]))
+        float(schedopt.objective.expected_kl_binomial(profile, [0, 4 / 32, 12 / 32, 1]))
     )
     assert scores["expected_kl_fixed"] == pytest.approx(
         float(schedopt.expected_kl(profile, [4, 8, 20]))
@@ -379,10 +379,10 @@ def test_cli_evaluate_scores_exported_and_foreign_files(tmp_path, capsys):
     profile.save(tmp_path / "P.json")
     tokens = [2, 6, 8, 16]
     fixed = float(schedopt.expected_kl(profile, tokens))
-    random = float(schedopt.binomial.expected_kl_binomial(profile, np.cumsum([0] + tokens) / 32))
+    random = float(schedopt.objective.expected_kl_binomial(profile, np.cumsum([0] + tokens) / 32))
     # MD4 reaches 1 - eps / (1 - eps) at t = 0 and its decode reveals the rest: one more step.
     md4_grid = np.concatenate([np.cumsum([0] + tokens[:-1]) / 32, [1 - 1e-4 / (1 - 1e-4), 1]])
-    md4 = float(schedopt.binomial.expected_kl_binomial(profile, md4_grid))
+    md4 = float(schedopt.objective.expected_kl_binomial(profile, md4_grid))
     cases = [
         ("counts", ".csv", fixed, "expected_kl_random", random),
         ("maskgit", ".json", fixed, "expected_kl_random", random),

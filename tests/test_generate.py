@@ -125,7 +125,7 @@ def test_the_hf_route_draws_what_the_jax_route_draws_greedily():
     pytest.importorskip("torch")
     from test_rules_torch import TableLM
 
-    from schedopt.hf import HFScorer
+    from schedopt.sources import HFScorer
 
     law = _law()
     prompts = [np.arange(i % 3) for i in range(6)]  # ragged: padded by the scorer

@@ -23,8 +23,12 @@ import tiny_hf  # noqa: E402
 
 from schedopt.cli import main  # noqa: E402
 from schedopt.estimate import estimate_curves  # noqa: E402
-from schedopt.hf import HFScorer, hf_scorer, load_hf_model  # noqa: E402
-from schedopt.torch_adapter import torch_logits_fn  # noqa: E402
+from schedopt.sources import (  # noqa: E402
+    HFScorer,
+    hf_scorer,
+    load_hf_model,
+    torch_logits_fn,  # noqa: E402
+)
 
 TRANSITION = np.array([[0.80, 0.15, 0.05], [0.10, 0.60, 0.30], [0.25, 0.05, 0.70]])
 N = 4  # answer length
@@ -318,7 +322,7 @@ def test_budget_estimate_through_the_scorer_gives_the_exact_prompted_curve(marko
                                                                            chain_pairs):
     # Through HFScorer with ragged prompts: every revealed count 0..3 is on the coarse grid,
     # and the raw curve (mean over sequences of each row's value) must match the closed form.
-    from schedopt.adaptive_estimate import estimate_within_budget
+    from schedopt.estimate import estimate_within_budget
 
     prompts, answers, _ = chain_pairs
     scorer, _ = hf_scorer(str(markov_dir), mask_id=3, trust_remote_code=True, batch_size=256)
@@ -341,7 +345,7 @@ def test_budget_estimate_spends_the_same_passes_through_the_scorer_and_jax(marko
     # The same model behind both routes (HFScorer: padded ragged batches reduced in torch;
     # torch_logits_fn: the JAX kernels, one shape per prompt length) and the same key: the
     # same sequences, orders and rows, so the same grid, refinement and schedules.
-    from schedopt.adaptive_estimate import estimate_within_budget
+    from schedopt.estimate import estimate_within_budget
 
     n = 12
     rng = np.random.default_rng(5)
@@ -519,7 +523,7 @@ def test_no_probe_input_and_no_tokenizer_needed_for_token_ids(tmp_path, chain_pa
 def test_a_load_failure_inside_the_model_code_names_transformers(tmp_path, capsys):
     import transformers
 
-    from schedopt.hf import TRANSFORMERS_RANGE
+    from schedopt.sources import TRANSFORMERS_RANGE
 
     path = tiny_hf.save_markov_model(
         tmp_path / "m", TRANSITION,
@@ -542,7 +546,7 @@ def test_a_large_vocabulary_is_reduced_in_bounded_chunks(tmp_path, monkeypatch):
     import torch
     from transformers import BertConfig, BertForMaskedLM
 
-    import schedopt.hf as hf
+    import schedopt.sources._hf as hf
 
     torch.manual_seed(0)
     v = 120_000

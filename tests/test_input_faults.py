@@ -23,13 +23,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schedopt.binomial import optimize_binomial
-from schedopt.blocks import BlockProfiles
 from schedopt.cli import main
+from schedopt.curve import BlockProfiles
 from schedopt.distributions import MarkovChain
-from schedopt.divergence import expected_kl
 from schedopt.export import export_schedule
-from schedopt.schedules import Schedule
+from schedopt.objective import expected_kl
+from schedopt.schedule import Schedule
+from schedopt.solve import optimize_binomial
 
 N = 6  # every file is for six tokens: small enough that good inputs run in a blink
 PROFILE = MarkovChain(0.8 * np.eye(3) + 0.2 / 3, N).profile()

@@ -93,8 +93,8 @@ def test_generate_until_answers_are_schedopt_generates_cut_at_until(run):
     import jax
 
     from schedopt import generate
-    from schedopt.hf import hf_scorer
     from schedopt.rules import OrderRule
+    from schedopt.sources import hf_scorer
 
     results, model, calls = run
     scorer, tok = hf_scorer(str(model), mask_id=tiny_hf.MASK_ID, batch_size=BATCH)

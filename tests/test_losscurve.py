@@ -9,8 +9,8 @@ import pytest
 from helpers import kl_from_curve, markov_entropy_curve
 
 from schedopt.cli import main
-from schedopt.exact import optimal_schedule
-from schedopt.losscurve import (
+from schedopt.curve import (
+    EntropyProfile,
     convex_nonincreasing,
     loss_by_revealed_count,
     profile_from_loss_curve,
@@ -19,7 +19,7 @@ from schedopt.losscurve import (
     write_loss_curve,
 )
 from schedopt.models import MDMConfig, train
-from schedopt.profile import EntropyProfile
+from schedopt.solve import optimal_schedule
 
 # theory §10: the sticky 4-state chain, n = 128, whose optimal schedules are known.
 CHAIN = 0.8 * np.eye(4) + 0.05

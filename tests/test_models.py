@@ -12,7 +12,6 @@ import pytest
 from flax import nnx
 
 import schedopt  # noqa: F401  (float64 on)
-from schedopt import data as datasets
 from schedopt.models import (
     MDMConfig,
     heldout_masked_ce,
@@ -24,6 +23,7 @@ from schedopt.models import (
     save_checkpoint,
     train,
 )
+from schedopt.sources import _data as datasets
 
 TINY = MDMConfig(vocab_size=4, length=8, width=16, depth=1, heads=2, dropout=0.0)
 

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 import schedopt
+from schedopt.check import predicted_excess, schedule_nll, schedules_nll
 from schedopt.cli import learned, main
 from schedopt.estimate import estimate_curves
 from schedopt.models import MDMConfig, init_model, logits_fn, save_checkpoint
-from schedopt.nll import predicted_excess, schedule_nll, schedules_nll
 
 CONFIG = MDMConfig(vocab_size=3, length=6, width=16, depth=1, heads=2, dropout=0.0)
 

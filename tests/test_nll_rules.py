@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from schedopt.cli import main
-from schedopt.data import load_dataset
 from schedopt.models import MDMConfig, init_model, logits_fn, save_checkpoint
+from schedopt.sources import load_dataset
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,9 @@
 """Two writers of one output, and `--resume` under changed options: one clear line each.
 
 The first writer is a real `schedopt` process, started as a user starts it (`processes.cli_argv`),
-that holds the lock on its output (`.NAME.lock`, `schedopt._io.OutputLock`) while it works; the
-second runs in-process. A checkpoint written under one set of options is resumed under another.
+that holds the lock on its output (`.NAME.lock`, `schedopt._internal.io.OutputLock`) while it
+works; the second runs in-process. A checkpoint written under one set of options is resumed
+under another.
 """
 
 from __future__ import annotations

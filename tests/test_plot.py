@@ -1,4 +1,4 @@
-"""`schedopt.plot` and `schedopt plot`: the shaded area is the KL, the files are real PNGs."""
+"""`schedopt.check` and `schedopt plot`: the shaded area is the KL, the files are real PNGs."""
 
 import json
 
@@ -15,9 +15,9 @@ from helpers import (
 )
 
 from schedopt import EntropyProfile, Schedule
-from schedopt import plot as splot
+from schedopt.check import _plot as splot
 from schedopt.cli import main
-from schedopt.compare import budget_table
+from schedopt.solve import budget_table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHAIN = markov_entropy_curve(0.8 * np.eye(4) + 0.05, 128)
@@ -87,7 +87,7 @@ def test_budget_table_on_the_worked_example(chain):
 
 
 def tokens(name, steps):
-    from schedopt.schedules import (
+    from schedopt.schedule import (
         correlation_tokens_within,
         cosine_tokens,
         eds_tokens,

@@ -8,7 +8,7 @@ from helpers import entropy_curve_from_table, entropy_nats, random_table
 from scipy.optimize import isotonic_regression
 
 from schedopt import EntropyProfile
-from schedopt.profile import isotonic_nonincreasing
+from schedopt.curve import isotonic_nonincreasing
 
 
 def test_curves_match_their_definitions_on_a_table():

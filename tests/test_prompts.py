@@ -16,9 +16,9 @@ import pytest
 from helpers import gamma_table, subset_entropy
 
 import schedopt
-from schedopt.conditioning import block_orders, check_prompts, prompt_groups
 from schedopt.distributions import Table
 from schedopt.estimate import estimate_curves
+from schedopt.sources import block_orders, check_prompts, prompt_groups
 
 
 def prompted_curve(table: np.ndarray, prompt_length: int) -> np.ndarray:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from helpers import kl_from_curve, markov_entropy_curve
 
+import schedopt
 from schedopt import EntropyProfile, frontier, optimize_robust
 from schedopt.distributions import MarkovChain
 
@@ -104,8 +105,8 @@ def test_holdout_interval_is_calibrated_on_monte_carlo_profiles():
     seeds, covered = 30, 0
     for seed in range(seeds):
         key_profile, key_holdout, key_draws = jax.random.split(jax.random.key(seed), 3)
-        profile = chain.estimate(key=key_profile, samples=64).profile("model")
-        held = chain.estimate(key=key_holdout, samples=64)
+        profile = schedopt.estimate_law(chain, key=key_profile, samples=64).profile("model")
+        held = schedopt.estimate_law(chain, key=key_holdout, samples=64)
         schedule = optimize_robust(profile, STEPS, 8, key=key_draws, holdout=held)
         low, high = schedule.meta["kl_interval"]
         assert schedule.meta["kl_interval_method"] == "holdout"
@@ -117,7 +118,8 @@ def test_holdout_interval_is_calibrated_on_monte_carlo_profiles():
 
 def test_bad_holdout_is_named():
     chain = MarkovChain(0.8 * np.eye(4) + 0.05, N)
-    profile = chain.estimate(key=jax.random.key(0), samples=16).profile("model")
-    other = MarkovChain(0.8 * np.eye(4) + 0.05, N // 2).estimate(key=jax.random.key(1), samples=16)
+    profile = schedopt.estimate_law(chain, key=jax.random.key(0), samples=16).profile("model")
+    other_law = MarkovChain(0.8 * np.eye(4) + 0.05, N // 2)
+    other = schedopt.estimate_law(other_law, key=jax.random.key(1), samples=16)
     with pytest.raises(ValueError, match="holdout must be an estimate of the profile's length"):
         optimize_robust(profile, STEPS, 8, key=jax.random.key(2), holdout=other)

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from schedopt.distributions import Table
-from schedopt.rule_schedules import best_counts, optimize_rule_counts, rule_step_costs
-from schedopt.rules import OrderRule, rule_nll
+from schedopt.rules import OrderRule, best_counts, optimize_rule_counts, rule_nll, rule_step_costs
 
 
 def _compositions(n, t):

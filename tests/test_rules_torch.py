@@ -8,8 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from schedopt.distributions import Table  # noqa: E402
-from schedopt.hf import HFScorer  # noqa: E402
 from schedopt.rules import EntropyBoundRule, OrderRule, ThresholdRule, rule_nll  # noqa: E402
+from schedopt.sources import HFScorer  # noqa: E402
 
 
 class TableLM(torch.nn.Module):

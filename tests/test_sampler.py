@@ -9,8 +9,8 @@ import pytest
 from scipy import stats
 
 import schedopt
+from schedopt.check import schedule_log_likelihood
 from schedopt.distributions import HiddenMarkov, MarkovChain, MixtureOfProducts, Table
-from schedopt.sampler import schedule_log_likelihood
 
 # A strongly correlated chain on 3 symbols, n = 6: every table is small enough to enumerate.
 CHAIN = MarkovChain(0.85 * np.eye(3) + 0.05, 6)

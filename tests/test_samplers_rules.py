@@ -25,8 +25,9 @@ import numpy as np
 import pytest
 
 import schedopt
-from schedopt import export, integrations
-from schedopt.binomial import TimeGrid
+from schedopt.export import _export as export
+from schedopt.export import _integrations as integrations
+from schedopt.schedule import TimeGrid
 
 torch = pytest.importorskip("torch", reason="the samplers are re-implemented in torch")
 

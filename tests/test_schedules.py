@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import schedopt
 from schedopt import EntropyProfile, Schedule
-from schedopt.schedules import cosine_tokens, uniform_tokens
+from schedopt.schedule import cosine_tokens, uniform_tokens
 
 MARKOV = EntropyProfile.from_entropy(markov_entropy_curve(0.8 * np.eye(4) + 0.05, 128))
 

@@ -27,7 +27,7 @@ def test_shipped_pairs_are_held_out_and_well_formed():
     record = json.loads((MODEL / "training.json").read_text())
     assert not set(record["files"]["heldout"]) & set(record["files"]["train"])
     assert not set(record["files"]["heldout"]) & set(record["files"]["valid"])
-    from schedopt.pairs import read_pairs
+    from schedopt.sources import read_pairs
 
     tune, test = (read_pairs(DATA / f"stdlib_{s}.jsonl", vocab_size=512) for s in ("tune", "test"))
     assert tune.answers.shape[1] == test.answers.shape[1] == record["answer_length"]
@@ -87,7 +87,7 @@ def test_loss_curve_only_matches_a_direct_computation(tmp_path):
 
     import torch
 
-    from schedopt.losscurve import profile_from_loss_curve_file, read_loss_curve
+    from schedopt.curve import profile_from_loss_curve_file, read_loss_curve
 
     script = _script()
     code = script.model_module(tmp_path)
@@ -128,7 +128,7 @@ def test_loss_curve_only_matches_a_direct_computation(tmp_path):
 
 
 def test_shipped_training_log_reads_as_a_profile():
-    from schedopt.losscurve import profile_from_loss_curve_file, read_loss_curve
+    from schedopt.curve import profile_from_loss_curve_file, read_loss_curve
 
     record = json.loads((MODEL / "training.json").read_text())
     n = record["answer_length"]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import schedopt
-from schedopt.nll import schedule_nll
-from schedopt.torch_adapter import torch_logits_fn
+from schedopt.check import schedule_nll
+from schedopt.sources import torch_logits_fn
 
 torch = pytest.importorskip("torch")
 

@@ -14,11 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from schedopt.blocks import BlockProfiles
+from schedopt.check import llada_stock, paired_difference
 from schedopt.cli import main
-from schedopt.heldout import llada_stock, paired_difference
-from schedopt.profile import EntropyProfile
-from schedopt.unregularized import (
+from schedopt.curve import BlockProfiles, EntropyProfile
+from schedopt.solve import (
     optimal_schedule_unregularized,
     optimize_blocks_unregularized,
     unregularized_frontier,
@@ -158,7 +157,7 @@ def test_regularising_a_raw_curve_can_pick_a_worse_schedule():
     """The point of optimizing the raw curve: its prediction is what held-out NLL measures."""
     c = np.array([2.0, 1.0, 1.0, 1.0, 0.2, 3.0])  # the last token is hard
     regular = EntropyProfile.from_conditional_entropy(c, n=6, check=False).regularize()
-    from schedopt.exact import optimal_schedule
+    from schedopt.solve import optimal_schedule
 
     on_regular = np.asarray(optimal_schedule(regular, 3).tokens_per_step)
     on_raw = np.asarray(optimal_schedule_unregularized(c, 3).tokens_per_step)

@@ -135,7 +135,7 @@ def _silence_stdout() -> None:
 
 def load_profile(path: str, regularize: bool = False):
     """Load a profile file for a subcommand; with regularize, project noisy curves first."""
-    from ..profile import EntropyProfile
+    from ..curve import EntropyProfile
 
     if regularize:
         return EntropyProfile.load(path, check=False).regularize()

@@ -14,7 +14,7 @@ from .core import BITS_PER_NAT, whole_number_arg
 from .distributed import add_distributed_arguments
 
 _JOB_KEYS = ("profile", "steps", "target_kl", "name")
-# A KL "reaches" a target up to float64 rounding (as in schedopt.compare).
+# A KL "reaches" a target up to float64 rounding (as in schedopt.solve).
 _SLACK = 1e-12
 
 
@@ -76,9 +76,10 @@ def run_batch(args: argparse.Namespace) -> int:
 
 
 def _run_batch(args: argparse.Namespace) -> int:
-    from .. import _io, _progress
-    from ..batch import optimize_batch
+    from .._internal import io as _io
+    from .._internal import progress as _progress
     from ..distributed import broadcast, is_writer, same_everywhere
+    from ..solve import optimize_batch
 
     # Every process reads the manifest and its profiles (and must find the same ones); only
     # process 0, the one writer, touches the output folder, so the processes need not share
@@ -158,7 +159,7 @@ def _fingerprint(inputs: tuple, options: tuple) -> bytes:
 
 def read_manifest(path: Path) -> list[dict]:
     """The manifest's jobs, each checked; a bad entry is named by its index and its fault."""
-    from .. import _io
+    from .._internal import io as _io
 
     obj = _io.read_json(path, "manifest")
     if not isinstance(obj, dict) or not isinstance(obj.get("jobs"), list) or not obj["jobs"]:
@@ -201,7 +202,7 @@ def _check_job(i: int, job) -> dict:
 
 
 def _load_profiles(jobs: list[dict], root: Path, regularize: bool, quiet: bool) -> list:
-    from .. import _progress
+    from .._internal import progress as _progress
 
     cache: dict[Path, object] = {}
     profiles = []
@@ -219,7 +220,7 @@ def _load_profiles(jobs: list[dict], root: Path, regularize: bool, quiet: bool) 
 
 def _budgets(jobs: list[dict], profiles: list) -> list[int]:
     """Each job's T; a target_kl job gets the fewest steps whose optimum reaches it."""
-    from ..compare import fewest_steps_optimal
+    from ..solve import fewest_steps_optimal
 
     budgets = []
     for i, (job, profile) in enumerate(zip(jobs, profiles, strict=True)):
@@ -266,7 +267,7 @@ def profile_digest(profile) -> str:
 
 def _finished(path: Path, profile, steps: int, job: dict):
     """The schedule already written for this job, or None when it must be (re)computed."""
-    from ..schedules import Schedule
+    from ..schedule import Schedule
 
     if not path.is_file():
         return None
@@ -284,7 +285,7 @@ def _finished(path: Path, profile, steps: int, job: dict):
 
 def _groups(todo: list[int], profiles: list, budgets: list[int]) -> list[list[int]]:
     """Jobs by (n, budget bucket): each group is one `optimize_batch` call and one save."""
-    from ..relaxed import bucket
+    from ..solve import bucket
 
     groups: dict[tuple[int, int], list[int]] = {}
     for i in todo:
@@ -294,7 +295,7 @@ def _groups(todo: list[int], profiles: list, budgets: list[int]) -> list[list[in
 
 def _meet_target(job: dict, profile, schedule):
     """For a target_kl job, the exact DP's schedule if the optimizer's misses the target."""
-    from ..exact import optimal_schedule
+    from ..solve import optimal_schedule
 
     eps = job.get("target_kl")
     if eps is None or float(schedule.expected_kl) <= eps * (1 + _SLACK) + _SLACK:
@@ -332,8 +333,8 @@ def _csv(rows: list) -> str:
 
 # --------------------------------------------------------------------------- frontier
 def run_frontier(args: argparse.Namespace) -> int:
-    from .. import _io
-    from ..checks import check_steps
+    from .._internal import io as _io
+    from .._internal.checks import check_steps
 
     if args.out is not None:
         if Path(args.out).suffix.lower() not in (".json", ".csv"):
@@ -385,8 +386,8 @@ _SHORT = {"eds": "EDS", "tc": "TC", "dtc": "DTC"}  # column heads of the frontie
 def frontier_table(profile, max_steps: int) -> dict:
     """Lists over T = 1..K: "steps", "<method>_kl" for each of `_METHODS`, and
     "<method>_steps" for the methods that may use fewer steps than the budget
-    (`schedopt.compare.WITHIN_BUDGET`: pyramid, TC, DTC)."""
-    from ..compare import WITHIN_BUDGET, budget_table
+    (`schedopt.solve.WITHIN_BUDGET`: pyramid, TC, DTC)."""
+    from ..solve import WITHIN_BUDGET, budget_table
 
     table = {"steps": list(range(1, max_steps + 1))}
     for name, (steps, kl) in budget_table(profile, max_steps).items():
@@ -398,7 +399,7 @@ def frontier_table(profile, max_steps: int) -> dict:
 
 def fewest_steps(profile, target_kl: float) -> dict[str, int]:
     """The fewest steps each method but the optimizer needs for a KL <= target_kl (nats)."""
-    from ..compare import fewest_steps as fewest
+    from ..solve import fewest_steps as fewest
 
     return fewest(profile, target_kl, methods=_METHODS)
 

@@ -4,7 +4,7 @@ A `schedopt.block_profiles` file holds one curve per semi-autoregressive block (
 each conditioned on the prompt and the earlier blocks. `profile --hf-model --block-length`
 writes them raw (not regularised): the raw curve is the one whose KL formula predicts the
 held-out T-step NLL exactly (theory §11), so these commands score and optimize the raw curves
-with the exact DP over all blocks (`schedopt.unregularized`), which needs no monotonicity, and
+with the exact DP over all blocks (`schedopt.solve`), which needs no monotonicity, and
 say how many block curves are not monotone. `--regularize` projects each block first.
 """
 
@@ -22,19 +22,19 @@ from . import format_table
 
 def is_block_profiles(path: str) -> bool:
     """Whether `path` is a `schedopt.block_profiles` file (False for anything unreadable)."""
-    from .. import _io
-    from ..blocks import FORMAT
+    from .._internal import io as _io
+    from ..curve import BLOCK_PROFILES_FORMAT
 
     try:
         obj = _io.read_json(path, "profile")
     except ValueError:
         return False
-    return isinstance(obj, dict) and obj.get("format") == FORMAT
+    return isinstance(obj, dict) and obj.get("format") == BLOCK_PROFILES_FORMAT
 
 
 def load(path: str, regularize: bool):
     """(blocks, raw): the curves, and whether they are raw (optimized without projection)."""
-    from ..blocks import BlockProfiles
+    from ..curve import BlockProfiles
 
     blocks = BlockProfiles.load(path, check=False)
     if regularize:
@@ -61,8 +61,7 @@ def _note(blocks, raw: bool) -> str:
 
 def optimize(args: argparse.Namespace, blocks_path: str) -> int:
     """`schedopt optimize --block-length L` on a block-profiles file."""
-    from ..blocks import optimize_blocks
-    from ..unregularized import optimize_blocks_unregularized
+    from ..solve import optimize_blocks, optimize_blocks_unregularized
 
     blocks, raw = load(blocks_path, args.regularize)
     if blocks.block_length != args.block_length:
@@ -85,8 +84,8 @@ def optimize(args: argparse.Namespace, blocks_path: str) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     """`schedopt evaluate` of a block schedule under block curves."""
-    from ..blocks import block_expected_kl
-    from ..schedules import Schedule
+    from ..objective import block_expected_kl
+    from ..schedule import Schedule
 
     blocks, raw = load(args.profile, args.regularize)
     schedule = Schedule.load(args.schedule)
@@ -109,10 +108,10 @@ def schedules_at_budget(blocks, steps: int, raw: bool) -> dict:
     optimal, cosine, EDS and pyramid counts (EDS on each block's own curve; the pyramid of the
     largest factor that fits each block's steps), and LLaDA's stock schedule (equal split,
     uniform)."""
-    from ..blocks import BlockProfiles, optimize_blocks
-    from ..heldout import llada_stock
-    from ..schedules import cosine_tokens, eds_tokens, pyramid_tokens
-    from ..unregularized import optimize_blocks_unregularized
+    from ..check import llada_stock
+    from ..curve import BlockProfiles
+    from ..schedule import cosine_tokens, eds_tokens, pyramid_tokens
+    from ..solve import optimize_blocks, optimize_blocks_unregularized
 
     regular = BlockProfiles.from_profiles([p.regularize() for p in blocks.profiles])
     out = {}
@@ -135,7 +134,7 @@ def schedules_at_budget(blocks, steps: int, raw: bool) -> dict:
 
 def compare(args: argparse.Namespace) -> int:
     """`schedopt compare` on block curves, with the LLaDA stock row."""
-    from ..blocks import block_expected_kl
+    from ..objective import block_expected_kl
 
     blocks, raw = load(args.profile, args.regularize)
     if not blocks.num_blocks <= args.steps <= blocks.n:
@@ -168,9 +167,8 @@ def compare(args: argparse.Namespace) -> int:
 
 def frontier(args: argparse.Namespace) -> int:
     """`schedopt frontier` on block curves: the optimal block KL for every T."""
-    from .. import _io
-    from ..blocks import allocate_steps
-    from ..unregularized import unregularized_frontier
+    from .._internal import io as _io
+    from ..solve import allocate_steps, unregularized_frontier
 
     blocks, raw = load(args.profile, args.regularize)
     b = blocks.num_blocks
@@ -200,9 +198,10 @@ def frontier(args: argparse.Namespace) -> int:
 
 def plot(args: argparse.Namespace) -> int:
     """`schedopt plot` on block curves: each block's g with each schedule's left-endpoint steps."""
-    from ..blocks import block_expected_kl, steps_per_block
-    from ..plot import new_figure, save_png
-    from ..schedules import Schedule
+    from ..check import new_figure, save_png
+    from ..curve import steps_per_block
+    from ..objective import block_expected_kl
+    from ..schedule import Schedule
 
     blocks, raw = load(args.profile, args.regularize)
     schedules = [Schedule.load(path) for path in args.schedule]

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from .. import _io
+from .._internal import io as _io
 from . import add_profile_argument, format_table, load_profile
 from .export import add_optimize_arguments, evaluate_file, optimize_variant, random_count_rows
 
@@ -61,7 +61,7 @@ def register(sub) -> None:
 
 def whole_number_arg(text: str) -> int:
     """A flag's whole number: "16", or "16.0" / "1e3" when exact (never truncated)."""
-    from ..checks import is_whole
+    from .._internal.checks import is_whole
 
     try:
         return int(text)
@@ -109,9 +109,8 @@ def _refuse_method(args: argparse.Namespace, rule_costs: bool) -> None:
 
 
 def run_optimize(args: argparse.Namespace) -> int:
-    from .._io import check_output_path
-    from ..exact import optimal_schedule
-    from ..relaxed import optimize
+    from .._internal.io import check_output_path
+    from ..solve import optimal_schedule, optimize
 
     check_output_path(args.out)
     from . import rules
@@ -137,7 +136,7 @@ def run_optimize(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from ..schedules import Schedule
+    from ..schedule import Schedule
     from . import blockfiles
 
     if blockfiles.is_block_profiles(args.profile):
@@ -166,7 +165,7 @@ def _row(schedule, name: str | None = None) -> dict:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from .. import compare as cmp
+    from .. import solve as cmp
     from . import blockfiles
 
     if blockfiles.is_block_profiles(args.profile):

@@ -52,9 +52,9 @@ def run(args: argparse.Namespace) -> int:
     import jax
     import numpy as np
 
-    from .. import _io
+    from .._internal import io as _io
     from ..decode import generate
-    from ..schedules import Schedule
+    from ..schedule import Schedule
     from . import rules
 
     _io.check_output_path(args.out)
@@ -109,7 +109,7 @@ def _load(args: argparse.Namespace):
         raise ValueError("say which model decodes: --model digits|PATH or --hf-model DIR "
                          "(one of them)")
     if args.hf_model is not None:
-        from ..pairs import read_prompts
+        from ..sources import read_prompts
         from . import hf
 
         if not args.data:
@@ -123,7 +123,7 @@ def _load(args: argparse.Namespace):
     if args.data is not None:
         raise ValueError("--data is the prompts file of --hf-model; --model draws "
                          "unconditional samples (--samples M)")
-    from ..checks import whole_number
+    from .._internal.checks import whole_number
     from ..models import load_checkpoint, logits_fn
 
     m = whole_number(args.samples, "--samples", minimum=1)

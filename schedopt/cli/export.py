@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .. import _io
-from ..timegrid import CONVENTIONS, MD4_EPS
+from .._internal import io as _io
+from ..schedule import CONVENTIONS, MD4_EPS
 
 
 def register(sub) -> None:
@@ -99,9 +99,9 @@ def add_optimize_arguments(parser: argparse.ArgumentParser) -> None:
 
 def optimize_variant(args: argparse.Namespace) -> bool:
     """Run `schedopt optimize --sampler binomial` or `--block-length L`; False otherwise."""
-    from .. import _io
-    from ..binomial import optimize_binomial
-    from ..blocks import load_block_profiles, optimize_blocks
+    from .._internal import io as _io
+    from ..curve import load_block_profiles
+    from ..solve import optimize_binomial, optimize_blocks
     from . import load_profile
 
     block_length = getattr(args, "block_length", None)
@@ -135,7 +135,8 @@ def optimize_variant(args: argparse.Namespace) -> bool:
 def evaluate_file(args: argparse.Namespace, profile) -> bool:
     """`schedopt evaluate` for counts / maskgit / alpha / timesteps files, time grids and block
     schedules; False for a plain schedopt.schedule file (core scores it)."""
-    from .. import _io, export
+    from .. import export
+    from .._internal import io as _io
 
     obj = _io.read_json(args.schedule, "schedule") if args.schedule.endswith(".json") else {}
     plain = isinstance(obj, dict) and obj.get("format") == "schedopt.schedule"
@@ -169,9 +170,9 @@ def random_count_rows(profile, steps: int, exact_kl: float) -> list[dict]:
 
     import numpy as np
 
-    from ..binomial import expected_kl_binomial, optimize_binomial
-    from ..jys import jys_grid
-    from ..timegrid import timesteps_to_alpha
+    from ..objective import expected_kl_binomial
+    from ..schedule import timesteps_to_alpha
+    from ..solve import jys_grid, optimize_binomial
 
     # MD4's cosine schedule at uniform times: the revealed fractions it realises.
     cosine = timesteps_to_alpha(np.linspace(1.0, 0.0, steps + 1), "cosine", MD4_EPS, "md4")

@@ -98,7 +98,7 @@ def read_data(args: argparse.Namespace, scorer, tokenizer, path: str,
               sequences: int | None = None):
     """(Pairs, pad id) of the JSONL file `path`, read as the --hf-model options say; the
     first `sequences` pairs when given (at least 2 are needed)."""
-    from ..pairs import read_pairs
+    from ..sources import read_pairs
 
     pad_id = args.pad_id
     if pad_id is None and tokenizer is not None:
@@ -116,7 +116,7 @@ def read_data(args: argparse.Namespace, scorer, tokenizer, path: str,
 
 def load_scorer(args: argparse.Namespace):
     """(HFScorer, tokenizer or None) from the --hf-model options."""
-    from ..hf import hf_scorer
+    from ..sources import hf_scorer
 
     if args.mask_id is None:
         raise ValueError("--hf-model needs --mask-id ID, the model's mask token id "
@@ -144,7 +144,7 @@ def checkpoint_path(args: argparse.Namespace, out: str) -> Path:
     the curve options are recorded beside them (OUT.partial.json), so resuming with another
     model is refused too.
     """
-    from .. import _io
+    from .._internal import io as _io
 
     path, about = Path(f"{out}.partial.npz"), Path(f"{out}.partial.json")
     # The mask id changes every score but not the data's fingerprint: it is recorded here.
@@ -169,9 +169,8 @@ def run_profile(args: argparse.Namespace) -> int:
     import jax
     import numpy as np
 
-    from .._io import check_output_path
-    from ..blocks import estimate_block_profiles
-    from ..estimate import estimate_curves
+    from .._internal.io import check_output_path
+    from ..estimate import estimate_block_profiles, estimate_curves
 
     check_output_path(args.out)
     if getattr(args, "max_forward_passes", None) is not None:
@@ -231,8 +230,8 @@ def _profile_within_budget(args: argparse.Namespace) -> int:
     """`profile --hf-model --max-forward-passes B`: the adaptive two-phase estimate on pairs."""
     import jax
 
-    from .. import _io
-    from ..adaptive_estimate import estimate_within_budget
+    from .._internal import io as _io
+    from ..estimate import estimate_within_budget
     from .budget import budget_summary, report_stability
 
     # `profile.run` has refused the options that do not combine (budget_conflict), before
@@ -254,11 +253,11 @@ def run_nll(args: argparse.Namespace) -> int:
     """`schedopt nll --hf-model`: held-out T-step NLL, prediction and paired difference vs stock."""
     import jax
 
-    from ..blocks import BlockProfiles, block_expected_kl, estimate_block_profiles
-    from ..estimate import estimate_curves
-    from ..heldout import llada_stock, paired_difference
-    from ..nll import predicted_excess, schedules_nll
-    from ..schedules import Schedule
+    from ..check import llada_stock, paired_difference, predicted_excess, schedules_nll
+    from ..curve import BlockProfiles
+    from ..estimate import estimate_block_profiles, estimate_curves
+    from ..objective import block_expected_kl
+    from ..schedule import Schedule
 
     schedules = [Schedule.load(path) for path in args.schedule]
     scorer, pairs, info = load(args)

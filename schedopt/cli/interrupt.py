@@ -104,7 +104,7 @@ def _watch(read_fd: int) -> None:
 
 
 def _end(sig: int) -> None:
-    from .. import _io
+    from .._internal import io as _io
 
     try:
         _io.end_interrupted()

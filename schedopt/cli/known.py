@@ -91,10 +91,17 @@ def profile_from_distribution(args: argparse.Namespace):
     """The profile of --distribution: exact where possible, else Monte Carlo (--samples)."""
     import jax
 
-    dist = load_distribution(args)
-    return dist.profile(
-        key=jax.random.key(args.seed), samples=args.samples, quiet=args.quiet
-    )
+    return law_profile(load_distribution(args), jax.random.key(args.seed), args.samples, args.quiet)
+
+
+def law_profile(law, key, samples: int, quiet: bool):
+    """A law's exact curve where it has one, else its Monte Carlo estimate from `samples`
+    sequences (measured at every revealed count for n <= FULL_GRID_MAX)."""
+    from ..estimate import estimate_law
+
+    if law.exact_profile:
+        return law.profile()
+    return estimate_law(law, key=key, samples=samples, quiet=quiet).profile("model")
 
 
 def register(sub) -> None:
@@ -138,9 +145,9 @@ def register(sub) -> None:
 def run_verify(args: argparse.Namespace) -> int:
     import jax
 
-    from ..profile import EntropyProfile
-    from ..sampler import verify
-    from ..schedules import Schedule
+    from ..check import verify
+    from ..curve import EntropyProfile
+    from ..schedule import Schedule
 
     if args.distribution is None:
         raise ValueError("say which law to sample: --distribution NAME and its parameter files")
@@ -178,7 +185,7 @@ def _verification_lines(result, label: str) -> str:
 
 def _load_array(path: str, flag: str) -> np.ndarray:
     """A parameter array from a .npy file or a .json file holding a (nested) list."""
-    from .._io import check_input_file, number_array, read_json
+    from .._internal.io import check_input_file, number_array, read_json
 
     p = Path(path)
     if p.suffix == ".npy":
@@ -265,10 +272,10 @@ def demo_examples(n: int = 128):
 def run_demo(args: argparse.Namespace) -> int:
     import jax
 
-    from .. import compare
-    from ..relaxed import optimize
-    from ..sampler import verify
-    from ..schedules import uniform
+    from .. import solve as compare
+    from ..check import verify
+    from ..schedule import uniform
+    from ..solve import optimize
     from . import format_table
 
     start = time.perf_counter()
@@ -290,10 +297,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"== {name}: {description}")
         # A Monte Carlo curve is measured at every revealed count (n <= FULL_GRID_MAX), so
         # the schedules' cuts are never interpolated.
-        if dist.exact_profile:
-            profile = dist.profile()
-        else:
-            profile = dist.estimate(key=k_profile, samples=samples, quiet=quiet).profile("model")
+        profile = law_profile(dist, k_profile, samples, quiet)
         profile.save(out / f"{name}-profile.json")
         s = profile.summary()
         how = "exact" if dist.exact_profile else f"Monte Carlo, {samples} sequences"
@@ -335,10 +339,10 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def budget_table(profile, budgets) -> list[dict]:
-    """Expected KL (nats) of each method (`schedopt.compare.METHODS`) at each budget T, one
+    """Expected KL (nats) of each method (`schedopt.solve.METHODS`) at each budget T, one
     dict per T: one frontier pass and one batched evaluation, plus the optimizer per T."""
-    from .. import compare
-    from ..relaxed import optimize
+    from .. import solve as compare
+    from ..solve import optimize
 
     table = compare.budget_table(profile, max(budgets))
     rows = []
@@ -350,11 +354,11 @@ def budget_table(profile, budgets) -> list[dict]:
 
 
 def draw_step_approximations(figures, path) -> None:
-    """One panel per law: g and the left-endpoint steps of its schedules (schedopt.plot).
+    """One panel per law: g and the left-endpoint steps of its schedules (schedopt.check).
 
     The shaded area between g and a schedule's steps is its expected KL (theory §3).
     """
-    from .. import plot
+    from .. import check as plot
 
     figure = plot.new_figure((6.4 * len(figures), 4.2))
     for ax, (name, profile, *schedules) in zip(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from .. import _io
+from .._internal import io as _io
 from .distributed import add_distributed_arguments
 
 DATASETS = ("digits", "text", "hmm")
@@ -51,8 +51,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = Fal
 
 def load_model_and_data(args: argparse.Namespace):
     """(model, data int32[M, n], description dict) from --model, --data, --split, --sequences."""
-    from ..data import check_sequences, load_dataset
     from ..models import load_checkpoint
+    from ..sources import check_sequences, load_dataset
 
     if args.data is not None and args.data not in DATASETS:
         raise ValueError(f"--data with --model must be one of {', '.join(DATASETS)}, got "
@@ -175,11 +175,11 @@ def _run_nll(args: argparse.Namespace) -> int:
     if args.model is None:
         raise ValueError("say which model to score with: --model digits|PATH or --hf-model DIR")
 
+    from ..check import predicted_excess, schedules_nll
     from ..distributed import is_writer
     from ..estimate import estimate_curves, schedule_grid
     from ..models import logits_fn
-    from ..nll import predicted_excess, schedules_nll
-    from ..schedules import Schedule
+    from ..schedule import Schedule
 
     schedules = [Schedule.load(path) for path in args.schedule]
     model, data, info = load_model_and_data_everywhere(args)

@@ -15,7 +15,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-from .. import _io
+from .._internal import io as _io
 
 # Options whose values are files a command reads (a list for repeatable options).
 INPUT_OPTIONS = ("profile", "schedule", "transition", "emission", "weights", "marginals",

@@ -1,4 +1,4 @@
-"""`schedopt equal-passes`: decoders compared at equal forward passes (`schedopt.equal_passes`).
+"""`schedopt equal-passes`: decoders compared at equal forward passes (`schedopt.rules`).
 
     schedopt equal-passes --model digits --steps 8 16 32 --plot passes.png
     schedopt equal-passes --hf-model DIR --mask-id ID --data test.jsonl --tune tune.jsonl
@@ -53,11 +53,11 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import jax
 
-    from ..checks import check_steps
-    from ..equal_passes import equal_passes
+    from .._internal.checks import check_steps
+    from ..rules import equal_passes
 
     if args.plot is not None:
-        from ..plot import check_png_path
+        from ..check import check_png_path
 
         check_png_path(args.plot)
     orders = [o.strip() for o in args.orders.split(",") if o.strip()]
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
                           orders=orders, batch_size=args.batch_size,
                           quiet=args.quiet)
     if args.plot is not None:
-        from ..plot import plot_equal_passes, save_png
+        from ..check import plot_equal_passes, save_png
 
         save_png(plot_equal_passes(result).figure, args.plot)
     if args.json:

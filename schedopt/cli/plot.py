@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import _io
+from .._internal import io as _io
 from . import add_profile_argument, load_profile
 
 
@@ -35,8 +35,8 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..plot import check_png_path, plot_report
-    from ..schedules import Schedule
+    from ..check import check_png_path, plot_report
+    from ..schedule import Schedule
 
     check_png_path(args.out)  # before any work: a bad name fails fast
     from . import blockfiles

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import _io
+from .._internal import io as _io
 from . import budget, known, learned
 from .distributed import add_distributed_arguments
 
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .._io import check_output_path
+    from .._internal.io import check_output_path
     from ..distributed import is_writer
 
     if is_writer():
@@ -104,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError("--max-forward-passes applies to --model and --hf-model; drop it or "
                          "give a model")
     if getattr(args, "from_loss_curve", None):
-        from ..losscurve import profile_from_loss_curve_file
+        from ..curve import profile_from_loss_curve_file
 
         if args.length is None:
             raise ValueError("--from-loss-curve needs --length N, the sequence length to "
@@ -139,7 +139,7 @@ def _profile_within_budget(args: argparse.Namespace):
     """--model with --max-forward-passes: the adaptive two-phase estimate."""
     import jax
 
-    from ..adaptive_estimate import estimate_within_budget
+    from ..estimate import estimate_within_budget
     from ..models import logits_fn
 
     model, data, info = learned.load_model_and_data_everywhere(args)

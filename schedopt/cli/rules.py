@@ -16,7 +16,7 @@ import io
 import json
 import sys
 
-from .. import _io
+from .._internal import io as _io
 
 
 def add_rule_arguments(parser: argparse.ArgumentParser, *, per_sequence: bool = True) -> None:
@@ -85,9 +85,9 @@ def run(args: argparse.Namespace, load_jax) -> int:
     """The `nll` command for a state-dependent rule; prints a table or JSON."""
     import jax
 
-    from ..heldout import llada_stock, paired_difference
+    from ..check import llada_stock, paired_difference
     from ..rules import one_by_one_rule, rule_nll
-    from ..schedules import Schedule
+    from ..schedule import Schedule
 
     rule = rule_of(args)
     if args.per_sequence is not None:
@@ -192,8 +192,7 @@ def run_profile(args: argparse.Namespace, load_jax) -> int:
     """`profile --unmask-order RULE`: surrogate step costs along the one-by-one trajectory."""
     import numpy as np
 
-    from ..rule_schedules import rule_step_costs
-    from ..rules import OrderRule
+    from ..rules import OrderRule, rule_step_costs
 
     rule = OrderRule(args.unmask_order, getattr(args, "block_length", None))
     model, answers, prompts, info = _load(args, load_jax)
@@ -223,9 +222,8 @@ def run_optimize(args: argparse.Namespace, load_jax) -> int:
     """`optimize --profile RULE_COSTS.json --steps T`: surrogate DP, then exact rescoring."""
     import numpy as np
 
-    from ..rule_schedules import optimize_rule_counts
-    from ..rules import OrderRule
-    from ..schedules import Schedule
+    from ..rules import OrderRule, optimize_rule_counts
+    from ..schedule import Schedule
 
     record = _io.read_json(args.profile, "rule costs file")
     costs = np.asarray(record["costs"], np.float64)

@@ -17,9 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..checks import BYTES_PER_TOKEN, check_fits, whole_number
-from ..precision import float64
-from ..profile import EntropyProfile
+from .._internal.categorical import log_or_neg_inf
+from .._internal.checks import BYTES_PER_TOKEN, check_fits, whole_number
+from .._internal.precision import float64
+from ..curve import EntropyProfile
 
 # Enumerating V^n sequences (Distribution.table) is refused above this many.
 MAX_ENUMERATION = 2**16
@@ -67,7 +68,7 @@ class Distribution(abc.ABC):
     # ---------------------------------------------------------------- shared
     @property
     def exact_profile(self) -> bool:
-        """Whether `profile()` is exact (True) or a Monte Carlo estimate (False)."""
+        """Whether `profile()` gives the exact curve (else estimate it: `schedopt.estimate_law`)."""
         return False
 
     @float64
@@ -96,60 +97,19 @@ class Distribution(abc.ABC):
         """
         return log_or_neg_inf(self.conditionals(x, revealed))
 
-    @float64
-    def profile(
-        self,
-        *,
-        key: jax.Array | None = None,
-        samples: int = 1024,
-        grid: Any = None,
-        quiet: bool = True,
-    ) -> EntropyProfile:
-        """The entropy profile H_0..H_n (nats).
+    def profile(self) -> EntropyProfile:
+        """The exact entropy profile H_0..H_n (nats), where this law has one (`exact_profile`).
 
-        This default is the Rao-Blackwellised Monte Carlo estimate of `estimate`, with
-        standard errors, regularised. Exact subclasses ignore `key`, `samples` and `grid`.
+        A law without an exact curve has its Monte Carlo estimate in the estimation stage,
+        which draws from it: `schedopt.estimate_law(law, key=...).profile("model")`.
 
-        Args:
-            key: JAX PRNG key, keyword-only; required unless the profile is exact
-                (`exact_profile`), so that no estimate silently reuses one seed.
-            samples: number of sequences.
-            grid: revealed counts to evaluate (default: `schedopt.estimate.default_grid`,
-                every count for n <= 256).
-            quiet: no progress bar.
+        Raises:
+            ValueError: the law has no exact curve.
         """
-        return self.estimate(key=key, samples=samples, grid=grid, quiet=quiet).profile("model")
-
-    @float64
-    def estimate(
-        self,
-        *,
-        key: jax.Array,
-        samples: int = 1024,
-        grid: Any = None,
-        quiet: bool = True,
-    ):
-        """Rao-Blackwellised Monte Carlo values of the curve (theory §8), per sequence.
-
-        `samples` sequences from mu, one random order each, and at every grid point the
-        mean entropy of the exact conditionals at the masked positions (kind "model"; the
-        cross-entropy, kind "data", comes from the same passes). Keep the result to get
-        standard errors of anything linear in g, such as a schedule's predicted KL.
-
-        Returns:
-            A `schedopt.estimate.CurveEstimate`.
-        """
-        from ..estimate import estimate_curves
-
-        samples = check_samples(samples, self.n)
-        if key is None:
-            raise TypeError(
-                f"the Monte Carlo curve of {type(self).__name__} draws sequences at random; "
-                "pass key=jax.random.key(seed)"
-            )
-        k_data, k_order = jax.random.split(key)
-        data = self.sample(samples, key=k_data)
-        return estimate_curves(self.log_conditionals, data, key=k_order, grid=grid, quiet=quiet)
+        raise ValueError(
+            f"{type(self).__name__} has no exact entropy profile; estimate it by Monte Carlo "
+            "with schedopt.estimate_law(law, key=jax.random.key(seed)).profile(\"model\")"
+        )
 
     @float64
     def table(self) -> np.ndarray:
@@ -216,22 +176,9 @@ def entropy_nats(p: np.ndarray, axis: int = -1) -> np.ndarray:
 
 def check_length(n: Any, name: str = "n") -> int:
     """A sequence length: a whole number >= 1 whose curves fit in memory (see
-    `schedopt.checks.whole_number` and `check_fits`)."""
+    `schedopt._internal.checks.whole_number` and `check_fits`)."""
     n = whole_number(n, name, minimum=1, unit="tokens")
     return check_fits(n, name, bytes_each=BYTES_PER_TOKEN, unit="tokens", why="its curves")
-
-
-def check_count(num: Any, name: str) -> int:
-    """A number of samples or sequences: a whole number >= 1."""
-    return whole_number(num, name, minimum=1)
-
-
-def check_samples(num: Any, n: int, name: str = "samples") -> int:
-    """A number of sampled sequences of n tokens whose tokens, orders and scores fit in
-    memory (about 32 bytes per token of each sequence)."""
-    num = check_count(num, name)
-    return check_fits(num, name, bytes_each=32 * (n + 1), unit="sequences",
-                      why=f"{n}-token sequences, their orders and scores")
 
 
 def check_probabilities(p: Any, name: str, ndim: int) -> np.ndarray:
@@ -287,17 +234,6 @@ def check_enumerable(vocab_size: int, n: int, what: str) -> int:
     return size
 
 
-def inverse_cdf(u: jnp.ndarray, probs: jnp.ndarray) -> jnp.ndarray:
-    """Categorical draws int32[...] from probs[..., V] given uniforms u[...] in [0, 1).
-
-    Inverse-CDF sampling: the value whose cumulative interval holds u. All randomness is
-    drawn once outside loops as plain uniforms, which compiles much faster than
-    `jax.random.categorical` inside a `lax.scan`.
-    """
-    cdf = jnp.cumsum(probs, axis=-1)[..., :-1]
-    return jnp.sum(u[..., None] >= cdf, axis=-1).astype(jnp.int32)
-
-
 def safe_normalize(w: jnp.ndarray, axis: int = -1) -> jnp.ndarray:
     """w / sum(w) along `axis`; rows that sum to 0 (impossible evidence) become uniform."""
     total = jnp.sum(w, axis=axis, keepdims=True)
@@ -309,9 +245,3 @@ def log_nonneg(p: np.ndarray) -> np.ndarray:
     """NumPy log p with log 0 = -inf and no warnings (for parameters kept as constants)."""
     p = np.asarray(p, dtype=np.float64)
     return np.where(p > 0, np.log(np.where(p > 0, p, 1.0)), -np.inf)
-
-
-def log_or_neg_inf(p: jnp.ndarray) -> jnp.ndarray:
-    """log p with log 0 = -inf and no warnings or NaN gradients."""
-    return jnp.where(p > 0, jnp.log(jnp.where(p > 0, p, 1.0)), -jnp.inf)
-

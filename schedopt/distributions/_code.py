@@ -10,8 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..profile import EntropyProfile
-from ._base import MAX_ENUMERATION, Distribution, as_jax, check_count, check_length, point_mass
+from .._internal.checks import check_count
+from ..curve import EntropyProfile
+from ._base import MAX_ENUMERATION, Distribution, as_jax, check_length, point_mass
 
 # Conditionals are float[..., n, q]; larger alphabets belong to a different tool.
 MAX_FIELD = 1021
@@ -94,10 +95,8 @@ class LinearCode(Distribution):
     def exact_profile(self) -> bool:
         return self._mds or 2**self.n <= MAX_ENUMERATION
 
-    def profile(
-        self, *, key=None, samples: int = 1024, grid=None, quiet: bool = True
-    ) -> EntropyProfile:
-        """Exact for MDS codes and n <= 16; else the Monte Carlo estimate of `Distribution`."""
+    def profile(self) -> EntropyProfile:
+        """Exact for MDS codes and n <= 16 (else estimate it: `schedopt.estimate_law`)."""
         log_q = math.log(self.q)
         if self._mds:
             entropy = np.minimum(np.arange(self.n + 1), self.rank) * log_q
@@ -106,7 +105,7 @@ class LinearCode(Distribution):
             entropy = self._mean_rank_by_size() * log_q
             method = "enumeration of subsets"
         else:
-            return super().profile(key=key, samples=samples, grid=grid, quiet=quiet)
+            return super().profile()
         meta = {"source": "exact", "distribution": "code", "method": method}
         return EntropyProfile.from_entropy(entropy, meta=meta)
 

@@ -9,13 +9,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._internal.categorical import inverse_cdf
+from .._internal.checks import check_count
 from ._base import (
     Distribution,
     as_jax,
-    check_count,
     check_length,
     check_probabilities,
-    inverse_cdf,
     point_mass,
     safe_normalize,
 )

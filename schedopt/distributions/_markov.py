@@ -9,15 +9,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..profile import EntropyProfile
+from .._internal.categorical import inverse_cdf
+from .._internal.checks import check_count
+from ..curve import EntropyProfile
 from ._base import (
     Distribution,
     as_jax,
-    check_count,
     check_length,
     check_probabilities,
     entropy_nats,
-    inverse_cdf,
     log_nonneg,
     point_mass,
     safe_normalize,
@@ -60,8 +60,8 @@ class MarkovChain(Distribution):
     def exact_profile(self) -> bool:
         return True
 
-    def profile(self, *, key=None, samples=1024, grid=None, quiet=True) -> EntropyProfile:
-        """The exact profile from theory §8's closed form (the arguments are ignored)."""
+    def profile(self) -> EntropyProfile:
+        """The exact profile from theory §8's closed form."""
         entropy = markov_entropy_curve(self.transition, self.stationary, self.n)
         meta = {"source": "exact", "distribution": "markov", "method": "closed form"}
         return EntropyProfile.from_entropy(entropy, meta=meta)

@@ -9,17 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..profile import EntropyProfile
-from ._base import (
-    Distribution,
-    as_jax,
-    check_count,
-    check_probabilities,
-    entropy_nats,
-    inverse_cdf,
-    log_nonneg,
-    point_mass,
-)
+from .._internal.categorical import inverse_cdf
+from .._internal.checks import check_count
+from ..curve import EntropyProfile
+from ._base import Distribution, as_jax, check_probabilities, entropy_nats, log_nonneg, point_mass
 
 
 class Product(Distribution):
@@ -39,8 +32,8 @@ class Product(Distribution):
     def exact_profile(self) -> bool:
         return True
 
-    def profile(self, *, key=None, samples=1024, grid=None, quiet=True) -> EntropyProfile:
-        """The exact profile (the arguments are ignored)."""
+    def profile(self) -> EntropyProfile:
+        """The exact profile."""
         total = float(np.sum(entropy_nats(self.marginals)))
         entropy = np.arange(self.n + 1) * (total / self.n)
         meta = {"source": "exact", "distribution": "product"}

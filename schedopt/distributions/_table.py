@@ -11,11 +11,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..profile import EntropyProfile
+from .._internal.checks import check_count
+from ..curve import EntropyProfile
 from ._base import (
     Distribution,
     as_jax,
-    check_count,
     check_enumerable,
     check_probabilities,
     entropy_nats,
@@ -61,8 +61,8 @@ class Table(Distribution):
     def exact_profile(self) -> bool:
         return True
 
-    def profile(self, *, key=None, samples=1024, grid=None, quiet=True) -> EntropyProfile:
-        """The exact profile by enumeration of all subsets (the arguments are ignored)."""
+    def profile(self) -> EntropyProfile:
+        """The exact profile by enumeration of all subsets."""
         entropy = subset_entropy_curve(self.joint)
         meta = {"source": "exact", "distribution": "table", "method": "enumeration"}
         return EntropyProfile.from_entropy(entropy, meta=meta)

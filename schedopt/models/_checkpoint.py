@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from .. import _io
+from .._internal import io as _io
 from ._transformer import MaskedDiffusionTransformer, MDMConfig
 
 FORMAT = "schedopt.mdm"

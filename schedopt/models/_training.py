@@ -22,9 +22,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from .. import _progress
-from ..data import check_sequences
-from ..losscurve import loss_by_revealed_count
+from .._internal import progress as _progress
+from ..curve import loss_by_revealed_count
+from ..sources import check_sequences
 from ._transformer import MaskedDiffusionTransformer, MDMConfig, init_model, masked_inputs
 
 
