@@ -136,7 +136,8 @@ def test_folders_import_one_way():
             there = _folder(target)
             if here and there and there != here:
                 edges.setdefault(here, set()).add(there)
-    both = sorted(f"{a} <-> {b}" for a in edges for b in edges[a] if a < b and a in edges.get(b, ()))
+    both = sorted(f"{a} <-> {b}" for a in edges for b in edges[a]
+                  if a < b and a in edges.get(b, ()))
     assert not both, both
     state: dict[str, int] = {}
 

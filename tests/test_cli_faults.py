@@ -403,3 +403,14 @@ def test_fuzz_files_and_arguments(case):
         if argv[0] == "evaluate":
             row = json.loads(out, parse_constant=lambda c: pytest.fail(f"{c} printed"))
             assert row["expected_kl"] >= -1e-9  # a KL is never negative
+
+
+@pytest.mark.parametrize("second", [["--model", "digits"], ["--hf-model", "some/model"],
+                                    ["--from-loss-curve", "loss.csv", "--length", "12"]])
+def test_profile_takes_one_source_of_the_curve(tmp_path, second):
+    """The sources are one exclusive choice: argparse names the two in one line, exit 2."""
+    code, out, err = run(["profile", "--distribution", "product", "--marginals", "m.json",
+                          *second, "--out", tmp_path / "p.json"])
+    assert_one_line(code, err, match=f"argument {second[0]}: not allowed with argument "
+                                      "--distribution")
+    assert not (tmp_path / "p.json").exists()

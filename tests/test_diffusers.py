@@ -23,7 +23,7 @@ pytest.importorskip("transformers")
 from schedopt.export import _diffusers as ds  # noqa: E402
 from schedopt.export import (  # noqa: E402
     export_schedule,
-    load,  # noqa: E402
+    read_schedule_file,
     write_export,
 )
 from schedopt.schedule import Schedule  # noqa: E402
@@ -122,7 +122,7 @@ def test_export_files_and_schedule_files(tmp_path, suffix):
     schedule = block_schedule(TOKENS, LENGTH)
     path = write_export(tmp_path / f"blocks{suffix}",
                         export_schedule(schedule, "counts", block_length=LENGTH))
-    for source in (path, load(path)):
+    for source in (path, read_schedule_file(path)):
         scheduler = ds.block_refinement_scheduler(source)
         counts, _ = run_llada2(scheduler, **scheduler.call_kwargs)
         assert counts == [[[1, 3]] * 2, [[2, 1, 1]] * 2, [[4]] * 2]
@@ -169,16 +169,16 @@ def test_pipeline_called_off_schedule_is_refused(call, message):
 
 def test_bad_schedules_are_refused(tmp_path):
     with pytest.raises(ValueError, match="random-count grid"):
-        ds.block_refinement_scheduler(load(_alpha_file(tmp_path), n=8))
+        ds.block_refinement_scheduler(read_schedule_file(_alpha_file(tmp_path), n=8))
     with pytest.raises(ValueError, match="blocks of 4 tokens, not 8"):
-        ds.block_refinement_scheduler(load(_blocks_file(tmp_path)), block_length=8)
+        ds.block_refinement_scheduler(read_schedule_file(_blocks_file(tmp_path)), block_length=8)
     with pytest.raises(ValueError, match="comes from the schedule"):
         ds.block_refinement_scheduler(block_schedule(TOKENS, LENGTH), block_length=4,
                                       num_inference_steps=3)
     with pytest.raises(ValueError, match="a schedopt Schedule"):
         ds.block_refinement_scheduler([1, 2, 3])
     with pytest.raises(ValueError, match="whole image"):
-        ds.amused_scheduler(load(_blocks_file(tmp_path)), mask_token_id=MASK)
+        ds.amused_scheduler(read_schedule_file(_blocks_file(tmp_path)), mask_token_id=MASK)
 
 
 def _alpha_file(tmp_path):
@@ -255,7 +255,8 @@ def test_amused_reads_a_maskgit_export(tmp_path):
     tokens = [3, 9, 20, 32]
     flat = Schedule(tokens_per_step=np.asarray(tokens), expected_kl=np.float64(0.0))
     path = write_export(tmp_path / "mask_ratio.csv", export_schedule(flat, "maskgit"))
-    pipe = tiny_amused(ds.amused_scheduler(load(path, n=64), mask_token_id=MASK), tmp_path)
+    scheduler = ds.amused_scheduler(read_schedule_file(path, n=64), mask_token_id=MASK)
+    pipe = tiny_amused(scheduler, tmp_path)
     assert run_amused(pipe)[0] == [tokens] * 2
 
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import schedopt
+from schedopt import export
 from schedopt.cli import main
-from schedopt.export import _export as export
 from schedopt.schedule import TimeGrid
 
 
@@ -223,6 +223,38 @@ def test_user_files_without_metadata_are_read(tmp_path):
     back = export.read_schedule_file(tmp_path / "a.csv", 10)
     assert back.sampler == "binomial" and back.alpha.tolist() == [0.0, 0.3, 1.0]
     assert back.tokens_per_step.tolist() == [3, 7]
+
+
+def test_one_reader_for_schedopt_files_and_block_schedules(tmp_path):
+    """schedopt.schedule and schedopt.time_grid files come back through the same reader as
+    exports; a block schedule keeps its blocks (the per-block counts sliced independently)."""
+    blocks = schedopt.block_profiles_from_table(
+        schedopt.distributions.MarkovChain([[0.9, 0.1], [0.2, 0.8]], 8), 4)
+    best = schedopt.optimize_blocks(blocks, 5)
+    best.save(tmp_path / "b.json")
+    back = export.read_schedule_file(tmp_path / "b.json")  # n comes from the file
+    tokens = [int(t) for t in best.tokens_per_step]
+    ends = np.cumsum(tokens)
+    split = [sum(1 for e in ends if 4 * b < e <= 4 * (b + 1)) for b in range(2)]
+    assert back.kind == "schedule" and back.sampler == "fixed" and back.n == 8
+    assert back.block_length == 4 and back.steps_per_block.tolist() == split
+    assert back.block_counts(0).tolist() == tokens[: split[0]]
+    assert back.block_counts(1).tolist() == tokens[split[0]:]
+    profile = schedopt.EntropyProfile.from_conditional_entropy(1.0 / (1.0 + np.arange(16)))
+    schedopt.TimeGrid.from_alpha(profile, [0.0, 0.25, 1.0]).save(tmp_path / "g.json")
+    grid = export.read_schedule_file(tmp_path / "g.json", 16)
+    assert grid.kind == "time_grid" and grid.sampler == "binomial"
+    assert grid.alpha.tolist() == [0.0, 0.25, 1.0] and grid.tokens_per_step.tolist() == [4, 12]
+    with pytest.raises(ValueError, match="the counts sum to 8 tokens but n = 9"):
+        export.read_schedule_file(tmp_path / "b.json", 9)
+
+
+def test_a_bad_file_names_its_path_once(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"counts": [3, 4]}))
+    with pytest.raises(ValueError) as info:
+        export.read_schedule_file(path, 8)
+    assert str(info.value).count(str(path)) == 1 and str(info.value).startswith(repr(str(path)))
 
 
 def test_scores_both_ways_of_running_a_grid(tmp_path):

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 import schedopt
-from schedopt.export import _export as export
+from schedopt import export
 from schedopt.export import _integrations as integrations
 from schedopt.schedule import TimeGrid
 
@@ -81,7 +81,8 @@ def snippet(sampler: str) -> str:
 def run_snippet(sampler: str, tmp_path: Path, monkeypatch, filename: str, **namespace) -> dict:
     """Execute a doc snippet in tmp_path with its file name replaced by `filename`."""
     code = snippet(sampler)
-    code, replaced = re.subn(r'load\("[^"]+"\)', f'load("{filename}")', code)
+    code, replaced = re.subn(r'read_schedule_file\("[^"]+"\)', f'read_schedule_file("{filename}")',
+                             code)
     assert replaced == 1
     monkeypatch.chdir(tmp_path)
     ns = dict(namespace)
@@ -810,7 +811,7 @@ def test_dllm_refuses_blocks_with_different_rows(tmp_path):
         tmp_path / "b.json", export.export_schedule(BLOCKS, "counts", block_length=16)
     )
     with pytest.raises(ValueError, match="use llada_num_transfer_tokens"):
-        integrations.load(tmp_path / "b.json").dllm_scheduler()
+        integrations.read_schedule_file(tmp_path / "b.json").dllm_scheduler()
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -869,8 +870,8 @@ def test_reading_a_file_needs_no_torch(tmp_path):
 
     name = write(tmp_path, SMALL, "counts", ".npz")
     code = (
-        "import sys; from schedopt import integrations as I; "
-        f"s = I.load({str(tmp_path / name)!r}); c = s.block_counts(); "
+        "import sys; from schedopt.export import read_schedule_file; "
+        f"s = read_schedule_file({str(tmp_path / name)!r}); c = s.block_counts(); "
         "print('torch' in sys.modules, c.sum())"
     )
     out = subprocess.run(
@@ -914,7 +915,7 @@ def test_reader_bad_input_is_one_clear_error(tmp_path, content, n, call, message
 
     (tmp_path / "s.json").write_text(json.dumps(content))
     with pytest.raises(ValueError, match=message) as info:
-        schedule = integrations.load(tmp_path / "s.json", n)
+        schedule = integrations.read_schedule_file(tmp_path / "s.json", n)
         if call is not None:
             method, _, arg = call.partition(":")
             getattr(schedule, method)(*([arg] if arg else []))

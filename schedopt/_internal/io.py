@@ -351,6 +351,11 @@ def _reason(e: OSError) -> str:
     return (e.strerror or type(e).__name__).lower()
 
 
+def header(fmt: str, version: int) -> dict:
+    """The first keys of every schedopt JSON file, in the order `check_format` reads them."""
+    return {"format": fmt, "version": version}
+
+
 def check_format(obj: Any, path: str | os.PathLike, fmt: str, version: int) -> dict:
     """Check the `format` and `version` keys of a loaded file and return it as a dict."""
     if not isinstance(obj, dict) or obj.get("format") != fmt:

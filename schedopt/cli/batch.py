@@ -12,6 +12,7 @@ import numpy as np
 from . import add_profile_argument, format_table, load_profile
 from .core import BITS_PER_NAT, whole_number_arg
 from .distributed import add_distributed_arguments
+from .outputs import FRONTIER_FORMAT
 
 _JOB_KEYS = ("profile", "steps", "target_kl", "name")
 # A KL "reaches" a target up to float64 rounding (as in schedopt.solve).
@@ -349,7 +350,7 @@ def run_frontier(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile, args.regularize)
     max_steps = check_steps(args.max_steps, profile.n, name="--max-steps")
     table = frontier_table(profile, max_steps)
-    result = {"format": "schedopt.frontier", "version": 1, "n": profile.n,
+    result = {**_io.header(FRONTIER_FORMAT, 1), "n": profile.n,
               "max_steps": max_steps, "unit": "nats", **table}
     if args.target_kl is not None:
         result["target_kl"] = args.target_kl
@@ -411,7 +412,7 @@ def _frontier_csv(result: dict) -> str:
         info.update({f"fewest_{k}": v for k, v in result["fewest_steps"].items()})
     columns = ["steps", *(f"{k}_kl" for k in _METHODS), "pyramid_steps", "tc_steps",
                "dtc_steps"]
-    lines = ["# schedopt.frontier " + " ".join(f"{k}={v}" for k, v in info.items()),
+    lines = [f"# {FRONTIER_FORMAT} " + " ".join(f"{k}={v}" for k, v in info.items()),
              ",".join(columns)]
     for i in range(result["max_steps"]):
         lines.append(",".join(repr(result[c][i]) for c in columns))

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import format_table
+from .outputs import FRONTIER_FORMAT
 
 
 def is_block_profiles(path: str) -> bool:
@@ -178,7 +179,7 @@ def frontier(args: argparse.Namespace) -> int:
                          f"got {top}")
     fronts = np.stack([unregularized_frontier(p, blocks.block_length) for p in blocks.profiles])
     kl = [allocate_steps(fronts, t)[1] for t in range(b, top + 1)]
-    result = {"format": "schedopt.frontier", "version": 1, "n": blocks.n,
+    result = {**_io.header(FRONTIER_FORMAT, 1), "n": blocks.n,
               "block_length": blocks.block_length, "max_steps": top, "unit": "nats",
               "curves": "raw" if raw else "regularised",
               "steps": list(range(b, top + 1)), "optimal_kl": kl}

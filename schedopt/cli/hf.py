@@ -37,11 +37,12 @@ def batch_size_given(args: argparse.Namespace) -> bool:
 
 
 def add_hf_arguments(parser: argparse.ArgumentParser, *, block_length: bool = True,
-                     pairs: bool = True) -> None:
+                     pairs: bool = True, source=None) -> None:
     """Options for a Hugging Face model on a JSONL file of prompt/answer pairs (without
-    `pairs`: on prompts alone, so no answer field, padding or resume)."""
+    `pairs`: on prompts alone, so no answer field, padding or resume); --hf-model goes into
+    `source` (an exclusive group of curve sources) when given."""
     g = parser.add_argument_group("Hugging Face model (--hf-model) on prompt/answer pairs")
-    g.add_argument("--hf-model", metavar="NAME_OR_DIR",
+    (source or g).add_argument("--hf-model", metavar="NAME_OR_DIR",
                    help="a masked LM in a local directory or the local HF cache (never downloaded)")
     g.add_argument("--trust-remote-code", action="store_true",
                    help="run the modeling code shipped with the model (LLaDA, Dream)")

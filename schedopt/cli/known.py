@@ -26,10 +26,12 @@ _NEEDS = {
 }
 
 
-def add_distribution_arguments(parser: argparse.ArgumentParser) -> None:
-    """--distribution and its parameter files (.npy or .json), plus --samples."""
+def add_distribution_arguments(parser: argparse.ArgumentParser, *, source=None) -> None:
+    """--distribution and its parameter files (.npy or .json), plus --samples; --distribution
+    goes into `source` (an exclusive group of curve sources) when given."""
     g = parser.add_argument_group("known distribution (parameter files are .npy or .json)")
-    g.add_argument("--distribution", choices=DISTRIBUTIONS, help="a known distribution")
+    (source or g).add_argument("--distribution", choices=DISTRIBUTIONS,
+                               help="a known distribution")
     g.add_argument("--transition", metavar="transition.npy",
                    help="markov, hmm: row-stochastic matrix")
     g.add_argument("--emission", metavar="E.npy", help="hmm: emission matrix [K hidden, V]")

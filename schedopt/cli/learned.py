@@ -15,11 +15,13 @@ DATASETS = ("digits", "text", "hmm")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = False,
-                        kind: bool = True) -> None:
-    """--model, --data, --kind (when `kind`), --sequences, --split, --batch-size."""
+                        kind: bool = True, source=None) -> None:
+    """--model, --data, --kind (when `kind`), --sequences, --split, --batch-size, and the
+    Hugging Face options; --model and --hf-model go into `source` (an exclusive group of
+    curve sources) when given."""
     group = parser.add_argument_group("trained model (--model)")
-    group.add_argument(
-        "--model", required=required, metavar="digits|PATH",
+    (source or group).add_argument(
+        "--model", metavar="digits|PATH", **({} if source else {"required": required}),
         help="a trained masked diffusion model: 'digits' (shipped) or a checkpoint .json",
     )
     group.add_argument(
@@ -46,7 +48,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = Fal
     group.add_argument("--batch-size", type=int, default=hf.DEFAULT_BATCH, metavar="B",
                        help="rows per forward pass (default 256; with --hf-model: as many as "
                        "fit in half the free memory, at most 256)")
-    hf.add_hf_arguments(parser)
+    hf.add_hf_arguments(parser, source=source)
 
 
 def load_model_and_data(args: argparse.Namespace):

@@ -21,6 +21,8 @@ from .._internal import io as _io
 INPUT_OPTIONS = ("profile", "schedule", "transition", "emission", "weights", "marginals",
                  "joint", "generator", "manifest", "data", "from_loss_curve", "model")
 
+FRONTIER_FORMAT = "schedopt.frontier"  # `schedopt frontier`'s JSON and CSV output
+
 _HELD: list[_io.OutputLock] = []  # the locks this command holds, released when it ends
 
 

@@ -19,10 +19,14 @@ def register(sub) -> None:
         "the masked cross-entropy by mask ratio (--from-loss-curve, no forward pass), and "
         "write it as JSON.",
     )
-    known.add_distribution_arguments(p)
-    learned.add_model_arguments(p)
+    # The curve has one source: argparse refuses two in one line (exit 2).
+    source = p.add_argument_group(
+        "source of the curve (one of --distribution, --model, --hf-model, --from-loss-curve)"
+    ).add_mutually_exclusive_group()
+    known.add_distribution_arguments(p, source=source)
+    learned.add_model_arguments(p, source=source)
     group = p.add_argument_group("training log (--from-loss-curve)")
-    group.add_argument(
+    source.add_argument(
         "--from-loss-curve", metavar="LOSS.csv", default=None,
         help="CSV with header mask_ratio,cross_entropy[,stderr] (mean CE per masked token, "
         "nats); needs --length N. Mask ratio r is revealed count n (1 - r)",
@@ -87,19 +91,12 @@ def _run(args: argparse.Namespace) -> int:
 
         return rules.run_profile(args, learned.load_model_and_data)
     if getattr(args, "hf_model", None):
-        if any(getattr(args, name, None) for name in ("distribution", "model", "from_loss_curve")):
-            raise ValueError("give one source of the curve: --distribution, --model, "
-                             "--from-loss-curve or --hf-model")
         from . import hf
 
         return hf.run_profile(args)
     if getattr(args, "block_length", None) is not None:
         raise ValueError("--block-length in profile needs --hf-model (per-block curves on "
                          "prompt/answer pairs)")
-    sources = [f"--{name.replace('_', '-')}" for name in
-               ("distribution", "model", "from_loss_curve") if getattr(args, name, None)]
-    if len(sources) > 1:
-        raise ValueError(f"give one source of the curve, not {' and '.join(sources)}")
     if args.max_forward_passes is not None and not getattr(args, "model", None):
         raise ValueError("--max-forward-passes applies to --model and --hf-model; drop it or "
                          "give a model")

@@ -129,8 +129,7 @@ class BlockProfiles:
     # ----------------------------------------------------------------- file io
     def to_json(self) -> dict:
         out = {
-            "format": BLOCK_PROFILES_FORMAT,
-            "version": VERSION,
+            **_io.header(BLOCK_PROFILES_FORMAT, VERSION),
             "n": self.n,
             "block_length": self.block_length,
             "num_blocks": self.num_blocks,

@@ -206,8 +206,7 @@ class EntropyProfile:
     def to_json(self) -> dict:
         """The profile as a `schedopt.profile` version 1 dict (full grid 0..n)."""
         out = {
-            "format": PROFILE_FORMAT,
-            "version": VERSION,
+            **_io.header(PROFILE_FORMAT, VERSION),
             "n": self.n,
             "unit": "nats",
             "revealed": list(range(self.n + 1)),

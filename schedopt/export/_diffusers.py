@@ -9,8 +9,8 @@
   counts of the schedule, instead of its cosine or linear mask ratio.
 
 `schedule` is a `Schedule` (a block schedule from `optimize --block-length` keeps its
-blocks), a `SamplerSchedule` from `schedopt.export.load`, or a path to any file those read
-(a schedule file or a `schedopt export` file). diffusers is imported when a scheduler is
+blocks), a `SamplerSchedule` from `schedopt.export.read_schedule_file`, or a path to any file
+that reads (a schedule file or a `schedopt export` file). diffusers is imported when a scheduler is
 built, never by `import schedopt`. A pipeline called with a block length, step count or size
 that is not the schedule's is refused with a ValueError naming the value to pass;
 `scheduler.call_kwargs` holds the arguments to call the pipeline with.
@@ -25,10 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from ..schedule import Schedule
+from ..schedule import SCHEDULE_FORMAT, Schedule
 from . import _integrations as integrations
-
-SCHEDULE_FORMAT = "schedopt.schedule"
 
 
 # --------------------------------------------------------------------------- the schedule
@@ -48,7 +46,7 @@ def sampler_schedule(schedule: Any,
         if isinstance(data, dict) and data.get("format") == SCHEDULE_FORMAT:
             schedule = Schedule.load(schedule)
         else:
-            schedule = integrations.load(schedule)
+            schedule = integrations.read_schedule_file(schedule)
     if isinstance(schedule, Schedule):
         length = block_length
         if length is None:

@@ -19,12 +19,12 @@ Formats (JSON key in brackets):
 
 Containers by the output's extension: .json (one object), .csv (a "# key=value ..." comment
 line, a header, one row per step or block), .npz (one array per key plus a JSON "info" string).
-`read_schedule_file` reads any of these (and schedopt.schedule / schedopt.time_grid files) back.
+`schedopt.export.read_schedule_file` reads any of these (and schedopt.schedule / schedopt.time_grid
+files) back.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import os
@@ -49,13 +49,11 @@ from ..schedule import (
     check_convention,
     check_eps,
     parse_alpha_schedule,
-    realised_grid,
 )
-from . import _integrations as integrations
 from ._integrations import CONTAINERS as CONTAINERS  # the output extensions export writes
+from ._integrations import EXPORT_FORMAT, SamplerSchedule
 from ._integrations import mask_ratios as mask_ratios
 
-FORMAT = "schedopt.export"
 VERSION = 1
 FORMATS = ("counts", "maskgit", "alpha", "timesteps")
 DATA_KEYS = {
@@ -140,7 +138,7 @@ def export_schedule(
             f"--block-length applies to --format counts only (got --format {fmt}); "
             "drop it or export counts"
         )
-    head: dict[str, Any] = {"format": FORMAT, "version": VERSION, "kind": fmt}
+    head: dict[str, Any] = {"format": EXPORT_FORMAT, "version": VERSION, "kind": fmt}
     if isinstance(schedule, TimeGrid):
         if fmt in ("counts", "maskgit"):
             raise ValueError(
@@ -253,7 +251,7 @@ def _array_keys(data: dict) -> list[str]:
 def _to_csv(data: dict) -> str:
     scalars = {k: v for k, v in data.items() if k not in _array_keys(data) and k != "format"}
     meta = " ".join(f"{k}={_csv_value(v)}" for k, v in scalars.items())
-    lines = [f"# {FORMAT} {meta}"]
+    lines = [f"# {EXPORT_FORMAT} {meta}"]
     kind = data["kind"]
     if kind == "counts" and "steps_per_block" in data:
         width = len(data["counts"][0])
@@ -276,106 +274,10 @@ def _csv_value(v: Any) -> str:
     return repr(v) if isinstance(v, float) else str(v).replace(" ", "_")
 
 
-# --------------------------------------------------------------------------- import
-@dataclasses.dataclass(frozen=True)
-class ImportedSchedule:
-    """A schedule file read back into what schedopt scores.
-
-    Attributes:
-        kind: "schedule", "time_grid", "counts", "maskgit", "alpha" or "timesteps".
-        sampler: "fixed" (integer counts per step) or "binomial" (random counts on a grid):
-            how the sampler that reads this format runs it.
-        tokens_per_step: int64[T'] positive counts (empty steps dropped: they cost a forward
-            pass but no KL), or None when the counts are random and n * alpha is not whole.
-        alpha: float64[T + 1] revealed-fraction grid (N_k / n for fixed counts).
-        block_length: the block length of a block counts matrix or block schedule, else None.
-        steps: the number of steps the sampler runs (empty ones included).
-        sampler_grid: for MD4 timesteps, the grid MD4 really runs: alpha with its final decode
-            as one more random-count step (`schedopt.schedule.realised_grid`); else None.
-    """
-
-    kind: str
-    sampler: str
-    tokens_per_step: np.ndarray | None
-    alpha: np.ndarray
-    block_length: int | None = None
-    steps: int = 0
-    sampler_grid: np.ndarray | None = None
-
-
-def read_schedule_file(path: str | os.PathLike, n: int) -> ImportedSchedule:
-    """Read a counts / maskgit / alpha / timesteps file (.json, .csv, .npz), or a
-    schedopt.schedule or schedopt.time_grid file, for a sequence of n tokens.
-
-    Counts are checked to sum to n; MaskGIT ratios go through MaskGIT's own rounding
-    (masked after step k: max(1, min(m_{k-1} - 1, floor(n r_k))), all revealed at the end);
-    timesteps through the sampler's own rule (the file's alpha_schedule / eps / convention,
-    default linear / 1e-4 / md4) to the grid it realises. `schedopt.export` does the
-    reading.
-
-    Args:
-        path: the file.
-        n: the sequence length of the profile it will be scored against.
-
-    Returns:
-        An `ImportedSchedule`.
-    """
-    path = Path(path)
-    where = f"{str(path)!r}"
-    try:
-        data = integrations.read_export_file(path)
-        fmt = data.get("format")
-        if fmt == SCHEDULE_FORMAT:
-            schedule = Schedule.load(path)
-            tokens = np.asarray(schedule.tokens_per_step, dtype=np.int64)
-            if int(tokens.sum()) != n:
-                raise ValueError(
-                    f"the counts sum to {int(tokens.sum())} tokens but n = {n}; use a "
-                    "schedule made for this sequence length"
-                )
-            kept = tokens[tokens > 0]
-            length = schedule.meta.get("block_length")
-            return ImportedSchedule(
-                "schedule",
-                "fixed",
-                kept,
-                alpha_from_counts(kept),
-                None if length is None else int(length),
-                int(tokens.size),
-            )
-        if fmt == TIME_GRID_FORMAT:
-            return _imported(integrations.from_dict(TimeGrid.load(path).to_json(), n))
-        imported = _imported(integrations.from_dict(data, n))
-        if "t" in data and str(data.get("convention", "md4")) == "md4":
-            grid = realised_grid(imported.alpha, float(data.get("eps", MD4_EPS)), "md4")
-            imported = dataclasses.replace(imported, sampler_grid=grid)
-        return imported
-    except ValueError as e:
-        if str(e).startswith(where):
-            raise
-        raise ValueError(f"{where}: {e}") from None
-
-
-def _imported(schedule: integrations.SamplerSchedule) -> ImportedSchedule:
-    fixed = schedule.kind in ("counts", "maskgit")
-    if fixed:
-        tokens = schedule.counts[schedule.counts > 0]
-    else:
-        # The fixed-count reading of a grid: the nearest whole counts N_k = round(n alpha_k).
-        diffs = np.diff(np.round(schedule.alpha * schedule.n)).astype(np.int64)
-        tokens = diffs[diffs > 0]
-    return ImportedSchedule(
-        schedule.kind,
-        "fixed" if fixed else "binomial",
-        tokens,
-        schedule.alpha,
-        schedule.block_length,
-        schedule.steps,
-    )
-
-
-def score_imported(profile: EntropyProfile, imported: ImportedSchedule) -> dict:
-    """Expected KL (nats) of an imported schedule under `profile`, both ways of running it.
+# --------------------------------------------------------------------------- scoring
+def score_imported(profile: EntropyProfile, imported: SamplerSchedule) -> dict:
+    """Expected KL (nats) of a schedule read back (`read_schedule_file`) under `profile`, both
+    ways of running it.
 
     Returns:
         {"kind", "sampler", "steps", "expected_kl"} where expected_kl is for the sampler the

@@ -1,8 +1,10 @@
 """Hand an exported schedule to another sampler: exactly the object its loop indexes.
 
-`load(path)` reads any file `schedopt export` writes (.json, .csv, .npz; counts, maskgit, alpha
-or timesteps), a `schedopt.schedule` or `schedopt.time_grid` file, or a hand-written file with
-one data key, and returns a `SamplerSchedule`. Its methods give each sampler its own object:
+`read_schedule_file(path)` is the one reader of schedule-like files: any file `schedopt export`
+writes (.json, .csv, .npz; counts, maskgit, alpha or timesteps), a `schedopt.schedule` or
+`schedopt.time_grid` file (checked by `Schedule.load` / `TimeGrid.load`, their own readers), or
+a hand-written file with one data key. It returns a `SamplerSchedule`, which schedopt scores
+(`schedopt.export.score_imported`) and whose methods give each sampler its own object:
 
 =================================  =============================================================
 sampler                            method -> what its loop indexes
@@ -39,16 +41,23 @@ import numpy as np
 
 from .._internal import io as _io
 from .._internal.checks import LARGEST_WHOLE, check_alpha, expected_kl_field, shown, whole_number
+from ..curve import check_block_length, steps_per_block
 from ..schedule import (
     MD4_EPS,
+    SCHEDULE_FORMAT,
+    TIME_GRID_FORMAT,
+    Schedule,
+    TimeGrid,
     alpha_from_counts,
     alpha_to_timesteps,
     check_eps,
     parse_alpha_schedule,
+    realised_grid,
     timesteps_to_alpha,
 )
 
 CONTAINERS = (".json", ".csv", ".npz")
+EXPORT_FORMAT = "schedopt.export"
 
 
 # --------------------------------------------------------------------------- containers
@@ -238,7 +247,7 @@ def whole(values: Any, key: str) -> np.ndarray:
 # --------------------------------------------------------------------------- the schedule
 @dataclasses.dataclass(frozen=True)
 class SamplerSchedule:
-    """An exported schedule, ready for other samplers.
+    """A schedule read from a file: what schedopt scores, and each sampler's object.
 
     Attributes:
         n: tokens to generate.
@@ -251,6 +260,8 @@ class SamplerSchedule:
         steps_per_block: int64[num_blocks] steps of each block, or None.
         kind: the file's format ("counts", "maskgit", "alpha", "timesteps", "schedule",
             "time_grid").
+        sampler_grid: for MD4 timesteps, the grid MD4 really runs: alpha with its final decode
+            as one more random-count step (`schedopt.schedule.realised_grid`); else None.
     """
 
     n: int
@@ -259,6 +270,22 @@ class SamplerSchedule:
     block_length: int | None = None
     steps_per_block: np.ndarray | None = None
     kind: str = "counts"
+    sampler_grid: np.ndarray | None = None
+
+    @property
+    def sampler(self) -> str:
+        """How the sampler that reads this kind runs it: "fixed" (integer counts per step) or
+        "binomial" (random counts on the alpha grid)."""
+        return "fixed" if self.kind in ("counts", "maskgit", "schedule") else "binomial"
+
+    @property
+    def tokens_per_step(self) -> np.ndarray:
+        """int64[T'] positive counts: the file's own (empty steps dropped: they cost a forward
+        pass but no KL), or for a random-count grid the nearest whole counts round(n alpha_k)."""
+        if self.sampler == "fixed":
+            return self.counts[self.counts > 0]
+        diffs = np.diff(np.round(self.alpha * self.n)).astype(np.int64)
+        return diffs[diffs > 0]
 
     @property
     def steps(self) -> int:
@@ -499,14 +526,20 @@ class DllmAlphaScheduler:
         return self._like(value, t)
 
 
-# --------------------------------------------------------------------------- loading
-def load(path: str | os.PathLike, n: int | None = None) -> SamplerSchedule:
-    """Read an exported schedule for another sampler.
+# --------------------------------------------------------------------------- reading
+def read_schedule_file(path: str | os.PathLike, n: int | None = None) -> SamplerSchedule:
+    """Read any schedule-like file: the one reader, for scoring and for other samplers.
+
+    Counts are checked to sum to n; MaskGIT ratios go through MaskGIT's own rounding (masked
+    after step k: max(1, min(m_{k-1} - 1, floor(n r_k))), all revealed at the end); timesteps
+    through the sampler's own rule (the file's alpha_schedule / eps / convention, default
+    linear / 1e-4 / md4) to the grid it realises.
 
     Args:
         path: a file from `schedopt export` (.json, .csv, .npz; counts, maskgit, alpha,
-            timesteps), a `schedopt.schedule` / `schedopt.time_grid` file, or a hand-written
-            file with one data key ({"counts": [...]}, a CSV with an alpha column, ...).
+            timesteps), a `schedopt.schedule` (block schedules included) or
+            `schedopt.time_grid` file, or a hand-written file with one data key
+            ({"counts": [...]}, a CSV with an alpha column, ...).
         n: the sequence length; needed only for files that do not say it (mask ratios or an
             alpha grid written by hand). When given it is checked against the file.
 
@@ -515,12 +548,34 @@ def load(path: str | os.PathLike, n: int | None = None) -> SamplerSchedule:
     """
     path = Path(path)
     try:
-        return from_dict(read_export_file(path), n)
+        data = read_export_file(path)
+        if data.get("format") == SCHEDULE_FORMAT:
+            return _from_schedule(Schedule.load(path), n)
+        if data.get("format") == TIME_GRID_FORMAT:
+            alpha = np.asarray(TimeGrid.load(path).alpha, np.float64)
+            return _random(alpha, _declared_n(data, n), "time_grid")
+        return from_dict(data, n)
     except ValueError as e:
         where = f"{str(path)!r}"
         if str(e).startswith(where):
             raise
         raise ValueError(f"{where}: {e}") from None
+
+
+def _from_schedule(schedule: Schedule, n: int | None) -> SamplerSchedule:
+    counts = np.asarray(schedule.tokens_per_step, dtype=np.int64)
+    total = int(counts.sum())
+    if n is not None and total != n:
+        raise ValueError(
+            f"the counts sum to {total} tokens but n = {n}; use a schedule made for this "
+            "sequence length"
+        )
+    length = schedule.meta.get("block_length")
+    if length is None:
+        return SamplerSchedule(total, alpha_from_counts(counts), counts, kind="schedule")
+    length = check_block_length(length, total)
+    return SamplerSchedule(total, alpha_from_counts(counts), counts, length,
+                           steps_per_block(counts, length), kind="schedule")
 
 
 def _declared_n(data: dict, n: int | None) -> int | None:
@@ -533,21 +588,18 @@ def _declared_n(data: dict, n: int | None) -> int | None:
 
 
 # Each data key, with the `kind` an exported file gives it.
-_DATA_KINDS = {"tokens_per_step": None, "counts": "counts", "mask_ratio": "maskgit",
-               "alpha": "alpha", "t": "timesteps"}
-_FORMATS = ("schedopt.export", "schedopt.schedule", "schedopt.time_grid")
+_DATA_KINDS = {"counts": "counts", "mask_ratio": "maskgit", "alpha": "alpha", "t": "timesteps"}
 
 
 def _check_fields(data: dict) -> str | None:
     """The one data key of an exported or hand-written file, after checking every other field;
     None when there is none."""
     fmt = data.get("format")
-    if fmt is not None and fmt not in _FORMATS:
+    formats = (EXPORT_FORMAT, SCHEDULE_FORMAT, TIME_GRID_FORMAT)
+    if fmt is not None and fmt != EXPORT_FORMAT:
         raise ValueError(f"format is {shown(fmt)}, not a schedule format; use one of "
-                         f"{', '.join(_FORMATS)} or drop the field")
-    known = {"schedopt.schedule": _io.SCHEDULE_FIELDS,
-             "schedopt.time_grid": _io.TIME_GRID_FIELDS}.get(fmt, _io.EXPORT_FIELDS)
-    _io.check_fields(data, None, known, f"{fmt or 'schedule'} file")
+                         f"{', '.join(formats)} or drop the field")
+    _io.check_fields(data, None, _io.EXPORT_FIELDS, f"{fmt or 'schedule'} file")
     if not _io.is_version(data.get("version", 1), 1):
         raise ValueError(f"version is {shown(data['version'])}; this schedopt reads version 1")
     present = [k for k in _DATA_KINDS if k in data]
@@ -600,23 +652,14 @@ def _check_steps(data: dict, schedule: SamplerSchedule) -> SamplerSchedule:
 
 
 def from_dict(data: dict, n: int | None = None) -> SamplerSchedule:
-    """A `SamplerSchedule` from the keys of an exported file (see `load`)."""
+    """A `SamplerSchedule` from the keys of an exported or hand-written file (see
+    `read_schedule_file`, which reads schedopt's own formats with their types' readers)."""
     return _check_steps(data, _from_dict(data, n))
 
 
 def _from_dict(data: dict, n: int | None) -> SamplerSchedule:
     key = _check_fields(data)
     n = _declared_n(data, n)
-    if key == "tokens_per_step":  # a schedopt.schedule file
-        if (data.get("meta") or {}).get("block_length") is not None:
-            raise ValueError(
-                "this block schedule must be exported first: schedopt export --format counts "
-                "--block-length L"
-            )
-        counts = whole(data["tokens_per_step"], "tokens_per_step")
-        if counts.ndim != 1 or np.any(counts < 1):
-            raise ValueError("tokens_per_step must be a flat list of counts >= 1")
-        return _counts({"counts": counts.tolist()}, n)
     if key == "counts":
         return _counts(data, n)
     if key == "mask_ratio":
@@ -625,9 +668,7 @@ def _from_dict(data: dict, n: int | None) -> SamplerSchedule:
         counts = maskgit_counts(data["mask_ratio"], n)
         return SamplerSchedule(n, alpha_from_counts(counts), counts, kind="maskgit")
     if key == "alpha":
-        alpha = check_alpha(vector(data["alpha"], "alpha"))
-        kind = "time_grid" if data.get("format") == "schedopt.time_grid" else "alpha"
-        return _random(alpha, n, kind)
+        return _random(check_alpha(vector(data["alpha"], "alpha")), n, "alpha")
     if key == "t":
         schedule = str(data.get("alpha_schedule", "linear"))
         parse_alpha_schedule(schedule)
@@ -639,8 +680,10 @@ def _from_dict(data: dict, n: int | None) -> SamplerSchedule:
                                                              atol=1e-9):
                 raise ValueError("dt disagrees with t (dt_k must be t_{k-1} - t_k); fix or "
                                  "drop the dt field")
-        alpha = timesteps_to_alpha(t, schedule, eps, str(data.get("convention", "md4")))
-        return _random(alpha, n, "timesteps")
+        convention = str(data.get("convention", "md4"))
+        alpha = timesteps_to_alpha(t, schedule, eps, convention)
+        grid = realised_grid(alpha, eps, "md4") if convention == "md4" else None
+        return dataclasses.replace(_random(alpha, n, "timesteps"), sampler_grid=grid)
     raise ValueError(
         "the file holds no schedule: expected a schedopt schedule or time grid, or a key "
         "counts, mask_ratio, alpha or t"

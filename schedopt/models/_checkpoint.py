@@ -81,8 +81,7 @@ def save_checkpoint(path: str | os.PathLike, model: MaskedDiffusionTransformer,
     flat = _flatten(nnx.to_pure_dict(nnx.state(model)))
     _io.atomic_write(weights, save({k: np.ascontiguousarray(v) for k, v in flat.items()}))
     _io.write_json(path, {
-        "format": FORMAT,
-        "version": VERSION,
+        **_io.header(FORMAT, VERSION),
         "weights": weights.name,
         "config": model.config.to_json(),
         "record": dict(record or {}),

@@ -90,8 +90,7 @@ class Schedule:
     def to_json(self) -> dict:
         """The schedule as a `schedopt.schedule` version 1 dict."""
         out = {
-            "format": SCHEDULE_FORMAT,
-            "version": VERSION,
+            **_io.header(SCHEDULE_FORMAT, VERSION),
             "n": self.n,
             "steps": self.steps,
             "tokens_per_step": [int(s) for s in np.asarray(self.tokens_per_step)],

@@ -68,8 +68,7 @@ class TimeGrid:
     def to_json(self) -> dict:
         """The grid as a `schedopt.time_grid` version 1 dict."""
         return {
-            "format": TIME_GRID_FORMAT,
-            "version": VERSION,
+            **_io.header(TIME_GRID_FORMAT, VERSION),
             "n": int(self.meta.get("n", 0)),
             "steps": self.steps,
             "alpha": [float(a) for a in np.asarray(self.alpha)],
