@@ -8,6 +8,7 @@ the KL ratio optimize / exact. Then the exact frontier for n = 32768, T <= 512, 
 Profiles: a sticky 4-state Markov chain (closed form), the worked example's family.
 
     python scripts/bench_optimize.py [--repeats 5]
+    python scripts/bench_optimize.py --windows [--repeats 7]   # repair window 8 vs 12, paired
 """
 
 from __future__ import annotations
@@ -45,10 +46,35 @@ def regularised(profile, seed: int = 0):
     return schedopt.EntropyProfile.from_conditional_entropy(noisy, check=False).regularize()
 
 
+def window_table(repeats: int) -> None:
+    """optimize() with the repair window 8 against 12 (the default), calls interleaved."""
+    print("| n | T | window 8 (ms) | window 12 (ms) | ratio 12 / 8 |")
+    print("|---|---|---|---|---|")
+    for n in (4096, 32768):
+        profile = MarkovChain(TRANSITION, n).profile()
+        for steps in (4, 64, 512):
+            times: dict[int, list[float]] = {8: [], 12: []}
+            for window in times:
+                schedopt.optimize(profile, steps, window=window)  # compile
+            for _ in range(repeats):
+                for window in times:
+                    start = time.perf_counter()
+                    schedopt.optimize(profile, steps, window=window)
+                    times[window].append(time.perf_counter() - start)
+            w8, w12 = statistics.median(times[8]), statistics.median(times[12])
+            print(f"| {n} | {steps} | {w8 * 1e3:.1f} | {w12 * 1e3:.1f} | {w12 / w8:.2f} |",
+                  flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--windows", action="store_true",
+                        help="only the paired table of repair windows 8 and 12")
     args = parser.parse_args()
+    if args.windows:
+        window_table(args.repeats)
+        return
 
     print("| curve | n | T | optimize, certified (ms) | optimize, certify=False (ms) | "
           "first call (s) | exact DP (ms) | KL ratio | certified |")
