@@ -4,12 +4,17 @@ import os
 import signal
 import subprocess
 
+import jax
 import pytest
 from processes import child_env
 
 # The CLI keeps compiled programs on disk between runs; tests call its main() in-process and
 # must neither depend on nor fill a user's cache.
 os.environ["SCHEDOPT_CACHE_DIR"] = "off"
+
+# Strict dtype promotion: an int32 meeting an int64, or an int meeting a float, is an error in
+# the tests instead of a silent widening (the library casts explicitly where it mixes them).
+jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 @pytest.fixture
 def spawn():

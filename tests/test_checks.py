@@ -15,7 +15,7 @@ from scipy import stats
 
 import schedopt
 from schedopt.check import HEAVY_TAIL_KURTOSIS, Verification, verification_samples
-from schedopt.check import _sampler as sampler
+from schedopt.check import _verify as verify_module
 from schedopt.cli.known import clustered_sequences
 from schedopt.distributions import HiddenMarkov, MarkovChain, MixtureOfProducts, Table
 from schedopt.estimate import (
@@ -180,7 +180,7 @@ def test_default_prediction_matches_a_full_grid_reference_across_seeds(monkeypat
     """
     n, seeds, per_seed = 96, 16, 256
     monkeypatch.setattr(estimate, "FULL_GRID_MAX", 64)
-    monkeypatch.setattr(sampler, "FULL_GRID_MAX", 64)
+    monkeypatch.setattr(verify_module, "FULL_GRID_MAX", 64)
     law = clustered_sequences(prototypes=8, fidelities=(0.85,), n=n, vocab=4)
     steps = [1, 1, 2, 3, 5, 84]  # cuts 0, 1, 2, 4, 7, 12: several off the 33-point grid
     assert not set(np.cumsum(steps)[:-1].tolist()) <= set(revealed_grid(n).tolist())

@@ -435,8 +435,9 @@ def maskgit_masked_after(mask_ratio_table, n: int, seed: int = 0):
 
 
 def maskgit_decode(mask_ratio_table, n: int) -> list[int]:
-    """Tokens MaskGIT reveals per step, run in JAX's default precision (float32)."""
-    with jax.enable_x64(False):
+    """Tokens MaskGIT reveals per step, run in JAX's defaults: float32 and standard promotion
+    (MaskGIT multiplies an int32 count by a float ratio)."""
+    with jax.enable_x64(False), jax.numpy_dtype_promotion("standard"):
         masked = np.concatenate([[n], np.asarray(maskgit_masked_after(mask_ratio_table, n))])
     return (-np.diff(masked)).tolist()
 
@@ -472,7 +473,7 @@ def maskgit_mask_lengths(mask_ratio_table, n: int):
 def test_maskgit_counting_rule_on_a_long_schedule(tmp_path, monkeypatch):
     name = write(tmp_path, LARGE, "maskgit", ".npz")
     ns = run_snippet("maskgit", tmp_path, monkeypatch, name)
-    with jax.enable_x64(False):
+    with jax.enable_x64(False), jax.numpy_dtype_promotion("standard"):  # MaskGIT's own
         masked = np.asarray(maskgit_mask_lengths(ns["mask_ratio_table"], 32768))
     assert (-np.diff(np.concatenate([[32768], masked]))).tolist() == LARGE
 

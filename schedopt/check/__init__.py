@@ -1,6 +1,7 @@
 """Checks beside the flow: sampling and `verify`, held-out T-step NLL, paired differences,
 sample quality, and the pictures."""
 
+from ._entropy_bounded import sample_entropy_bounded as sample_entropy_bounded
 from ._heldout import llada_stock as llada_stock
 from ._heldout import paired_difference as paired_difference
 from ._nll import predicted_excess as predicted_excess
@@ -15,10 +16,9 @@ from ._plot import plot_report as plot_report
 from ._plot import plot_tokens as plot_tokens
 from ._plot import save_png as save_png
 from ._quality import sample_quality as sample_quality
-from ._sampler import HEAVY_TAIL_KURTOSIS as HEAVY_TAIL_KURTOSIS
-from ._sampler import Verification as Verification
 from ._sampler import sample as sample
-from ._sampler import sample_entropy_bounded as sample_entropy_bounded
 from ._sampler import schedule_log_likelihood as schedule_log_likelihood
-from ._sampler import verification_samples as verification_samples
-from ._sampler import verify as verify
+from ._verify import HEAVY_TAIL_KURTOSIS as HEAVY_TAIL_KURTOSIS
+from ._verify import Verification as Verification
+from ._verify import verification_samples as verification_samples
+from ._verify import verify as verify

@@ -493,7 +493,7 @@ def masked_means(logits, tokens, revealed):
 
 @functools.partial(jax.jit, static_argnums=(0,))
 def _row_statistics(logits_fn, tokens, order, counts):
-    revealed = order < counts[:, None]
+    revealed = order < counts[:, None].astype(order.dtype)
     return masked_means(logits_fn(tokens, revealed), tokens, revealed)
 
 
@@ -501,7 +501,7 @@ _masked_means_jit = jax.jit(masked_means)
 
 
 def _eager_row_statistics(logits_fn, tokens, order, counts):
-    revealed = order < counts[:, None]
+    revealed = order < counts[:, None].astype(order.dtype)
     logits = jnp.asarray(logits_fn(tokens, revealed))
     return _masked_means_jit(logits, tokens, revealed)
 

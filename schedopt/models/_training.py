@@ -244,7 +244,10 @@ def _run_steps(graphdef, hyper: _Hyper, count: int, state, opt_state, key, data)
             return _loss(nnx.merge(graphdef, s), data[rows], k_loss, hyper.dropout)
 
         (loss, (counts, row_ce)), grads = jax.value_and_grad(loss_of, has_aux=True)(state)
-        updates, opt_state = optimizer.update(grads, opt_state, state)
+        # optax's schedules multiply their int32 step count by floats: standard promotion
+        # here, whatever the caller's setting (identical values).
+        with jax.numpy_dtype_promotion("standard"):
+            updates, opt_state = optimizer.update(grads, opt_state, state)
         return (optax.apply_updates(state, updates), opt_state), (loss, counts, row_ce)
 
     (state, opt_state), (losses, counts, row_ce) = jax.lax.scan(

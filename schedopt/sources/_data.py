@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .._internal.checks import whole_number
+from .._internal.checks import check_count
 
 DATASETS = ("digits", "text", "hmm")
 
@@ -96,7 +96,7 @@ def text(length: int = 64) -> Dataset:
     Args:
         length: characters per sequence (n).
     """
-    length = _check_positive_int(length, "length")
+    length = check_count(length, "length")
     splits = {}
     for split, modules in _TEXT_FILES.items():
         ids = np.concatenate([encode_text(_read_module_source(m)) for m in modules])
@@ -150,7 +150,7 @@ def default_hmm(length: int = 64):
     emission = np.full((states, symbols), 0.2 / (symbols - 2))
     for s in range(states):
         emission[s, 2 * s : 2 * s + 2] = 0.4
-    return HiddenMarkov(transition, emission, _check_positive_int(length, "length"))
+    return HiddenMarkov(transition, emission, check_count(length, "length"))
 
 
 def hmm(length: int = 64, train: int = 50_000, valid: int = 1_000, test: int = 1_000,
@@ -168,7 +168,7 @@ def hmm(length: int = 64, train: int = 50_000, valid: int = 1_000, test: int = 1
     key = jax.random.key(int(seed))
     sizes = {"train": train, "valid": valid, "test": test}
     splits = {
-        name: np.asarray(law.sample(_check_positive_int(m, name), key=jax.random.fold_in(key, k)),
+        name: np.asarray(law.sample(check_count(m, name), key=jax.random.fold_in(key, k)),
                          dtype=np.int32)
         for k, (name, m) in enumerate(sizes.items())
     }
@@ -211,7 +211,3 @@ def check_sequences(data: Any, *, length: int | None, vocab_size: int,
             "encode the data with the model's vocabulary"
         )
     return x.astype(np.int32)
-
-
-def _check_positive_int(value: Any, what: str) -> int:
-    return whole_number(value, what, minimum=1)
