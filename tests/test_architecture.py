@@ -279,11 +279,18 @@ def _documented_paths() -> set[str]:
 
 def test_every_documented_import_path_resolves():
     """A path in the docs names a module, or an attribute of one (a function, a class's
-    method): the longest importable prefix is imported and the rest looked up on it."""
+    method): the longest importable prefix is imported and the rest looked up on it. A module
+    is found without running it (`schedopt.lm_eval_model` needs the optional lm_eval)."""
     import importlib
+    import importlib.util
 
     unresolved = []
     for path in sorted(_documented_paths()):
+        try:
+            if importlib.util.find_spec(path) is not None:
+                continue
+        except ImportError:  # a parent is not a package: the path names an attribute
+            pass
         parts = path.split(".")
         for cut in range(len(parts), 0, -1):
             try:

@@ -165,13 +165,13 @@ def _row(schedule, name: str | None = None) -> dict:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from .. import solve as cmp
+    from .. import solve
     from . import blockfiles
 
     if blockfiles.is_block_profiles(args.profile):
         return blockfiles.compare(args)
     profile = load_profile(args.profile, args.regularize)
-    rows = [_row(s, name) for name, s in cmp.schedules_at_budget(profile, args.steps).items()]
+    rows = [_row(s, name) for name, s in solve.schedules_at_budget(profile, args.steps).items()]
     exact = next(r["expected_kl"] for r in rows if r["method"] == "optimal")
     for r in rows:
         r["ratio_to_exact"] = r["expected_kl"] / exact if exact > 0 else _ratio_at_zero(r)
@@ -179,18 +179,18 @@ def run_compare(args: argparse.Namespace) -> int:
     out = {"n": profile.n, "budget": args.steps, "schedules": rows}
     if args.target_kl is not None:
         out["target_kl"] = args.target_kl
-        out["fewest_steps"] = cmp.fewest_steps(profile, args.target_kl)
+        out["fewest_steps"] = solve.fewest_steps(profile, args.target_kl)
     if args.json:
         print(_io.dumps(out))
         return 0
     print(f"n = {profile.n} tokens, budget T = {args.steps} steps")
-    shown = [{**r, "method": cmp.LABELS.get(r["method"], r["method"])} for r in rows]
+    shown = [{**r, "method": solve.LABELS.get(r["method"], r["method"])} for r in rows]
     print(format_table(shown, ("method", "steps", "expected_kl", "expected_kl_bits", "largest_step",
                         "ratio_to_exact"),
                  ("method", "steps", "KL (nats)", "KL (bits)", "largest step", "/ exact")))
     if args.target_kl is not None:
         print(f"\nfewest steps to reach expected KL <= {args.target_kl:g} nats")
-        fewest = [{"method": cmp.LABELS[m], "steps": s} for m, s in out["fewest_steps"].items()]
+        fewest = [{"method": solve.LABELS[m], "steps": s} for m, s in out["fewest_steps"].items()]
         print(format_table(fewest, ("method", "steps"), ("method", "steps")))
     return 0
 

@@ -274,7 +274,7 @@ def demo_examples(n: int = 128):
 def run_demo(args: argparse.Namespace) -> int:
     import jax
 
-    from .. import solve as compare
+    from .. import solve
     from ..check import verify
     from ..schedule import uniform
     from ..solve import optimize
@@ -310,11 +310,11 @@ def run_demo(args: argparse.Namespace) -> int:
         rows = budget_table(profile, budgets)
         methods = [m for m in rows[0] if m != "T"]
         print("expected KL (nats) by step budget T:")
-        print(format_table(rows, ("T", *methods), ("T", *(compare.LABELS[m] for m in methods))))
-        fewest = compare.fewest_steps(profile, TARGET_KL)
+        print(format_table(rows, ("T", *methods), ("T", *(solve.LABELS[m] for m in methods))))
+        fewest = solve.fewest_steps(profile, TARGET_KL)
         print(
             f"steps to reach KL <= {TARGET_KL:g} nat: "
-            + ", ".join(f"{compare.LABELS[m]} {t}" for m, t in fewest.items())
+            + ", ".join(f"{solve.LABELS[m]} {t}" for m, t in fewest.items())
         )
         best = optimize(profile, DEMO_STEPS)
         flat = uniform(profile, DEMO_STEPS)
@@ -343,10 +343,10 @@ def run_demo(args: argparse.Namespace) -> int:
 def budget_table(profile, budgets) -> list[dict]:
     """Expected KL (nats) of each method (`schedopt.solve.METHODS`) at each budget T, one
     dict per T: one frontier pass and one batched evaluation, plus the optimizer per T."""
-    from .. import solve as compare
+    from .. import solve
     from ..solve import optimize
 
-    table = compare.budget_table(profile, max(budgets))
+    table = solve.budget_table(profile, max(budgets))
     rows = []
     for steps in budgets:
         row = {"T": steps, "optimized": float(optimize(profile, steps).expected_kl)}
@@ -360,12 +360,12 @@ def draw_step_approximations(figures, path) -> None:
 
     The shaded area between g and a schedule's steps is its expected KL (theory §3).
     """
-    from .. import check as plot
+    from .. import check
 
-    figure = plot.new_figure((6.4 * len(figures), 4.2))
+    figure = check.new_figure((6.4 * len(figures), 4.2))
     for ax, (name, profile, *schedules) in zip(
         figure.subplots(1, len(figures), squeeze=False)[0], figures, strict=True
     ):
-        plot.plot_profile(profile, schedules, ax, xscale="symlog")
+        check.plot_profile(profile, schedules, ax, xscale="symlog")
         ax.set_title(f"{name}: shaded area = expected KL")
-    plot.save_png(figure, path)
+    check.save_png(figure, path)
