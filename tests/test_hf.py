@@ -629,6 +629,35 @@ def test_strided_logits_are_reduced_as_a_float64_log_softmax(bert_dir):
             assert np.isnan(value[i][~masked]).all()
 
 
+def test_only_the_statistics_asked_for_are_computed(bert_dir):
+    # What the confidence rule reads: cross-entropy and log top-1 equal a float64 log-softmax
+    # of the logits computed here; the statistics not asked for are NaN everywhere.
+    import torch
+
+    model, _ = load_hf_model(str(bert_dir))
+    rng = np.random.default_rng(7)
+    prompts = [rng.integers(6, 25, size=k) for k in (2, 3, 4, 3)]
+    answers = rng.integers(6, 25, size=(4, 5))
+    revealed = rng.random((4, 5)) < 0.4
+    scorer = HFScorer(model, mask_id=tiny_hf.MASK_ID)
+    ce, ent, top1, top2 = scorer.rule_statistics(prompts, answers, revealed,
+                                                 statistics=("cross_entropy", "log_top1"))
+    assert np.isnan(ent).all() and np.isnan(top2).all()
+    for i, prompt in enumerate(prompts):
+        ids = np.concatenate([prompt, np.where(revealed[i], answers[i], tiny_hf.MASK_ID)])
+        with torch.no_grad():
+            logits = model(input_ids=torch.from_numpy(ids)[None]).logits[0, len(prompt):]
+        z = logits.double().numpy()
+        logp = z - z.max(-1, keepdims=True)
+        logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
+        masked = ~revealed[i]
+        np.testing.assert_allclose(ce[i][masked], -logp[np.arange(5), answers[i]][masked],
+                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(top1[i][masked], logp.max(-1)[masked], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown statistics"):
+        scorer.rule_statistics(prompts, answers, revealed, statistics=("confidence",))
+
+
 def test_out_of_memory_names_batch_size_and_the_fitted_batch_halves(markov_dir, chain_pairs):
     prompts, answers, _ = chain_pairs
     model, _ = load_hf_model(str(markov_dir), trust_remote_code=True)

@@ -39,7 +39,9 @@ class TableLM(torch.nn.Module):
         return torch.cat([pad, logits], dim=1)
 
 
-@pytest.mark.parametrize("rule,counts", [
+@pytest.mark.parametrize("rule,counts", [  # every ranking: the scorer reduces only what it reads
+    (OrderRule("confidence"), [1, 2, 1]),
+    (OrderRule("left-to-right"), [3, 1]),
     (OrderRule("margin"), [2, 2]),
     (OrderRule("entropy", block_length=2), [1, 1, 1, 1]),
     (ThresholdRule(0.7), None),

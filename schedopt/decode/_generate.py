@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._internal.checks import check_tokens_per_step, real_number, whole_number
-from ..rules import OrderRule, PositionStats, Rule, follow, logit_statistics
+from ..rules import OrderRule, PositionStats, Rule, follow, logit_statistics, statistics_read
 from ..sources import check_prompts, is_scorer
 
 
@@ -94,7 +94,7 @@ def generate(model: Any, prompts: Any, rule: Rule, counts: Any = None, *,
     if rule.name == "random":
         order = np.asarray(jax.vmap(lambda k: jax.random.permutation(k, n))(
             jax.random.split(keys[0], m)))
-    step_fn = _step_function(model, plist, temperature, keys[1])
+    step_fn = _step_function(model, rule, plist, temperature, keys[1])
     tokens = np.zeros((m, n), np.int64)
     log_prob, passes = np.zeros(m), np.zeros(m, np.int64)
     start = time.perf_counter()
@@ -124,18 +124,20 @@ def _counts_and_length(rule: Rule, counts: Any, length: Any) -> tuple[np.ndarray
     return None, whole_number(length, "length", minimum=1)
 
 
-def _step_function(model: Any, prompts: list[np.ndarray], temperature: float, key: Any):
+def _step_function(model: Any, rule: Rule, prompts: list[np.ndarray], temperature: float,
+                   key: Any):
     """(rows, tokens, revealed) -> (drawn tokens, PositionStats) for one decoding step."""
     if is_scorer(model):
         if not hasattr(model, "sampled_statistics"):
             raise ValueError(f"{type(model).__name__} cannot draw tokens (no "
                              "sampled_statistics method); use schedopt.sources.HFScorer")
         generator = _torch_generator(model, key)
+        read = statistics_read(rule)
 
         def hf_step(rows, tokens, revealed):
             drawn, *stats = model.sampled_statistics(
                 [prompts[i] for i in rows], tokens, revealed, temperature=temperature,
-                generator=generator)
+                generator=generator, statistics=read)
             return drawn, PositionStats(*stats)
         return hf_step
     if len({p.size for p in prompts}) > 1:

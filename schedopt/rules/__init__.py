@@ -22,3 +22,4 @@ from ._rules import follow as follow
 from ._rules import logit_statistics as logit_statistics
 from ._rules import one_by_one_rule as one_by_one_rule
 from ._rules import rule_nll as rule_nll
+from ._rules import statistics_read as statistics_read

@@ -41,7 +41,7 @@ def rule_step_costs(model, data: Any, rule: OrderRule, *, prompts: Any = None,
                          "`schedopt optimize` on the curve")
     x = np.asarray(data)
     m, n = x.shape
-    stats_fn = statistics_fn(model)
+    stats_fn = statistics_fn(model, rule)
     plist = check_prompts(prompts, m) or [np.zeros(0, np.int32)] * m
     ragged = np.empty(m, object)
     ragged[:] = plist

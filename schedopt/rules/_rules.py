@@ -136,6 +136,20 @@ def candidates(masked: np.ndarray, block_length: int | None) -> np.ndarray:
     return masked & (block[None, :] == first[:, None])
 
 
+# What each rule ranks (and, for adaptive rules, bounds) by, named as the scorers name them
+# (`schedopt.sources.STATISTICS`); a scorer computes only these and the cross-entropy.
+_RANKED_BY = {"confidence": ("log_top1",), "threshold": ("log_top1",),
+              "margin": ("log_top1", "log_top2"), "entropy": ("entropy",),
+              "entropy-bound": ("entropy",), "left-to-right": (), "random": ()}
+
+
+def statistics_read(rule: Rule) -> tuple[str, ...]:
+    """The per-position statistics one step of `rule` reads: the cross-entropy (the NLL, or
+    the drawn token's log-probability) and what the rule ranks by. Asking a scorer for these
+    alone skips the rest (the top-2 search costs more than the others together)."""
+    return ("cross_entropy", *_RANKED_BY[rule.name])
+
+
 def priority(rule: Rule, stats: PositionStats, order: np.ndarray | None) -> np.ndarray:
     """float64[B, n]: larger is revealed first (ties: lowest position, by a stable sort)."""
     name = rule.name
@@ -225,8 +239,12 @@ def jax_statistics(logits_fn) -> Callable[..., PositionStats]:
     return run
 
 
-def statistics_fn(model) -> Callable[..., PositionStats]:
-    """The statistics function of a JAX logits_fn or a TokenScorer with rule_statistics."""
+def statistics_fn(model, rule: Rule) -> Callable[..., PositionStats]:
+    """The statistics function of a JAX logits_fn or a TokenScorer with rule_statistics.
+
+    A scorer computes only what `rule` reads (`statistics_read`; the rest is NaN); a JAX
+    model computes all four inside its jitted call, where they cost little.
+    """
     from ..sources import is_scorer
 
     if is_scorer(model):
@@ -234,8 +252,11 @@ def statistics_fn(model) -> Callable[..., PositionStats]:
             raise ValueError(f"{type(model).__name__} has no rule_statistics method; state-"
                              "dependent rules need top-1/top-2 probabilities (use HFScorer)")
 
+        read = statistics_read(rule)
+
         def run(prompts, answers, revealed):
-            return PositionStats(*model.rule_statistics(list(prompts), answers, revealed))
+            return PositionStats(*model.rule_statistics(list(prompts), answers, revealed,
+                                                        statistics=read))
         return run
     return jax_statistics(model)
 
@@ -290,7 +311,7 @@ def follow(step_fn: Callable[..., tuple[np.ndarray, PositionStats]], shape: tupl
     while not revealed.all():
         live = np.nonzero(~revealed.all(axis=1))[0]
         drawn, s = step_fn(live, tokens[live], revealed[live])
-        if np.isnan(np.where(revealed[live], 0.0, s.log_p1 + s.entropy)).any():
+        if np.isnan(np.where(revealed[live], 0.0, s.ce)).any():  # NaN logits make ce NaN
             raise ValueError("the model returned NaN probabilities at masked positions; check "
                              "that its weights loaded and that it handles masked inputs")
         count = None if counts is None else int(counts[step])
@@ -400,7 +421,7 @@ def rule_nll(model, data: Any, rule: Rule, counts: Any = None, *, key: jax.Array
             raise ValueError("the 'random' order needs a PRNG key; pass key=jax.random.key(...)")
         order = np.asarray(jax.vmap(lambda k: jax.random.permutation(k, n))(
             jax.random.split(key, m)))
-    stats_fn = statistics_fn(model)
+    stats_fn = statistics_fn(model, rule)
     groups = prompt_groups(check_prompts(prompts, m), m)
     if hasattr(model, "rule_statistics"):  # a scorer pads ragged prompts itself
         plist = check_prompts(prompts, m) or [np.zeros(0, np.int32)] * m
@@ -408,6 +429,7 @@ def rule_nll(model, data: Any, rule: Rule, counts: Any = None, *, key: jax.Array
         ragged[:] = plist
         groups = [(np.arange(m), ragged)]
     ref_rule = one_by_one_rule(rule)
+    ref_fn = statistics_fn(model, ref_rule)
     nll, passes, ref = np.zeros(m), np.zeros(m, np.int64), np.zeros(m)
     for rows, pr in groups:
         for lo in range(0, len(rows), batch_size):
@@ -420,7 +442,7 @@ def rule_nll(model, data: Any, rule: Rule, counts: Any = None, *, key: jax.Array
             elif counts is not None and len(counts) == n and rule == ref_rule:
                 ref[idx] = nll[idx]
             else:
-                ref[idx] = teacher_forced(stats_fn, p, x[idx], ref_rule, np.ones(n, np.int64),
+                ref[idx] = teacher_forced(ref_fn, p, x[idx], ref_rule, np.ones(n, np.int64),
                                           order=o)[0]
     if not np.all(np.isfinite(nll)):
         raise ValueError("the model gave infinite or NaN log-probabilities for the data; "

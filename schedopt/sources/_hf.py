@@ -146,7 +146,7 @@ class Draw(NamedTuple):
     generator: Any = None  # a torch.Generator on the logits' device, or None
 
 
-def position_statistics(logits: Any, targets: Any, count: int = 4, *,
+def position_statistics(logits: Any, targets: Any, names: Sequence[str] = STATISTICS, *,
                         draw: Draw | None = None, work: Any = None) -> dict[str, Any]:
     """Per-position statistics of one chunk of logits, on their device.
 
@@ -158,12 +158,14 @@ def position_statistics(logits: Any, targets: Any, count: int = 4, *,
         logits: float tensor [k, V], already shifted and sliced to the answer positions (may
             be `work[0]` itself, then overwritten).
         targets: int64 tensor [k], the true answer tokens (ignored with `draw`).
-        count: the first `count` of `STATISTICS` to compute (2: no top-2 search).
+        names: the `STATISTICS` to compute. Each costs passes over [k, V]: ask for what is
+            read ("log_top2" needs a search for the first maximum, slower than the rest
+            together at V = 512).
         draw: draw the tokens (see `Draw`); cross_entropy is then of the drawn token.
         work: two float32 tensors of shape [k, V] (views of larger buffers are fine).
 
     Returns:
-        float32 tensors [k] (nats), keyed as `STATISTICS`: "cross_entropy" -log p(target),
+        float32 tensors [k] (nats), keyed by `names`: "cross_entropy" -log p(target),
         "entropy" -sum p log p, and "log_top1", "log_top2" the two largest log-probabilities
         (what the confidence and margin rules of `schedopt.rules` rank by; -inf for V = 1);
         with `draw`, also "token" (int64 [k]).
@@ -181,32 +183,37 @@ def position_statistics(logits: Any, targets: Any, count: int = 4, *,
     # In place, never normalised in full: each pass over [k, V] costs about as much as a
     # small model's forward. z = logits - max (0 at the maximum), e = exp(z), and
     # log p = z - log sum e.
-    if count > 2 or draw is not None:
+    unknown = set(names) - set(STATISTICS)
+    if unknown:
+        raise ValueError(f"unknown statistics {sorted(unknown)}; choose from {STATISTICS}")
+    greedy = draw is not None and draw.temperature == 0
+    if "log_top2" in names or greedy:
         top, first = z.max(dim=-1, keepdim=True)  # the first maximum, as torch.argmax
     else:
         top = z.amax(dim=-1, keepdim=True)  # several times faster than max with indices
-    if draw is not None and draw.temperature == 0:
+    if greedy:
         targets = first[:, 0]
     out = {}
-    if count > 2:  # the runner-up: the maximum with the first maximum set aside (topk is slower)
+    if "log_top2" in names:  # the runner-up: the maximum with the first set aside (topk is slower)
         second = z.scatter_(-1, first, -torch.inf).amax(-1, keepdim=True)
         z.scatter_(-1, first, top)
     z.sub_(top)
     total = torch.exp(z, out=e).sum(-1)
     log_total = total.log()
-    if count > 2:
-        out["log_top1"] = -log_total
+    out["log_top1"] = -log_total
+    if "log_top2" in names:
         out["log_top2"] = (second - top)[:, 0] - log_total
     if draw is not None and draw.temperature > 0:  # multinomial takes unnormalised weights
         targets = torch.multinomial(e, 1, generator=draw.generator)[:, 0]
     if draw is not None:
         out["token"] = targets
-    out["cross_entropy"] = log_total - z.gather(-1, targets[..., None])[..., 0]
-    # -sum p log p = log sum e - sum e z / sum e, both terms >= 0; e z is 0 * -inf = NaN
-    # where a logit is -inf, which nansum counts as the 0 that 0 log 0 is.
-    out["entropy"] = log_total - e.mul_(z).nansum(-1) / total
-    names = STATISTICS[:count] + (("token",) if draw is not None else ())
-    return {name: out[name] for name in names}
+    if "cross_entropy" in names:
+        out["cross_entropy"] = log_total - z.gather(-1, targets[..., None])[..., 0]
+    if "entropy" in names:
+        # -sum p log p = log sum e - sum e z / sum e, both terms >= 0; e z is 0 * -inf = NaN
+        # where a logit is -inf, which nansum counts as the 0 that 0 log 0 is.
+        out["entropy"] = log_total - e.mul_(z).nansum(-1) / total
+    return {name: out[name] for name in (*names, *(("token",) if draw is not None else ()))}
 
 
 def _is_out_of_memory(e: BaseException) -> bool:
@@ -372,7 +379,8 @@ class HFScorer:
                              f"{out.shape[-1]} logits per position")
         return out
 
-    def _reduce(self, logits: Any, lengths: np.ndarray, answers: np.ndarray, count: int,
+    def _reduce(self, logits: Any, lengths: np.ndarray, answers: np.ndarray,
+                names: tuple[str, ...],
                 draw: Draw | None = None, wanted: np.ndarray | None = None) -> dict:
         """Statistics [b, n] (float64, host) from logits [b, L, V], in chunks of positions.
 
@@ -414,13 +422,13 @@ class HFScorer:
                 r, c = (torch.from_numpy(x[lo:lo + k]).to(logits.device) for x in (rows, cols))
                 raw[:k].copy_(logits[r, c])
             chunk = raw[:k, : self.vocab_size]
-            stats = position_statistics(chunk, targets[lo:lo + k], count, draw=draw,
+            stats = position_statistics(chunk, targets[lo:lo + k], names, draw=draw,
                                         work=(work[0][:k, : self.vocab_size], work[1][:k]))
             for name, value in stats.items():
                 parts.setdefault(name, []).append(
                     value.cpu() if name == "token" else value.double().cpu())
         out = {}
-        for name in STATISTICS[:count] + (("token",) if draw is not None else ()):
+        for name in (*names, *(("token",) if draw is not None else ())):
             full = np.zeros(b * n, np.int64) if name == "token" else np.full(b * n, np.nan)
             if flat.size:
                 full[flat] = torch.cat(parts[name]).numpy()
@@ -437,7 +445,7 @@ class HFScorer:
                                                      device=device)
         return kept[:rows]
 
-    def _score(self, prompts, shown: np.ndarray, answers: np.ndarray, count: int,
+    def _score(self, prompts, shown: np.ndarray, answers: np.ndarray, names: tuple[str, ...],
                draw: Draw | None = None, wanted: np.ndarray | None = None) -> dict:
         """One forward pass over right-padded rows, reduced to statistics [b, n]."""
         b, n = answers.shape
@@ -449,7 +457,7 @@ class HFScorer:
             ids[i, : lengths[i]] = p
             ids[i, lengths[i] : lengths[i] + n] = shown[i]
             live[i, : lengths[i] + n] = True
-        return self._reduce(self._forward(ids, live), lengths, answers, count, draw, wanted)
+        return self._reduce(self._forward(ids, live), lengths, answers, names, draw, wanted)
 
     def _rows_per_pass(self, length: int) -> int:
         """Rows that fit: the logits [rows, length, V] plus as much again for the model's
@@ -462,7 +470,8 @@ class HFScorer:
         per_row = 2 * length * self.vocab_size * max(itemsize, 4)
         return int(np.clip(_free_bytes(torch, self.device) // 2 // per_row, 1, MAX_AUTO_ROWS))
 
-    def _scored_in_passes(self, prompts, shown, answers, count: int, draw: Draw | None = None,
+    def _scored_in_passes(self, prompts, shown, answers, names: tuple[str, ...],
+                          draw: Draw | None = None,
                           wanted: np.ndarray | None = None) -> dict:
         """Statistics of all rows, in passes of `_rows_per_pass` rows (halved on OOM)."""
         b, n = answers.shape
@@ -472,7 +481,7 @@ class HFScorer:
         while lo < b:
             part = slice(lo, min(b, lo + size))
             try:
-                stats = self._score(prompts[part], shown[part], answers[part], count, draw,
+                stats = self._score(prompts[part], shown[part], answers[part], names, draw,
                                     None if wanted is None else wanted[part])
             except (RuntimeError, MemoryError) as e:
                 if not _is_out_of_memory(e):
@@ -491,7 +500,8 @@ class HFScorer:
             lo = part.stop
         return out
 
-    def _check_padding_changes_nothing(self, prompts, shown, answers, got: dict, count: int,
+    def _check_padding_changes_nothing(self, prompts, shown, answers, got: dict,
+                                       names: tuple[str, ...],
                                        draw: Draw | None = None) -> None:
         """Re-score the most padded rows alone; refuse when padding moved a score."""
         lengths = np.asarray([len(p) for p in prompts])
@@ -500,7 +510,7 @@ class HFScorer:
         self._check_padding = False
         worst = 0.0
         for i in np.argsort(lengths, kind="stable")[:PADDING_CHECK_ROWS]:
-            alone = self._score([prompts[i]], shown[i:i + 1], answers[i:i + 1], count, draw)
+            alone = self._score([prompts[i]], shown[i:i + 1], answers[i:i + 1], names, draw)
             masked = shown[i] == self.mask_id
             for name, value in alone.items():
                 if draw is not None and name in ("token", "cross_entropy"):
@@ -522,22 +532,25 @@ class HFScorer:
         self, prompts: Sequence[np.ndarray], answers: np.ndarray, revealed: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """float64[B, n] cross-entropy and predictive entropy at every answer position (nats)."""
-        return self._statistics(prompts, answers, revealed, 2)
+        return self._statistics(prompts, answers, revealed, ("cross_entropy", "entropy"))
 
     def rule_statistics(
-        self, prompts: Sequence[np.ndarray], answers: np.ndarray, revealed: np.ndarray
+        self, prompts: Sequence[np.ndarray], answers: np.ndarray, revealed: np.ndarray, *,
+        statistics: Sequence[str] = STATISTICS,
     ) -> tuple[np.ndarray, ...]:
         """float64[B, n] cross-entropy, entropy, log top-1 and log top-2 probability (nats).
 
         What the state-dependent unmasking rules of `schedopt.rules` rank by: given at the
         masked positions only (NaN where `revealed`, whose logits are never reduced: a rule
-        chooses among masked positions, and this halves the work on average).
+        chooses among masked positions, and this halves the work on average). Only the
+        `statistics` named are computed (a rule's `statistics_read`); the others are NaN.
         """
-        return self._statistics(prompts, answers, revealed, 4, masked_only=True)
+        return self._statistics(prompts, answers, revealed, tuple(statistics),
+                                masked_only=True, every=True)
 
     def sampled_statistics(
         self, prompts: Sequence[np.ndarray], state: np.ndarray, revealed: np.ndarray, *,
-        temperature: float, generator: Any = None,
+        temperature: float, generator: Any = None, statistics: Sequence[str] = STATISTICS,
     ) -> tuple[np.ndarray, ...]:
         """One decoding step: a token drawn at every answer position, and its statistics.
 
@@ -547,6 +560,7 @@ class HFScorer:
             revealed: bool[B, n].
             temperature: draw from softmax(logits / temperature); 0 takes the argmax.
             generator: a torch.Generator on the model's device (temperature > 0).
+            statistics: the statistics to compute, as in `rule_statistics`.
 
         Returns:
             (tokens int64[B, n], cross_entropy, entropy, log_top1, log_top2 float64[B, n]):
@@ -555,14 +569,16 @@ class HFScorer:
             and NaN where `revealed`).
         """
         draw = Draw(float(temperature), generator)
-        out = self._statistics(prompts, state, revealed, 4, draw, masked_only=True)
+        out = self._statistics(prompts, state, revealed, tuple(statistics), draw,
+                               masked_only=True, every=True)
         return (out[-1].astype(np.int64), *out[:-1])
 
-    def _statistics(self, prompts, answers, revealed, count: int, draw: Draw | None = None,
-                    masked_only: bool = False) -> tuple[np.ndarray, ...]:
-        """The first `count` of `STATISTICS` for every row, float64[B, n] each (then the
-        drawn tokens, with `draw`: see `_reduce`); with `masked_only`, NaN at revealed
-        positions, which are then not reduced at all."""
+    def _statistics(self, prompts, answers, revealed, names: tuple[str, ...],
+                    draw: Draw | None = None, *, masked_only: bool = False,
+                    every: bool = False) -> tuple[np.ndarray, ...]:
+        """The statistics `names` for every row, float64[B, n] each (then the drawn tokens,
+        with `draw`: see `_reduce`); with `masked_only`, NaN at revealed positions, which are
+        then not reduced at all; with `every`, all of `STATISTICS`, NaN where not named."""
         answers = np.asarray(answers, np.int64)
         b, n = answers.shape
         prompts = [np.asarray(p, np.int64) for p in prompts]
@@ -576,15 +592,16 @@ class HFScorer:
         for rows in groups:
             part_prompts = [prompts[i] for i in rows]
             wanted = ~np.asarray(revealed, bool)[rows] if masked_only else None
-            got = self._scored_in_passes(part_prompts, shown[rows], answers[rows], count, draw,
+            got = self._scored_in_passes(part_prompts, shown[rows], answers[rows], names, draw,
                                          wanted)
             if self._check_padding and self.attention != "none":
                 self._check_padding_changes_nothing(part_prompts, shown[rows], answers[rows],
-                                                    got, count, draw)
+                                                    got, names, draw)
             for name, value in got.items():
                 stats.setdefault(name, np.zeros((b, n), value.dtype))[rows] = value
-        names = STATISTICS[:count] + (("token",) if draw is not None else ())
-        return tuple(stats[name] for name in names)
+        out = tuple(stats[name] if name in stats else np.full((b, n), np.nan)
+                    for name in (STATISTICS if every else names))
+        return out + ((stats["token"],) if draw is not None else ())
 
 
 def hf_scorer(
