@@ -77,6 +77,21 @@ def test_expected_kl_batches_and_jits():
     np.testing.assert_allclose(got, want[1], rtol=1e-12)
 
 
+def test_one_schedule_and_a_batch_take_their_own_routes_to_the_same_kl():
+    # evaluate_kl computes one schedule in numpy and a batch through the JAX kernel; both
+    # equal the plain loop, with zero-size (padding) steps anywhere, and 0 on a flat curve.
+    from schedopt.objective import evaluate_kl
+
+    rng = np.random.default_rng(5)
+    entropy = np.concatenate([[0], np.cumsum(np.sort(rng.exponential(size=40))[::-1])])
+    batch = np.asarray([[0, 7, 0, 30, 3], [10, 10, 10, 10, 0], [40, 0, 0, 0, 0]])
+    want = [kl_from_curve(entropy, s) for s in batch]
+    np.testing.assert_allclose(evaluate_kl(entropy, batch), want, rtol=1e-12)
+    for s, w in zip(batch, want, strict=True):
+        assert float(evaluate_kl(entropy, s)) == pytest.approx(w, rel=1e-12)
+    assert float(evaluate_kl(np.arange(41.0) * 0.3, batch[0])) == 0.0
+
+
 def test_relaxed_equals_exact_at_integer_cuts():
     rng = np.random.default_rng(3)
     entropy = np.concatenate([[0], np.cumsum(np.sort(rng.exponential(size=40))[::-1])])

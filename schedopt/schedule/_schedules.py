@@ -18,7 +18,7 @@ from .._internal.checks import (
     whole_number,
 )
 from ..curve import EntropyProfile
-from ..objective import expected_kl
+from ..objective import evaluate_kl, expected_kl
 
 SCHEDULE_FORMAT = "schedopt.schedule"
 VERSION = 1
@@ -84,7 +84,7 @@ class Schedule:
         s = check_tokens_per_step(tokens_per_step, profile.n)
         if s.ndim != 1:
             raise ValueError(f"tokens_per_step must be 1-D, got shape {s.shape}")
-        kl = expected_kl(profile, s)
+        kl = evaluate_kl(profile.entropy, s)  # s is checked
         return cls(tokens_per_step=s, expected_kl=np.float64(kl), method=method, **kwargs)
 
     def to_json(self) -> dict:

@@ -366,6 +366,8 @@ def fewest_optimal_steps(entropy: np.ndarray, threshold: float) -> int:
 def _grid_arrays(entropy: np.ndarray, starts: np.ndarray):
     """(x, H, g) float64 on the unpadded grid of `starts` (the numba solvers' input)."""
     g = np.diff(entropy)
+    if starts.size == entropy.size:  # every position starts a run: no gathers to make
+        return starts.astype(np.float64), entropy, g
     return starts.astype(np.float64), entropy[starts], g[starts[:-1]]
 
 

@@ -264,8 +264,8 @@ def layered_frontier(x, h, g, depth):
     cur = np.full(m + 1, np.inf)
     out = np.empty(depth)
     base = h[:-1] - x[:-1] * g  # H_i - x_i g_i, the layer-independent intercept part
-    parent = np.empty(0, np.int64)  # none: the frontier keeps no schedule
-    line = np.empty(m, np.int64)
+    parent = np.empty(0, np.int32)  # none: the frontier keeps no schedule
+    line = np.empty(m, np.int32)
     slope = np.empty(m)
     inter = np.empty(m)
     for t in range(1, depth + 1):
@@ -294,8 +294,8 @@ def layered_path(x, h, g, steps):
     for j in range(1, m + 1):  # F_1(j) = x_j g_0 - (H_j - H_0)
         prev[j] = x[j] * g[0] - (h[j] - h[0])
     cur = np.empty(m + 1)
-    parent = np.empty((steps, m + 1), np.int64)
-    line = np.empty(m, np.int64)
+    parent = np.empty((steps, m + 1), np.int32)  # int32: half the stores of the largest table
+    line = np.empty(m, np.int32)
     slope = np.empty(m)
     inter = np.empty(m)
     for t in range(2, steps):
