@@ -214,6 +214,9 @@ def _hull_layer(x, h, g, base, prev, cur, parent, lo, hi, line, slope, inter):
     gets the argmin i unless parent is empty (`layered_frontier` keeps no schedule). line,
     slope, inter: scratch of m entries. Inlined, and with the argmin stores skipped when
     unused: otherwise `layered_frontier` measured 10 to 20% slower than its own loop.
+    The envelope update repeats the one in `penalised` on purpose: both written through
+    shared inlined helpers returning (size, pointer) measured 2.2 to 4.3 times slower
+    (2026-12-08, n = 131072).
     """
     keep = parent.shape[0] > 0
     size = 0
