@@ -198,7 +198,7 @@ def run_profile(args: argparse.Namespace, load_jax) -> int:
     model, answers, prompts, info = _load(args, load_jax)
     costs = rule_step_costs(model, answers, rule, prompts=prompts, batch_size=args.batch_size)
     m, n = answers.shape
-    record = {"format": RULE_COSTS, "version": 1, "n": n, "rule": rule.name,
+    record = {**_io.header(RULE_COSTS, 1), "n": n, "rule": rule.name,
               "block_length": rule.block_length, "sequences": m, "forward_passes": m * n,
               "costs": np.where(np.isfinite(costs), costs, -1.0).tolist(),
               "source": {k: getattr(args, k, None) for k in _SOURCE}, "info": info}

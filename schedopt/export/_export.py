@@ -138,7 +138,7 @@ def export_schedule(
             f"--block-length applies to --format counts only (got --format {fmt}); "
             "drop it or export counts"
         )
-    head: dict[str, Any] = {"format": EXPORT_FORMAT, "version": VERSION, "kind": fmt}
+    head: dict[str, Any] = {**_io.header(EXPORT_FORMAT, VERSION), "kind": fmt}
     if isinstance(schedule, TimeGrid):
         if fmt in ("counts", "maskgit"):
             raise ValueError(
