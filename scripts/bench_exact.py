@@ -19,6 +19,7 @@ same run.
     python scripts/bench_exact.py [--repeats 3]
     python scripts/bench_exact.py --steps 8 --no-frontier     # the T = 8 rows only
     python scripts/bench_exact.py --jax-dp     # only: the vmapped JAX DP against numba, CPU
+    python scripts/bench_exact.py --kl         # only: one schedule's KL, numpy against XLA
 
 `--jax-dp` times, at n = 4096 on the chain and its regularised version, the JAX DP of
 `schedopt.solve` (one curve, and a batch of 32 through one vmapped call) against the numba
@@ -142,6 +143,25 @@ def jax_against_numba() -> None:
                   f"x32; numba Lagrangian {numba_time * 1e3:.2f} ms", flush=True)
 
 
+def kl_routes(repeats: int) -> None:
+    """`evaluate_kl` on one schedule (its numpy route) against the same schedule as a batch of
+    one (the jitted JAX kernel), on the smooth curve at n = 131072: medians of `repeats`."""
+    from schedopt.objective import evaluate_kl
+
+    h = np.asarray(curves(131072)["smooth"].entropy, np.float64)
+    n = h.size - 1
+    print("| n | T | one schedule, numpy (ms) | a batch of one, XLA (ms) |")
+    print("|---|---|---|---|")
+    for steps in (8, 64, 512, 4096):
+        tokens = np.full(steps, n // steps)
+        tokens[: n - tokens.sum()] += 1
+        evaluate_kl(h, tokens[None])  # compile
+        one, a = timed(lambda: evaluate_kl(h, tokens), repeats)  # noqa: B023
+        batch, b = timed(lambda: evaluate_kl(h, tokens[None]), repeats)  # noqa: B023
+        assert abs(float(a) - float(b[0])) <= 1e-9 * float(a)
+        print(f"| {n} | {steps} | {one * 1e3:.2f} | {batch * 1e3:.2f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -149,7 +169,11 @@ def main() -> None:
     parser.add_argument("--jax-dp", action="store_true", help="only the JAX DP against numba")
     parser.add_argument("--steps", default="8,64,512", help="comma-separated budgets T")
     parser.add_argument("--no-frontier", action="store_true", help="skip the frontier timing")
+    parser.add_argument("--kl", action="store_true", help="only one schedule's KL, both routes")
     args = parser.parse_args()
+    if args.kl:
+        kl_routes(max(args.repeats, 20))
+        return
     budgets = [int(t) for t in args.steps.split(",")]
     if args.jax_dp:
         jax_against_numba()

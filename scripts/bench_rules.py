@@ -10,6 +10,8 @@ of a realistic shape (6 layers of width 512, a 32768-token vocabulary) and the d
 
     python scripts/bench_rules.py            # medians of 5 repeats
     python scripts/bench_rules.py --models text,bert   # the torch rows only
+    python scripts/bench_rules.py --reduction   # position_statistics by the statistics asked for
+    python scripts/bench_rules.py --faults      # minor page faults per call, text model
 
 Prints a markdown table: calls, seconds (median), calls per second, and the ratio of schedopt's
 rate to the bare loop's (the target is at least 0.9): the median over repeats of the ratio
@@ -79,6 +81,75 @@ def _text(steps: int, repeats: int) -> list[tuple]:
              *_paired(score, bare(steps), repeats)),
             ("text model (torch)", "rule_step_costs", m, n,
              *_paired(costs, bare(n), repeats))]
+
+
+def _minor_faults(fn) -> int:
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    fn()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+def _faults(steps: int, repeats: int) -> None:
+    """Minor page faults per model call of `rule_nll` and of the bare loop (text model): the
+    allocator's share of the gap (docs/benchmarks.md, "Scoring decoding rules")."""
+    import torch
+
+    from schedopt.check import llada_stock
+    from schedopt.rules import OrderRule, rule_nll
+    from schedopt.sources import hf_scorer, read_pairs
+
+    torch.set_num_threads(2)
+    record = json.loads((DATA / "stdlib_mlm" / "training.json").read_text())
+    scorer, _ = hf_scorer(str(DATA / "stdlib_mlm"), mask_id=record["mask_id"], batch_size=96,
+                          trust_remote_code=True)
+    pairs = read_pairs(DATA / "stdlib_test.jsonl", vocab_size=scorer.vocab_size)
+    m, n = pairs.answers.shape
+    counts = llada_stock(n, steps).tokens_per_step
+    ids = torch.randint(0, scorer.vocab_size, (m, n + max(p.size for p in pairs.prompts)))
+    mask = torch.ones_like(ids)
+
+    def bare():
+        with torch.inference_mode():
+            for _ in range(steps):
+                scorer.model(input_ids=ids, attention_mask=mask)
+
+    def score():
+        rule_nll(scorer, pairs.answers, OrderRule("confidence"), counts,
+                 prompts=pairs.prompts, batch_size=m, reference=False)
+
+    score(), bare()  # warm up
+    pairs_of = [(_minor_faults(score), _minor_faults(bare)) for _ in range(repeats)]
+    print(f"| text model, T = {steps} | minor page faults per call (median of {repeats}) |")
+    print("|---|---|")
+    print(f"| rule_nll | {statistics.median(a for a, _ in pairs_of) / steps:.0f} |")
+    print(f"| bare loop | {statistics.median(b for _, b in pairs_of) / steps:.0f} |")
+
+
+def _reduction() -> None:
+    """`position_statistics` on one chunk by the statistics asked for (medians of 30)."""
+    import torch
+
+    from schedopt.sources import STATISTICS, position_statistics
+
+    torch.set_num_threads(2)
+    asked = {"all four statistics": STATISTICS,
+             "cross-entropy and log top-1": ("cross_entropy", "log_top1"),
+             "cross-entropy and entropy": ("cross_entropy", "entropy")}
+    print("| positions x V | " + " | ".join(f"{k} (ms)" for k in asked) + " |")
+    print("|---|" + "---|" * len(asked))
+    for k, v in ((3072, 512), (64, 131072)):
+        logits = torch.randn(k, v)
+        targets = torch.randint(0, v, (k,))
+        work = (torch.empty(k, v), torch.empty(k, v))
+        cells = []
+        for names in asked.values():
+            def run(names=names, logits=logits, targets=targets, work=work):
+                position_statistics(logits, targets, names, work=work)
+            run()
+            cells.append(f"{statistics.median(_seconds(run) for _ in range(30)) * 1e3:.2f}")
+        print(f"| {k} x {v} | " + " | ".join(cells) + " |")
 
 
 def _bert(steps: int, repeats: int, m: int) -> list[tuple]:
@@ -157,7 +228,17 @@ def main() -> int:
     parser.add_argument("--bert-batch", type=int, default=16)
     parser.add_argument("--models", default="text,bert,digits",
                         help="comma-separated subset of text, bert, digits")
+    parser.add_argument("--reduction", action="store_true",
+                        help="only: position_statistics by the statistics asked for")
+    parser.add_argument("--faults", action="store_true",
+                        help="only: minor page faults per call on the text model")
     args = parser.parse_args()
+    if args.reduction:
+        _reduction()
+        return 0
+    if args.faults:
+        _faults(args.steps, args.repeats)
+        return 0
     benches = {"text": lambda: _text(args.steps, args.repeats),
                "bert": lambda: _bert(args.steps, args.repeats, args.bert_batch),
                "digits": lambda: _digits(args.steps, args.repeats, args.digits_batch)}

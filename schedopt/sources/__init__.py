@@ -14,6 +14,7 @@ from ._data import check_sequences as check_sequences
 from ._data import default_hmm as default_hmm
 from ._data import digits as digits
 from ._data import load_dataset as load_dataset
+from ._hf import STATISTICS as STATISTICS
 from ._hf import TRANSFORMERS_RANGE as TRANSFORMERS_RANGE
 from ._hf import HFScorer as HFScorer
 from ._hf import hf_scorer as hf_scorer
