@@ -47,7 +47,9 @@ def _paired(ours, bare, repeats: int) -> tuple[float, float, float]:
             statistics.median(b / a for a, b in pairs))
 
 
-def _text(steps: int, repeats: int) -> list[tuple]:
+def _text_jobs(steps: int):
+    """On the shipped text model: (rule_nll with stock counts, rule_step_costs, bare(calls)
+    -> a loop of that many bare forward passes), and the batch size and answer length."""
     import torch
 
     from schedopt.check import llada_stock
@@ -77,6 +79,11 @@ def _text(steps: int, repeats: int) -> list[tuple]:
                              prompts=pairs.prompts, batch_size=m, reference=False)
     costs = lambda: rule_step_costs(scorer, pairs.answers, rule,  # noqa: E731
                                     prompts=pairs.prompts, batch_size=m)
+    return score, costs, bare, m, n
+
+
+def _text(steps: int, repeats: int) -> list[tuple]:
+    score, costs, bare, m, n = _text_jobs(steps)
     return [("text model (torch)", f"rule_nll, T = {steps}", m, steps,
              *_paired(score, bare(steps), repeats)),
             ("text model (torch)", "rule_step_costs", m, n,
@@ -94,31 +101,8 @@ def _minor_faults(fn) -> int:
 def _faults(steps: int, repeats: int) -> None:
     """Minor page faults per model call of `rule_nll` and of the bare loop (text model): the
     allocator's share of the gap (docs/benchmarks.md, "Scoring decoding rules")."""
-    import torch
-
-    from schedopt.check import llada_stock
-    from schedopt.rules import OrderRule, rule_nll
-    from schedopt.sources import hf_scorer, read_pairs
-
-    torch.set_num_threads(2)
-    record = json.loads((DATA / "stdlib_mlm" / "training.json").read_text())
-    scorer, _ = hf_scorer(str(DATA / "stdlib_mlm"), mask_id=record["mask_id"], batch_size=96,
-                          trust_remote_code=True)
-    pairs = read_pairs(DATA / "stdlib_test.jsonl", vocab_size=scorer.vocab_size)
-    m, n = pairs.answers.shape
-    counts = llada_stock(n, steps).tokens_per_step
-    ids = torch.randint(0, scorer.vocab_size, (m, n + max(p.size for p in pairs.prompts)))
-    mask = torch.ones_like(ids)
-
-    def bare():
-        with torch.inference_mode():
-            for _ in range(steps):
-                scorer.model(input_ids=ids, attention_mask=mask)
-
-    def score():
-        rule_nll(scorer, pairs.answers, OrderRule("confidence"), counts,
-                 prompts=pairs.prompts, batch_size=m, reference=False)
-
+    score, _, bare, _, _ = _text_jobs(steps)
+    bare = bare(steps)
     score(), bare()  # warm up
     pairs_of = [(_minor_faults(score), _minor_faults(bare)) for _ in range(repeats)]
     print(f"| text model, T = {steps} | minor page faults per call (median of {repeats}) |")
